@@ -1,0 +1,102 @@
+/* libextract: the public interface of intake's document layer (ingest, and as it grows, schemas,
+ * constrained extraction, validation and results).
+ *
+ * Ingest owns turning one file into a document: its pages as 8-bit RGB rasters with resolution and
+ * page number, plus the text layer of born-digital PDFs. The format is decided by magic bytes only;
+ * limits are checked from headers before anything large is decoded. Every failure is one line in
+ * vlm_err naming the file, the page where relevant, and the reason; nothing partial is returned.
+ * Thread safety: ex_doc_load may run concurrently on different files. */
+#ifndef EX_H
+#define EX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vlm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum ex_format {
+	EX_FORMAT_PDF,
+	EX_FORMAT_TIFF,
+	EX_FORMAT_JPEG,
+	EX_FORMAT_PNG,
+	EX_FORMAT_COUNT
+};
+const char *ex_format_name(enum ex_format format); /* "pdf", "tiff", "jpeg", "png" */
+
+/* Why a document was refused: vlm_err.reason after a failed ex_doc_load. */
+enum ex_ingest_reason {
+	EX_REASON_NONE,
+	EX_REASON_IO,              /* cannot open or read the file (-errno of the system call) */
+	EX_REASON_NOT_REGULAR,     /* directory, FIFO, device, symlink, hard-linked file (-EINVAL) */
+	EX_REASON_EMPTY,           /* zero bytes (-EBADMSG) */
+	EX_REASON_UNSUPPORTED,     /* magic bytes of no allowed format (-ENOTSUP) */
+	EX_REASON_FILE_TOO_LARGE,  /* limits.max_file_bytes (-E2BIG) */
+	EX_REASON_TOO_MANY_PAGES,  /* limits.max_pages (-E2BIG) */
+	EX_REASON_PAGE_TOO_LARGE,  /* limits.max_page_pixels or a dimension over 65535 (-E2BIG) */
+	EX_REASON_TOTAL_TOO_LARGE, /* limits.max_total_pixels (-E2BIG) */
+	EX_REASON_CORRUPT,         /* the decoder failed: truncated or damaged data (-EBADMSG) */
+	EX_REASON_ENCRYPTED,       /* PDF needs a password (-EACCES) */
+	EX_REASON_NO_PAGES,        /* a document with zero pages (-EBADMSG) */
+	EX_REASON_IFD_LOOP,        /* TIFF directory chain loops (-EBADMSG) */
+	EX_REASON_UNSUPPORTED_VARIANT, /* allowed format, variant we cannot decode (-ENOTSUP) */
+	EX_REASON_INTERNAL,        /* out of memory or a library failure not caused by the input */
+	EX_REASON_COUNT
+};
+const char *ex_reason_name(enum ex_ingest_reason reason); /* "corrupt", "encrypted", ... */
+
+/* True when a failed load means "this document is refused" (bad, unsupported or over-limit input)
+ * rather than an internal failure worth retrying. */
+bool ex_reason_is_refusal(enum ex_ingest_reason reason);
+
+struct ex_limits {
+	uint64_t max_file_bytes;   /* default 256 MiB */
+	uint32_t max_pages;        /* default 500 */
+	uint64_t max_page_pixels;  /* default 60 megapixels */
+	uint64_t max_total_pixels; /* default 2 gigapixels over all pages */
+	uint64_t pdf_pixel_budget; /* PDF render target per page, default 2 megapixels */
+	double pdf_max_dpi;        /* default 300 */
+};
+void ex_limits_default(struct ex_limits *limits);
+
+/* A word of a PDF text layer; box in page pixels, origin top-left, after rotation. */
+struct ex_word {
+	char *text; /* UTF-8, owned by the page */
+	double x0, y0, x1, y1;
+};
+
+struct ex_page {
+	int number;         /* 1-based */
+	int width, height;  /* pixels */
+	double dpi_x, dpi_y;
+	uint8_t *rgb;       /* width * height * 3 bytes, rows top to bottom, owned by the page */
+	char *text;         /* PDF text layer, UTF-8, owned; NULL for raster formats */
+	struct ex_word *words;
+	size_t n_words;
+};
+
+struct ex_doc {
+	char *path;
+	enum ex_format format;
+	struct ex_page *pages;
+	size_t n_pages;
+};
+
+/* Loads `path` into a new document (caller frees with ex_doc_free). `limits` may be NULL for the
+ * defaults. Returns 0, or a negative errno with err->reason an enum ex_ingest_reason; on failure
+ * *out is NULL. Never follows a symlink and never blocks on a FIFO. */
+int ex_doc_load(const char *path, const struct ex_limits *limits, struct ex_doc **out,
+		vlm_err *err);
+void ex_doc_free(struct ex_doc *doc);
+
+/* Writes one page as an 8-bit RGB PNG file (for a person to look at). */
+int ex_page_write_png(const struct ex_page *page, const char *path, vlm_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

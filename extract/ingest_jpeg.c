@@ -1,0 +1,7 @@
+/* jpeg decoder: not written yet; every jpeg file is refused as an unsupported variant. */
+#include "ingest.h"
+
+int ex_ingest_jpeg(const struct ex_source *src, struct ex_doc *doc, vlm_err *err)
+{
+	return ex_ingest_fail(err, src, 0, EX_REASON_UNSUPPORTED_VARIANT, "no jpeg decoder yet");
+}
