@@ -1,0 +1,54 @@
+/* A view of one tensor: dtype, shape and a borrowed pointer to its data (usually inside an mmapped
+ * safetensors shard, so it is never freed through this struct). Shared by the loader
+ * (safetensors.c, weights.c) and the ops (ops.h, cpu/), which accept bf16, f16 or f32 weights and
+ * compute in f32. Shapes follow safetensors/PyTorch order: shape[0] is the slowest axis. */
+#ifndef VLM_TENSOR_H
+#define VLM_TENSOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum vlm_dtype {
+	VLM_DTYPE_F32,
+	VLM_DTYPE_F16,
+	VLM_DTYPE_BF16,
+	VLM_DTYPE_I64,
+	VLM_DTYPE_I32,
+	VLM_DTYPE_COUNT
+};
+
+#define VLM_MAX_DIMS 8
+
+struct vlm_tensor {
+	const char *name;  /* borrowed; canonical name after prefix normalisation */
+	enum vlm_dtype dtype;
+	int n_dims;
+	int64_t shape[VLM_MAX_DIMS];
+	const void *data;  /* borrowed, little-endian, row-major */
+	size_t n_bytes;
+};
+
+static inline int64_t vlm_tensor_numel(const struct vlm_tensor *t)
+{
+	int64_t n = 1;
+	for (int i = 0; i < t->n_dims; i++)
+		n *= t->shape[i];
+	return n;
+}
+
+static inline float vlm_bf16_to_f32(uint16_t h)
+{
+	union { uint32_t u; float f; } v = {.u = (uint32_t)h << 16};
+	return v.f;
+}
+
+/* Round-to-nearest-even, as torch does when casting f32 to bf16 (NaN kept quiet). */
+static inline uint16_t vlm_f32_to_bf16(float f)
+{
+	union { float f; uint32_t u; } v = {.f = f};
+	if ((v.u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((v.u >> 16) | 0x40u);
+	return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+}
+
+#endif
