@@ -14,8 +14,45 @@ enum vlm_dtype {
 	VLM_DTYPE_BF16,
 	VLM_DTYPE_I64,
 	VLM_DTYPE_I32,
+	VLM_DTYPE_U8,
+	VLM_DTYPE_I8,
+	VLM_DTYPE_I16,
+	VLM_DTYPE_F64,
+	VLM_DTYPE_BOOL,
 	VLM_DTYPE_COUNT
 };
+
+/* Names are the safetensors spellings; sizes in bytes per element. */
+struct vlm_dtype_info {
+	const char *name;
+	size_t size;
+};
+
+static inline const struct vlm_dtype_info *vlm_dtype_info(enum vlm_dtype dtype)
+{
+	static const struct vlm_dtype_info table[] = {
+		[VLM_DTYPE_F32] = {"F32", 4}, [VLM_DTYPE_F16] = {"F16", 2},
+		[VLM_DTYPE_BF16] = {"BF16", 2}, [VLM_DTYPE_I64] = {"I64", 8},
+		[VLM_DTYPE_I32] = {"I32", 4}, [VLM_DTYPE_U8] = {"U8", 1},
+		[VLM_DTYPE_I8] = {"I8", 1}, [VLM_DTYPE_I16] = {"I16", 2},
+		[VLM_DTYPE_F64] = {"F64", 8}, [VLM_DTYPE_BOOL] = {"BOOL", 1},
+	};
+	_Static_assert(sizeof table / sizeof table[0] == VLM_DTYPE_COUNT, "dtype table");
+	return (unsigned)dtype < VLM_DTYPE_COUNT ? &table[dtype] : NULL;
+}
+
+/* Bytes per element, 0 for a value outside the enum. */
+static inline size_t vlm_dtype_size(enum vlm_dtype dtype)
+{
+	const struct vlm_dtype_info *info = vlm_dtype_info(dtype);
+	return info ? info->size : 0;
+}
+
+static inline const char *vlm_dtype_name(enum vlm_dtype dtype)
+{
+	const struct vlm_dtype_info *info = vlm_dtype_info(dtype);
+	return info ? info->name : "unknown";
+}
 
 #define VLM_MAX_DIMS 8
 
