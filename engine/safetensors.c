@@ -29,7 +29,7 @@ struct vlm_st_file {
 	size_t map_size;
 	size_t n_tensors;
 	struct vlm_tensor *tensors; /* sorted by name */
-	char *names;                /* every tensor name, NUL-separated; tensors[i].name points here */
+	char *names; /* every tensor name, NUL-separated; tensors[i].name points here */
 };
 
 /* One tensor's byte range within the data area, for the tiling check. */
@@ -105,7 +105,7 @@ static int st_parse_shape(const struct vlm_st_file *f, const char *name, json_t 
 	size_t i;
 	json_t *dim;
 	t->n_dims = (int)json_array_size(shape);
-	json_array_foreach(shape, i, dim) {
+	json_array_foreach (shape, i, dim) {
 		if (!json_is_integer(dim) || json_integer_value(dim) < 0)
 			return st_fail(err, -EBADMSG, f->path, name,
 				       "shape[%zu] is not a non-negative integer", i);
@@ -152,15 +152,17 @@ static int st_parse_entry(const struct vlm_st_file *f, const char *name, json_t 
 	for (int i = 0; i < t->n_dims; i++) {
 		if (__builtin_mul_overflow(n_bytes, (uint64_t)t->shape[i], &n_bytes) ||
 		    n_bytes > (uint64_t)INT64_MAX)
-			return st_fail(err, -EBADMSG, f->path, name, "shape overflows the byte count");
+			return st_fail(err, -EBADMSG, f->path, name,
+				       "shape overflows the byte count");
 	}
 	if (span->end - span->begin != n_bytes)
-		return st_fail(err, -EBADMSG, f->path, name,
-			       "data_offsets [%llu, %llu] hold %llu bytes but %s of this shape needs "
-			       "%llu",
-			       (unsigned long long)span->begin, (unsigned long long)span->end,
-			       (unsigned long long)(span->end - span->begin), dtype,
-			       (unsigned long long)n_bytes);
+		return st_fail(
+			err, -EBADMSG, f->path, name,
+			"data_offsets [%llu, %llu] hold %llu bytes but %s of this shape needs "
+			"%llu",
+			(unsigned long long)span->begin, (unsigned long long)span->end,
+			(unsigned long long)(span->end - span->begin), dtype,
+			(unsigned long long)n_bytes);
 	t->n_bytes = (size_t)n_bytes;
 	span->tensor = t;
 	return 0;
@@ -182,13 +184,14 @@ static int st_check_tiling(const struct vlm_st_file *f, struct st_span *spans, s
 	uint64_t at = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (spans[i].begin != at)
-			return st_fail(err, -EBADMSG, f->path, spans[i].tensor->name,
-				       "data_offsets [%llu, %llu] %s the previous tensor, which ends "
-				       "at %llu",
-				       (unsigned long long)spans[i].begin,
-				       (unsigned long long)spans[i].end,
-				       spans[i].begin < at ? "overlap" : "leave a gap after",
-				       (unsigned long long)at);
+			return st_fail(
+				err, -EBADMSG, f->path, spans[i].tensor->name,
+				"data_offsets [%llu, %llu] %s the previous tensor, which ends "
+				"at %llu",
+				(unsigned long long)spans[i].begin,
+				(unsigned long long)spans[i].end,
+				spans[i].begin < at ? "overlap" : "leave a gap after",
+				(unsigned long long)at);
 		at = spans[i].end;
 	}
 	if (at > data_size)
@@ -213,7 +216,7 @@ static int st_parse(struct vlm_st_file *f, json_t *header, size_t data_start, vl
 	const char *key;
 	json_t *value;
 	size_t names_size = 0;
-	json_object_foreach(header, key, value) {
+	json_object_foreach (header, key, value) {
 		if (strcmp(key, "__metadata__") != 0) {
 			f->n_tensors++;
 			names_size += strlen(key) + 1;
@@ -230,7 +233,7 @@ static int st_parse(struct vlm_st_file *f, json_t *header, size_t data_start, vl
 	int rc = 0;
 	size_t i = 0;
 	char *name = f->names;
-	json_object_foreach(header, key, value) {
+	json_object_foreach (header, key, value) {
 		if (strcmp(key, "__metadata__") == 0)
 			continue;
 		size_t len = strlen(key) + 1;
@@ -279,8 +282,8 @@ static int st_read_header(struct vlm_st_file *f, vlm_err *err)
 			       (unsigned long long)header_len, f->map_size);
 
 	json_error_t jerr;
-	json_t *header = json_loadb((const char *)p + 8, (size_t)header_len,
-				    JSON_REJECT_DUPLICATES, &jerr);
+	json_t *header =
+		json_loadb((const char *)p + 8, (size_t)header_len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!header)
 		return st_fail(err, -EBADMSG, f->path, NULL,
 			       "header is not valid JSON (line %d, column %d): %s", jerr.line,
