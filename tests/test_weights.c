@@ -698,6 +698,30 @@ static void test_info(void)
 	json_decref(real);
 }
 
+/* The fixture directory as it is, with its generation and preprocessor configs. */
+static void test_fixture_dir(const char *fixture)
+{
+	struct vlm_config cfg;
+	struct vlm_weights *w = NULL;
+	vlm_err err = {0};
+	CHECK_INT(vlm_config_load(fixture, &cfg, &err), 0);
+	CHECK_INT(vlm_weights_open(fixture, &cfg, &w, &err), 0);
+	if (!w) {
+		fprintf(stderr, "fixture: %s\n", err.msg);
+		return;
+	}
+	/* generation_config.json and preprocessor_config.json of the fixture. */
+	CHECK(!cfg.gen.do_sample);
+	CHECK_INT(cfg.gen.n_eos_ids, 3);
+	CHECK_INT(cfg.gen.eos_ids[2], 1006);
+	CHECK_INT(cfg.gen.pad_id, 1000);
+	CHECK_INT(cfg.preproc.min_pixels, 12544);
+	CHECK_INT(cfg.preproc.max_pixels, 9633792);
+	/* The index's metadata: total_size 3624320 bytes. */
+	CHECK_INT(vlm_weights_bytes(w), 3624320);
+	vlm_weights_free(w);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir)) {
@@ -712,6 +736,8 @@ int main(void)
 		fprintf(stderr, "test_weights: no fixture at %s, using a synthetic tiny model\n",
 			fixture);
 		synth_model(&base);
+	} else {
+		test_fixture_dir(fixture);
 	}
 	test_info();
 	test_good_variants(&base);
