@@ -729,7 +729,7 @@ int main(void)
 		return 1;
 	}
 	struct model base = {0};
-	char fixture[4096];
+	char fixture[2048];
 	const char *src = getenv("INTAKE_SOURCE_DIR");
 	snprintf(fixture, sizeof fixture, "%s/tests/fixtures/tiny-glm4v", src ? src : ".");
 	if (!load_fixture(&base, fixture)) {
