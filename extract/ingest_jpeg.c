@@ -18,9 +18,9 @@
 
 /* A real progressive file has about ten scans; thousands only make decoding slow (a known way
  * to make libjpeg burn CPU on a small file). */
-#define JPEG_MAX_SCANS 1000
+#define MAX_SCANS 1000
 
-struct jpeg_state {
+struct decoder_err {
 	struct jpeg_error_mgr pub; /* first, so libjpeg's err pointer is also ours */
 	struct jpeg_progress_mgr progress;
 	jmp_buf jump;
@@ -28,9 +28,9 @@ struct jpeg_state {
 	char msg[JMSG_LENGTH_MAX];
 };
 
-static void jpeg_fail(j_common_ptr cinfo)
+static void on_error(j_common_ptr cinfo)
 {
-	struct jpeg_state *st = (struct jpeg_state *)cinfo->err;
+	struct decoder_err *st = (struct decoder_err *)cinfo->err;
 	(*cinfo->err->format_message)(cinfo, st->msg);
 	switch (cinfo->err->msg_code) {
 	case JERR_OUT_OF_MEMORY: st->reason = EX_REASON_INTERNAL; break;
@@ -42,19 +42,19 @@ static void jpeg_fail(j_common_ptr cinfo)
 
 /* level < 0 is a warning, the rest are trace messages we do not want. An unknown JFIF version
  * says nothing about the pixels, so it alone is let through. */
-static void jpeg_message(j_common_ptr cinfo, int level)
+static void on_message(j_common_ptr cinfo, int level)
 {
 	if (level < 0 && cinfo->err->msg_code != JWRN_JFIF_MAJOR)
-		jpeg_fail(cinfo);
+		on_error(cinfo);
 }
 
-static void jpeg_progress(j_common_ptr cinfo)
+static void on_progress(j_common_ptr cinfo)
 {
 	j_decompress_ptr dinfo = (j_decompress_ptr)cinfo;
-	if (dinfo->input_scan_number > JPEG_MAX_SCANS) {
-		struct jpeg_state *st = (struct jpeg_state *)cinfo->err;
+	if (dinfo->input_scan_number > MAX_SCANS) {
+		struct decoder_err *st = (struct decoder_err *)cinfo->err;
 		snprintf(st->msg, sizeof st->msg, "more than %d progressive scans",
-			 JPEG_MAX_SCANS);
+			 MAX_SCANS);
 		st->reason = EX_REASON_CORRUPT;
 		longjmp(st->jump, 1);
 	}
@@ -62,7 +62,7 @@ static void jpeg_progress(j_common_ptr cinfo)
 
 /* The resolution from the JFIF density (unit 1: dots per inch, 2: dots per cm), else from the
  * first APP1 EXIF block, else 0 (unknown); and the EXIF orientation (1 when none). */
-static void jpeg_metadata(const struct jpeg_decompress_struct *cinfo, double *dpi_x,
+static void read_metadata(const struct jpeg_decompress_struct *cinfo, double *dpi_x,
 			  double *dpi_y, int *orientation)
 {
 	struct ex_exif exif = {.orientation = 1};
@@ -86,10 +86,10 @@ static void jpeg_metadata(const struct jpeg_decompress_struct *cinfo, double *dp
 /* Decodes into a new page of `doc`. The setjmp target lives here rather than in the caller, which
  * owns `cinfo` and its error manager, so nothing the caller reads after a longjmp is a local of
  * the function that called setjmp. */
-static int jpeg_decode(const struct ex_source *src, struct ex_doc *doc,
+static int decode_jpeg(const struct ex_source *src, struct ex_doc *doc,
 		       struct jpeg_decompress_struct *cinfo, vlm_err *err)
 {
-	struct jpeg_state *st = (struct jpeg_state *)cinfo->err;
+	struct decoder_err *st = (struct decoder_err *)cinfo->err;
 	if (setjmp(st->jump))
 		return ex_ingest_fail(err, src, 0, st->reason, "jpeg: %s", st->msg);
 	jpeg_create_decompress(cinfo); /* keeps cinfo->err, clears the rest */
@@ -113,7 +113,7 @@ static int jpeg_decode(const struct ex_source *src, struct ex_doc *doc,
 
 	double dpi_x, dpi_y;
 	int orientation;
-	jpeg_metadata(cinfo, &dpi_x, &dpi_y, &orientation);
+	read_metadata(cinfo, &dpi_x, &dpi_y, &orientation);
 	/* A SOF holds 16-bit dimensions, so the casts cannot overflow. */
 	struct ex_page *page;
 	int rc = ex_doc_page_new(doc, src, (int)cinfo->image_width, (int)cinfo->image_height,
@@ -150,12 +150,12 @@ int ex_ingest_jpeg(const struct ex_source *src, struct ex_doc *doc, vlm_err *err
 {
 	/* Zeroed so that destroying it is safe even if creating it failed. */
 	struct jpeg_decompress_struct cinfo = {0};
-	struct jpeg_state st = {.reason = EX_REASON_CORRUPT};
+	struct decoder_err st = {.reason = EX_REASON_CORRUPT};
 	cinfo.err = jpeg_std_error(&st.pub);
-	st.pub.error_exit = jpeg_fail;
-	st.pub.emit_message = jpeg_message;
-	st.progress.progress_monitor = jpeg_progress;
-	int rc = jpeg_decode(src, doc, &cinfo, err);
+	st.pub.error_exit = on_error;
+	st.pub.emit_message = on_message;
+	st.progress.progress_monitor = on_progress;
+	int rc = decode_jpeg(src, doc, &cinfo, err);
 	jpeg_destroy_decompress(&cinfo);
 	return rc;
 }

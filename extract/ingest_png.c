@@ -20,28 +20,28 @@
 
 /* Inflated size allowed for one ancillary chunk (zTXt, iTXt): far above any real comment, far
  * below what a decompression bomb asks for. */
-#define PNG_CHUNK_INFLATE_MAX (8u << 20) /* named in png_error_hint */
-/* Text and unknown chunks libpng keeps: a handful in a real file, thousands only in a crafted one. */
-#define PNG_CHUNK_CACHE_MAX 256u
+#define CHUNK_INFLATE_MAX (8u << 20) /* named in error_hint */
+/* Text and unknown chunks libpng keeps: a handful in a real file, thousands in a crafted one. */
+#define CHUNK_CACHE_MAX 256u
 
-struct png_state {
+struct png_reader {
 	const struct ex_source *src;
 	size_t pos;      /* next unread byte of src->data */
 	uint8_t *stage;  /* rows awaiting conversion to RGB; freed by ex_ingest_png */
 	char msg[256];
 };
 
-/* libpng's error and warning callback both: records the message and jumps back to png_decode. */
-static void png_fail(png_structp png, png_const_charp msg)
+/* libpng's error and warning callback both: records the message and jumps back to decode_png. */
+static void reader_fail(png_structp png, png_const_charp msg)
 {
-	struct png_state *st = png_get_error_ptr(png);
+	struct png_reader *st = png_get_error_ptr(png);
 	snprintf(st->msg, sizeof st->msg, "%s", msg);
 	png_longjmp(png, 1);
 }
 
-static void png_read_mem(png_structp png, png_bytep out, size_t n)
+static void reader_read(png_structp png, png_bytep out, size_t n)
 {
-	struct png_state *st = png_get_io_ptr(png);
+	struct png_reader *st = png_get_io_ptr(png);
 	if (n > st->src->size - st->pos)
 		png_error(png, "the file ends early (truncated)");
 	memcpy(out, st->src->data + st->pos, n);
@@ -49,7 +49,7 @@ static void png_read_mem(png_structp png, png_bytep out, size_t n)
 }
 
 /* Sets up libpng's transforms so every row comes out as 8-bit gray, gray+alpha, RGB or RGBA. */
-static void png_normalise(png_structp png, png_infop info)
+static void set_8bit_transforms(png_structp png, png_infop info)
 {
 	int color_type = png_get_color_type(png, info);
 	int depth = png_get_bit_depth(png, info);
@@ -63,9 +63,9 @@ static void png_normalise(png_structp png, png_infop info)
 		png_set_scale_16(png);
 }
 
-/* libpng reports a text chunk that would inflate past PNG_CHUNK_INFLATE_MAX exactly as it reports
+/* libpng reports a text chunk that would inflate past CHUNK_INFLATE_MAX exactly as it reports
  * a damaged one ("zTXt: truncated"), so the message names both causes. */
-static const char *png_error_hint(const char *msg)
+static const char *error_hint(const char *msg)
 {
 	if (strncmp(msg, "zTXt:", 5) == 0 || strncmp(msg, "iTXt:", 5) == 0)
 		return " (a damaged text chunk, or one inflating past the 8 MiB limit)";
@@ -74,19 +74,19 @@ static const char *png_error_hint(const char *msg)
 
 /* Decodes into a new page of `doc`. The setjmp target lives here rather than in the caller, which
  * owns the libpng structs and `st`, so nothing read after a longjmp is a local of this function. */
-static int png_decode(const struct ex_source *src, struct ex_doc *doc, png_structp png,
-		      png_infop info, struct png_state *st, vlm_err *err)
+static int decode_png(const struct ex_source *src, struct ex_doc *doc, png_structp png,
+		      png_infop info, struct png_reader *st, vlm_err *err)
 {
 	if (setjmp(png_jmpbuf(png)))
 		return ex_ingest_fail(err, src, 0, EX_REASON_CORRUPT, "png: %s%s", st->msg,
-				      png_error_hint(st->msg));
-	png_set_read_fn(png, st, png_read_mem);
+				      error_hint(st->msg));
+	png_set_read_fn(png, st, reader_read);
 	/* The page limits are ours (ex_doc_page_new, right after IHDR), so libpng's own dimension
 	 * limit is opened to the PNG maximum: an over-large image is then refused as too large,
 	 * not as corrupt. */
 	png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
-	png_set_chunk_malloc_max(png, PNG_CHUNK_INFLATE_MAX);
-	png_set_chunk_cache_max(png, PNG_CHUNK_CACHE_MAX);
+	png_set_chunk_malloc_max(png, CHUNK_INFLATE_MAX);
+	png_set_chunk_cache_max(png, CHUNK_CACHE_MAX);
 	png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, (png_const_bytep) "iCCP", 1);
 	png_read_info(png, info);
 
@@ -105,13 +105,14 @@ static int png_decode(const struct ex_source *src, struct ex_doc *doc, png_struc
 		ex_exif_parse(exif_data, exif_size, &exif);
 
 	/* libpng reads IHDR dimensions as 31-bit values, so they fit in int. */
-	png_uint_32 width = png_get_image_width(png, info), height = png_get_image_height(png, info);
+	png_uint_32 width = png_get_image_width(png, info);
+	png_uint_32 height = png_get_image_height(png, info);
 	struct ex_page *page;
 	int rc = ex_doc_page_new(doc, src, (int)width, (int)height, dpi_x, dpi_y, &page, err);
 	if (rc < 0)
 		return rc;
 
-	png_normalise(png, info);
+	set_8bit_transforms(png, info);
 	int passes = png_set_interlace_handling(png);
 	png_read_update_info(png, info);
 	size_t w = width, h = height, channels = png_get_channels(png, info);
@@ -130,7 +131,8 @@ static int png_decode(const struct ex_source *src, struct ex_doc *doc, png_struc
 	for (int pass = 0; pass < passes; pass++) {
 		for (size_t y = 0; y < h; y++) {
 			uint8_t *rgb = page->rgb + y * w * 3;
-			uint8_t *row = direct ? rgb : st->stage + (passes > 1 ? y : 0) * w * channels;
+			uint8_t *row = direct ? rgb
+					      : st->stage + (passes > 1 ? y : 0) * w * channels;
 			png_read_row(png, row, NULL);
 			if (pass < passes - 1) /* the row is complete only after the last pass */
 				continue;
@@ -154,14 +156,15 @@ static int png_decode(const struct ex_source *src, struct ex_doc *doc, png_struc
 
 int ex_ingest_png(const struct ex_source *src, struct ex_doc *doc, vlm_err *err)
 {
-	struct png_state st = {.src = src};
-	png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &st, png_fail, png_fail);
+	struct png_reader st = {.src = src};
+	png_structp png =
+		png_create_read_struct(PNG_LIBPNG_VER_STRING, &st, reader_fail, reader_fail);
 	png_infop info = png ? png_create_info_struct(png) : NULL;
 	if (!info) {
 		png_destroy_read_struct(png ? &png : NULL, NULL, NULL);
 		return ex_ingest_fail(err, src, 0, EX_REASON_INTERNAL, "png: out of memory");
 	}
-	int rc = png_decode(src, doc, png, info, &st, err);
+	int rc = decode_png(src, doc, png, info, &st, err);
 	png_destroy_read_struct(&png, &info, NULL);
 	free(st.stage);
 	return rc;

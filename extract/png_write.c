@@ -15,22 +15,22 @@
 
 #include "ex.h"
 
-struct png_out {
+struct writer_err {
 	const char *path;
 	char msg[256];
 };
 
-static void png_write_fail(png_structp png, png_const_charp msg)
+static void writer_fail(png_structp png, png_const_charp msg)
 {
-	struct png_out *out = png_get_error_ptr(png);
+	struct writer_err *out = png_get_error_ptr(png);
 	snprintf(out->msg, sizeof out->msg, "%s", msg);
 	png_longjmp(png, 1);
 }
 
 /* Encodes the page to `fp`; the setjmp target lives here so the caller, which owns the libpng
  * structs and the file, reads no local of this function after a longjmp. */
-static int png_encode(const struct ex_page *page, FILE *fp, png_structp png, png_infop info,
-		      struct png_out *out, vlm_err *err)
+static int encode_png(const struct ex_page *page, FILE *fp, png_structp png, png_infop info,
+		      struct writer_err *out, vlm_err *err)
 {
 	if (setjmp(png_jmpbuf(png)))
 		return vlm_err_set(err, -EIO, "png_write: '%s': %s", out->path, out->msg);
@@ -49,13 +49,13 @@ static int png_encode(const struct ex_page *page, FILE *fp, png_structp png, png
 }
 
 /* Writes `page` to the already open `fp` and flushes it to disk; closes fp in every case. */
-static int png_write_file(const struct ex_page *page, const char *path, FILE *fp, vlm_err *err)
+static int write_file(const struct ex_page *page, const char *path, FILE *fp, vlm_err *err)
 {
-	struct png_out out = {.path = path};
-	png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &out, png_write_fail,
-						  png_write_fail);
+	struct writer_err out = {.path = path};
+	png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &out, writer_fail,
+						  writer_fail);
 	png_infop info = png ? png_create_info_struct(png) : NULL;
-	int rc = info ? png_encode(page, fp, png, info, &out, err)
+	int rc = info ? encode_png(page, fp, png, info, &out, err)
 		      : vlm_err_set(err, -ENOMEM, "png_write: '%s': out of memory", path);
 	png_destroy_write_struct(png ? &png : NULL, info ? &info : NULL);
 	if (rc == 0 && (fflush(fp) != 0 || fsync(fileno(fp)) != 0))
@@ -88,7 +88,7 @@ int ex_page_write_png(const struct ex_page *page, const char *path, vlm_err *err
 			close(fd);
 		goto out;
 	}
-	rc = png_write_file(page, path, fp, err);
+	rc = write_file(page, path, fp, err);
 	if (rc == 0 && rename(tmp, path) != 0)
 		rc = vlm_err_set(err, -errno, "png_write: '%s': cannot rename '%s' over it: %s",
 				 path, tmp, strerror(errno));

@@ -117,7 +117,8 @@ static void check_jpeg(const char *name, const struct bytes *file, int width, in
 			max = d > max ? d : max;
 		}
 		if (sum / (double)n > 3 || max > 24)
-			fprintf(stderr, "%s: mean error %.3f, max %d\n", name, sum / (double)n, max);
+			fprintf(stderr, "%s: mean error %.3f, max %d\n", name, sum / (double)n,
+				max);
 		CHECK(sum / (double)n <= 3);
 		CHECK(max <= 24);
 	}
@@ -321,8 +322,9 @@ static void test_orientations(void)
 				for (int u = 0; u < p->width; u++) {
 					int sx, sy;
 					exif_source(o, OW, OH, u, v, &sx, &sy);
-					bad += memcmp(p->rgb + ((size_t)v * (size_t)p->width + (size_t)u) * 3,
-						      r->rgb + ((size_t)sy * OW + (size_t)sx) * 3, 3) != 0;
+					size_t got = (size_t)v * (size_t)p->width + (size_t)u;
+					size_t src = (size_t)sy * OW + (size_t)sx;
+					bad += memcmp(p->rgb + got * 3, r->rgb + src * 3, 3) != 0;
 				}
 			}
 			if (bad)

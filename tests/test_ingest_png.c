@@ -171,9 +171,9 @@ static void test_gray(int depth, int width, int height, bool interlaced)
 	uint8_t *want = malloc(n * 3);
 	unsigned max = (1u << depth) - 1;
 	for (size_t i = 0; i < n; i++) {
-		v[i] = (uint16_t)((i * 40503u + i / (size_t)width) & max); /* every value at 16 bits */
-		if (depth == 16)
-			v[i] = (uint16_t)i;
+		/* At 16 bits pixel i holds i, so 256 x 256 pixels hold every value once. */
+		v[i] = depth == 16 ? (uint16_t)i
+				   : (uint16_t)((i * 40503u + i / (size_t)width) & max);
 		uint8_t g = depth == 16 ? from16(v[i]) : (uint8_t)lround(v[i] * 255.0 / max);
 		want[3 * i] = want[3 * i + 1] = want[3 * i + 2] = g;
 	}
@@ -196,7 +196,8 @@ static void test_gray_alpha(void)
 	for (int i = 0; i < W * H; i++) {
 		v[2 * i] = (uint16_t)(i % W * 16);
 		v[2 * i + 1] = (uint16_t)(i / W * 17);
-		want[3 * i] = want[3 * i + 1] = want[3 * i + 2] = over_white(v[2 * i], v[2 * i + 1]);
+		uint8_t g = over_white(v[2 * i], v[2 * i + 1]);
+		want[3 * i] = want[3 * i + 1] = want[3 * i + 2] = g;
 	}
 	struct png_spec s = {.width = W, .height = H, .depth = 8,
 			     .color_type = PNG_COLOR_TYPE_GRAY_ALPHA};
@@ -394,7 +395,54 @@ static size_t find_chunk(const struct bytes *f, const char *type)
 	abort();
 }
 
-static void test_broken(void)
+/* Appends a zlib stream of `mib` MiB of zeros (about 1 KiB of output per MiB). */
+static void append_zeros_deflated(struct bytes *out, int mib)
+{
+	static uint8_t zeros[1 << 20], buf[1 << 16];
+	z_stream z = {0};
+	deflateInit(&z, 9);
+	for (int i = 0; i < mib; i++) {
+		z.next_in = zeros;
+		z.avail_in = sizeof zeros;
+		int flush = i == mib - 1 ? Z_FINISH : Z_NO_FLUSH;
+		do {
+			z.next_out = buf;
+			z.avail_out = sizeof buf;
+			deflate(&z, flush);
+			bytes_append(out, buf, sizeof buf - z.avail_out);
+		} while (z.avail_out == 0);
+	}
+	deflateEnd(&z);
+}
+
+/* A copy of PNG `f` with a chunk inserted after the signature and IHDR (33 bytes). */
+static struct bytes with_chunk_after_ihdr(const struct bytes *f, const char *type,
+					  const struct bytes *data)
+{
+	struct bytes out = {0};
+	bytes_append(&out, f->data, 33);
+	put_chunk(&out, type, data->data, (uint32_t)data->size);
+	bytes_append(&out, f->data + 33, f->size - 33);
+	return out;
+}
+
+/* An iCCP profile is skipped unread (no colour management), so even one that would inflate to
+ * 256 MiB costs nothing and the image decodes. */
+static void test_iccp_skipped(const struct bytes *bomb_stream)
+{
+	uint8_t want[12 * 6 * 3];
+	struct bytes good = make_small_rgb(12, 6, 0, 0, NULL, 0, want);
+	struct bytes iccp = {0};
+	bytes_append(&iccp, "Profile\0\0", 9); /* name, NUL, compression method 0 */
+	bytes_append(&iccp, bomb_stream->data, bomb_stream->size);
+	struct bytes f = with_chunk_after_ihdr(&good, "iCCP", &iccp);
+	check_png("iccp.png", &f, 12, 6, 0, 0, want);
+	bytes_free(&f);
+	bytes_free(&iccp);
+	bytes_free(&good);
+}
+
+static void test_broken(const struct bytes *bomb_stream)
 {
 	struct bytes good = make_small_rgb(40, 30, 0, 0, NULL, 0, NULL);
 
@@ -426,25 +474,8 @@ static void test_broken(void)
 	/* A zTXt chunk of about 250 KiB that inflates to 256 MiB of zeros, before the IDAT. */
 	struct bytes ztxt = {0};
 	bytes_append(&ztxt, "Comment\0\0", 9); /* keyword, NUL, compression method 0 */
-	z_stream z = {0};
-	deflateInit(&z, 9);
-	static uint8_t zeros[1 << 20], out[1 << 16];
-	for (int mb = 0; mb < 256; mb++) {
-		z.next_in = zeros;
-		z.avail_in = sizeof zeros;
-		int flush = mb == 255 ? Z_FINISH : Z_NO_FLUSH;
-		do {
-			z.next_out = out;
-			z.avail_out = sizeof out;
-			deflate(&z, flush);
-			bytes_append(&ztxt, out, sizeof out - z.avail_out);
-		} while (z.avail_out == 0);
-	}
-	deflateEnd(&z);
-	struct bytes bomb = {0};
-	bytes_append(&bomb, good.data, 33); /* signature and IHDR */
-	put_chunk(&bomb, "zTXt", ztxt.data, (uint32_t)ztxt.size);
-	bytes_append(&bomb, good.data + 33, good.size - 33);
+	bytes_append(&ztxt, bomb_stream->data, bomb_stream->size);
+	struct bytes bomb = with_chunk_after_ihdr(&good, "zTXt", &ztxt);
 	expect_refused("bomb.png", &bomb, -EBADMSG, EX_REASON_CORRUPT, "zTXt");
 	expect_refused("bomb.png", &bomb, -EBADMSG, EX_REASON_CORRUPT, "8 MiB");
 	bytes_free(&bomb);
@@ -471,7 +502,11 @@ int main(void)
 	test_phys();
 	test_exif_orientation();
 	test_writer_round_trip();
-	test_broken();
+	struct bytes bomb_stream = {0}; /* 256 MiB of zeros, deflated */
+	append_zeros_deflated(&bomb_stream, 256);
+	test_broken(&bomb_stream);
+	test_iccp_skipped(&bomb_stream);
+	bytes_free(&bomb_stream);
 	scratch_done();
 	return CHECK_DONE();
 }
