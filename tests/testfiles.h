@@ -49,7 +49,9 @@ static void scratch_init(void)
 #define SCRATCH_PATH_SIZE 256
 static const char *scratch_path(char *buf, const char *name)
 {
-	snprintf(buf, SCRATCH_PATH_SIZE, "%s/%s", scratch_dir, name);
+	int n = snprintf(buf, SCRATCH_PATH_SIZE, "%s/%s", scratch_dir, name);
+	if (n < 0 || n >= SCRATCH_PATH_SIZE)
+		abort();
 	return buf;
 }
 
