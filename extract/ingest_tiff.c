@@ -259,18 +259,14 @@ static const char *photometric_name(uint16_t p)
 static int layout_read(TIFF *tif, struct tiff_layout *l, const struct ex_source *src, int page,
 		       vlm_err *err)
 {
-	uint16_t compression, sample_format, ink_set;
+	uint16_t sample_format, ink_set;
 	TIFFGetFieldDefaulted(tif, TIFFTAG_BITSPERSAMPLE, &l->bps);
 	TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &l->spp);
 	TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &l->planar);
-	TIFFGetFieldDefaulted(tif, TIFFTAG_COMPRESSION, &compression);
 	TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLEFORMAT, &sample_format);
 	if (!TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &l->photometric))
 		return ex_ingest_fail(err, src, page, EX_REASON_CORRUPT,
 				      "no PhotometricInterpretation tag");
-	if (!TIFFIsCODECConfigured(compression))
-		return ex_ingest_fail(err, src, page, EX_REASON_UNSUPPORTED_VARIANT,
-				      "compression %u is not supported", compression);
 	if (sample_format != SAMPLEFORMAT_UINT)
 		return ex_ingest_fail(err, src, page, EX_REASON_UNSUPPORTED_VARIANT,
 				      "%u-bit %s samples (only unsigned integers are supported)",
@@ -296,7 +292,11 @@ static int layout_read(TIFF *tif, struct tiff_layout *l, const struct ex_source 
 		break;
 	case PHOTOMETRIC_YCBCR:
 		/* Only reached with JPEG compression (plain YCbCr goes through libtiff's RGBA reader):
-		 * libjpeg converts to RGB, so the samples seen here are 8-bit RGB. */
+		 * libjpeg converts to RGB, so the samples seen here are 8-bit RGB. libtiff converts
+		 * contiguous samples only. */
+		if (l->planar == PLANARCONFIG_SEPARATE)
+			return ex_ingest_fail(err, src, page, EX_REASON_UNSUPPORTED_VARIANT,
+					      "YCbCr JPEG in separate planes is not supported");
 		if (!TIFFSetField(tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB))
 			return ex_ingest_fail(err, src, page, EX_REASON_CORRUPT,
 					      "cannot decode YCbCr JPEG as RGB: %s",
@@ -547,6 +547,9 @@ static int decode_page(TIFF *tif, const struct ex_source *src, struct ex_doc *do
 		return rc;
 	TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photometric);
 	TIFFGetFieldDefaulted(tif, TIFFTAG_COMPRESSION, &compression);
+	if (!TIFFIsCODECConfigured(compression))
+		return ex_ingest_fail(err, src, number, EX_REASON_UNSUPPORTED_VARIANT,
+				      "compression %u is not supported", compression);
 	if (photometric == PHOTOMETRIC_YCBCR && compression != COMPRESSION_JPEG)
 		rc = decode_ycbcr(tif, page, src, err);
 	else

@@ -481,6 +481,11 @@ static void test_variants(void)
 				 .photometric = PHOTOMETRIC_YCBCR, .compression = COMPRESSION_JPEG,
 				 .jpeg_rgb = true, .smooth = true, .rows_per_strip = 16, .seed = 70},
 		  8);
+	/* Whole tiles: the writer pads partial tiles with black, which JPEG blurs into the edge. */
+	roundtrip("jpeg_ycbcr_tiled.tif", "w",
+		  &(struct spec){.w = 48, .h = 32, .bps = 8, .spp = 3,
+				 .photometric = PHOTOMETRIC_YCBCR, .compression = COMPRESSION_JPEG,
+				 .jpeg_rgb = true, .smooth = true, .tile = 16, .seed = 73}, 8);
 	roundtrip("jpeg_rgb.tif", "w",
 		  &(struct spec){.w = 48, .h = 40, .bps = 8, .spp = 3, .photometric = RGB,
 				 .compression = COMPRESSION_JPEG, .smooth = true,
@@ -778,6 +783,15 @@ static void test_broken(void)
 				  &(struct spec){.w = 4, .h = 4, .bps = 8, .spp = 3,
 						 .photometric = PHOTOMETRIC_CIELAB}, 1),
 		       NULL, EX_REASON_UNSUPPORTED_VARIANT, "CIELab");
+	/* An unknown compression scheme (patched in after writing). */
+	snprintf(path, sizeof path, "%s",
+		 write_tiff("codec.tif", "w", &(struct spec){.w = 4, .h = 4, .bps = 8, .spp = 1,
+							    .photometric = PHOTOMETRIC_MINISBLACK}, 1));
+	d = slurp(path, &n);
+	CHECK(patch_long(d, n, TIFFTAG_COMPRESSION, 60000));
+	spit(path, d, n);
+	free(d);
+	expect_refusal(path, NULL, EX_REASON_UNSUPPORTED_VARIANT, "compression 60000");
 }
 
 /* Removes the fixtures: the directory holds only files this test wrote. */
