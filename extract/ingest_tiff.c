@@ -401,13 +401,13 @@ static int band_init(TIFF *tif, const struct tiff_layout *l, struct tiff_band *b
 					      input_detail(TIFFClientdata(tif)));
 	}
 	uint64_t cap = tiff_max_alloc(src->limits);
-	b->plane_bytes = b->row_bytes * b->rows;
-	if (b->rows > cap || b->row_bytes > cap / b->rows || b->plane_bytes > cap / b->n_planes ||
-	    b->tile_bytes > cap)
+	if (b->rows > cap || b->row_bytes > cap / b->rows ||
+	    b->row_bytes * b->rows > cap / b->n_planes || b->tile_bytes > cap)
 		return ex_ingest_fail(err, src, page, EX_REASON_CORRUPT,
 				      "%s of %u rows x %llu bytes is too large for a %ux%u page",
 				      b->tiled ? "tile row" : "strip", b->rows,
 				      (unsigned long long)b->row_bytes, l->width, l->height);
+	b->plane_bytes = b->row_bytes * b->rows;
 	b->buf = malloc(b->plane_bytes * b->n_planes);
 	b->tile = b->tiled ? malloc(b->tile_bytes) : NULL;
 	b->mixed = b->n_planes > 1 ? malloc((size_t)l->width * l->spp * (l->bps / 8u)) : NULL;
