@@ -10,7 +10,7 @@ packages=(
   libtiff-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev
   libyaml-dev libpcre2-dev libjansson-dev
   libsqlite3-dev libsystemd-dev libseccomp-dev libcurl4-openssl-dev
-  poppler-utils python3
+  poppler-utils python3 fontconfig fonts-dejavu-core
 )
 
 missing=()
