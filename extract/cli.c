@@ -93,18 +93,38 @@ static int print_json(const struct ex_doc *doc, bool with_text)
 	return rc;
 }
 
+/* mkdir -p: creates `dir` and any missing parents. */
+static int make_dirs(const char *dir, vlm_err *err)
+{
+	char path[4096];
+	if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+		return vlm_err_set(err, -ENAMETOOLONG, "intake: directory '%s': path too long", dir);
+	for (char *p = path + 1;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char c = *p;
+		*p = '\0';
+		if (mkdir(path, 0777) < 0 && errno != EEXIST)
+			return vlm_err_set(err, -errno, "intake: directory '%s': %s", path,
+					   strerror(errno));
+		*p = c;
+		if (!c)
+			return 0;
+	}
+}
+
 static int write_pages(const struct ex_doc *doc, const char *dir, vlm_err *err)
 {
-	if (mkdir(dir, 0777) < 0 && errno != EEXIST)
-		return vlm_err_set(err, -errno, "intake: output directory '%s': %s", dir,
-				   strerror(errno));
+	int rc = make_dirs(dir, err);
+	if (rc < 0)
+		return rc;
 	for (size_t i = 0; i < doc->n_pages; i++) {
 		char path[4096];
 		int n = snprintf(path, sizeof path, "%s/page-%03d.png", dir, doc->pages[i].number);
 		if (n < 0 || (size_t)n >= sizeof path)
 			return vlm_err_set(err, -ENAMETOOLONG, "intake: output directory '%s': "
 					   "path too long", dir);
-		int rc = ex_page_write_png(&doc->pages[i], path, err);
+		rc = ex_page_write_png(&doc->pages[i], path, err);
 		if (rc < 0)
 			return rc;
 	}

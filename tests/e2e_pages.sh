@@ -41,9 +41,9 @@ for w in p["words"]:
     assert 0 <= x0 < x1 <= p["width"] and 0 <= y0 < y1 <= p["height"], w
 ' "$tmp/invoice.json"
 
-"$bin" pages "$samples/lab_report.tiff" --out "$tmp/pages" >/dev/null
-check "--out writes one PNG per page" test -f "$tmp/pages/page-002.png"
-check "page PNGs decode again" test "$("$bin" pages "$tmp/pages/page-002.png")" = \
+"$bin" pages "$samples/lab_report.tiff" --out "$tmp/pages/nested" >/dev/null
+check "--out makes its directories and writes one PNG per page" test -f "$tmp/pages/nested/page-002.png"
+check "page PNGs decode again" test "$("$bin" pages "$tmp/pages/nested/page-002.png")" = \
   "page 1: 2480x3508, 300 x 300 dpi, png"
 
 printf 'not a document' >"$tmp/fake.pdf"
