@@ -1,0 +1,717 @@
+/* The fast CPU ops: the contracts of ops_ref.c, threaded over the pool and blocked for the caches,
+ * with AVX2 + FMA + F16C inner loops chosen at run time and plain C inner loops elsewhere (so the
+ * build never needs -march=native and runs on any x86-64 or other CPU).
+ *
+ * What matters is matmul (95% of the time):
+ * - M = 1 (decode) is bandwidth bound: each thread streams its own rows of W exactly once,
+ *   widening bf16/f16 to f32 in registers, four rows at a time so x loads are shared.
+ * - M > 1 (prefill, vision) is compute bound: a task owns MM_NT rows of W; for each K block it
+ *   converts them once to f32 in its scratch (L2) and sweeps every 4-row group of x over them with
+ *   a 4x3 register-blocked kernel, so each converted W tile is reused M/4 times.
+ * Attention is an online-softmax (flash-style) loop per query row over key blocks, so it needs no
+ * scratch proportional to T. Elementwise ops are cheap next to matmul: they run the reference row
+ * loops, split over the pool. Arguments are validated by ops.c. */
+#include <math.h>
+#include <string.h>
+
+#include "cpu/ops_cpu.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define FAST_X86 1
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+#else
+#define FAST_X86 0
+#endif
+
+enum {
+	MM_KC = 512, /* K block: a packed 4-row x tile and 3-row W tile (14 KiB) stay in L1 */
+	MM_MR = 4,   /* x rows per kernel call */
+	MM_NR = 3,   /* W rows per kernel call; 4x3 accumulators + 3 W + 1 x = 16 ymm */
+	MM_NT = 48,  /* W rows per task (a multiple of MM_NR); its f32 tile is 96 KiB, in L2 */
+	MV_ROWS = 16,       /* W rows per task when M = 1 */
+	ELEMS_PER_TASK = 16384, /* below this an elementwise task is not worth a thread */
+	ATT_QB = 8,  /* query rows per attention task */
+	ATT_KB = 64, /* keys per online-softmax block */
+};
+
+size_t vlm_fast_scratch_floats(void)
+{
+	/* W tile + x tile, rounded to a cache line so threads never share one */
+	size_t n = (size_t)MM_NT * MM_KC + (size_t)MM_MR * MM_KC;
+	return (n + 15) & ~(size_t)15;
+}
+
+bool vlm_fast_avx2_supported(void)
+{
+#if FAST_X86
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+	       __builtin_cpu_supports("f16c");
+#else
+	return false;
+#endif
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* ---- AVX2 building blocks ---------------------------------------------------------------- */
+
+#if FAST_X86
+/* Eight consecutive elements of a bf16/f16/f32 array as f32; `dt` is a constant at every call
+ * site, so each caller is compiled for one dtype. */
+AVX2_INLINE __m256 ld8(enum vlm_dtype dt, const void *p, int64_t i)
+{
+	switch (dt) {
+	case VLM_DTYPE_BF16: {
+		__m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
+		return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+	}
+	case VLM_DTYPE_F16:
+		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+	default:
+		return _mm256_loadu_ps((const float *)p + i);
+	}
+}
+
+/* [sum(a), sum(b), sum(c), sum(d)] */
+AVX2_INLINE __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
+{
+	__m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+	return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+AVX2_INLINE float hsum(__m256 a)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+/* exp(x) for x <= 0 to about 2 ulp: x = n ln2 + r with |r| <= ln2/2, a degree-6 Taylor polynomial
+ * for exp(r) (remainder < 2e-7 relative), and 2^n built in the exponent bits. Inputs below -87
+ * give about 1e-38 instead of 0, harmless next to the softmax maximum's exp(0) = 1. */
+AVX2_INLINE __m256 exp256(__m256 x)
+{
+	x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+	__m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+				   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145752f), x);
+	r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);
+	__m256 p = _mm256_set1_ps(1.0f / 720);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+	__m256i e = _mm256_slli_epi32(
+		_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+	return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+#endif
+
+/* ---- matmul --------------------------------------------------------------------------------- */
+
+struct mm_job {
+	const struct vlm_cpu *cpu;
+	float *y;
+	const float *x;
+	int64_t M, N, K;
+	const struct vlm_tensor *w, *bias;
+};
+
+static void mm_init_rows(const struct mm_job *j, int64_t n0, int64_t nt)
+{
+	for (int64_t m = 0; m < j->M; m++)
+		for (int64_t n = n0; n < n0 + nt; n++)
+			j->y[m * j->N + n] =
+				j->bias ? vlm_cpu_load(j->bias->dtype, j->bias->data, n) : 0.0f;
+}
+
+#if FAST_X86
+/* Four rows of W (element offsets o[r]) dotted with x [K]. */
+AVX2_INLINE __m128 mv4_avx2(enum vlm_dtype dt, const void *w, const int64_t o[4], const float *x,
+			    int64_t K)
+{
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0,
+	       b3 = a0;
+	int64_t k = 0;
+	for (; k + 16 <= K; k += 16) {
+		__m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
+		a0 = _mm256_fmadd_ps(ld8(dt, w, o[0] + k), x0, a0);
+		b0 = _mm256_fmadd_ps(ld8(dt, w, o[0] + k + 8), x1, b0);
+		a1 = _mm256_fmadd_ps(ld8(dt, w, o[1] + k), x0, a1);
+		b1 = _mm256_fmadd_ps(ld8(dt, w, o[1] + k + 8), x1, b1);
+		a2 = _mm256_fmadd_ps(ld8(dt, w, o[2] + k), x0, a2);
+		b2 = _mm256_fmadd_ps(ld8(dt, w, o[2] + k + 8), x1, b2);
+		a3 = _mm256_fmadd_ps(ld8(dt, w, o[3] + k), x0, a3);
+		b3 = _mm256_fmadd_ps(ld8(dt, w, o[3] + k + 8), x1, b3);
+	}
+	if (k + 8 <= K) {
+		__m256 x0 = _mm256_loadu_ps(x + k);
+		a0 = _mm256_fmadd_ps(ld8(dt, w, o[0] + k), x0, a0);
+		a1 = _mm256_fmadd_ps(ld8(dt, w, o[1] + k), x0, a1);
+		a2 = _mm256_fmadd_ps(ld8(dt, w, o[2] + k), x0, a2);
+		a3 = _mm256_fmadd_ps(ld8(dt, w, o[3] + k), x0, a3);
+		k += 8;
+	}
+	__m128 s = hsum4(_mm256_add_ps(a0, b0), _mm256_add_ps(a1, b1), _mm256_add_ps(a2, b2),
+			 _mm256_add_ps(a3, b3));
+	if (k < K) {
+		float t[4] = {0, 0, 0, 0};
+		for (; k < K; k++)
+			for (int r = 0; r < 4; r++)
+				t[r] += vlm_cpu_load(dt, w, o[r] + k) * x[k];
+		s = _mm_add_ps(s, _mm_loadu_ps(t));
+	}
+	return s;
+}
+
+/* y[n0 .. n0+nt) += W rows . x, for M = 1. A tail of fewer than 4 rows repeats its last row
+ * and drops the extra results, which keeps a single kernel. */
+AVX2_INLINE void mv_rows_avx2(enum vlm_dtype dt, const struct mm_job *j, int64_t n0, int64_t nt)
+{
+	for (int64_t n = n0; n < n0 + nt; n += 4) {
+		int64_t o[4];
+		for (int r = 0; r < 4; r++)
+			o[r] = min64(n + r, n0 + nt - 1) * j->K;
+		float s[4];
+		_mm_storeu_ps(s, mv4_avx2(dt, j->w->data, o, j->x, j->K));
+		for (int r = 0; r < 4 && n + r < n0 + nt; r++)
+			j->y[n + r] += s[r];
+	}
+}
+
+AVX2 static void mv_task_avx2(const struct mm_job *j, int64_t n0, int64_t nt)
+{
+	switch (j->w->dtype) {
+	case VLM_DTYPE_BF16:
+		mv_rows_avx2(VLM_DTYPE_BF16, j, n0, nt);
+		break;
+	case VLM_DTYPE_F16:
+		mv_rows_avx2(VLM_DTYPE_F16, j, n0, nt);
+		break;
+	default:
+		mv_rows_avx2(VLM_DTYPE_F32, j, n0, nt);
+		break;
+	}
+}
+
+AVX2 static void convert_avx2(enum vlm_dtype dt, const void *src, int64_t off, int64_t n,
+			      float *dst)
+{
+	int64_t i = 0;
+	switch (dt) {
+	case VLM_DTYPE_BF16:
+		for (; i + 8 <= n; i += 8)
+			_mm256_storeu_ps(dst + i, ld8(VLM_DTYPE_BF16, src, off + i));
+		break;
+	case VLM_DTYPE_F16:
+		for (; i + 8 <= n; i += 8)
+			_mm256_storeu_ps(dst + i, ld8(VLM_DTYPE_F16, src, off + i));
+		break;
+	default:
+		break;
+	}
+	for (; i < n; i++)
+		dst[i] = vlm_cpu_load(dt, src, off + i);
+}
+
+/* y[0..mr)[0..nr) += xp[4][kp] . wp[3][kp]^T; kp is a multiple of 8, unused rows are zero. */
+AVX2 static void mm_kernel_avx2(const float *xp, const float *wp, int64_t kp, float *y,
+				int64_t ldy, int mr, int nr)
+{
+	__m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00,
+	       c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+	const float *w0 = wp, *w1 = wp + kp, *w2 = wp + 2 * kp;
+	const float *x0 = xp, *x1 = xp + kp, *x2 = xp + 2 * kp, *x3 = xp + 3 * kp;
+	for (int64_t k = 0; k < kp; k += 8) {
+		__m256 b0 = _mm256_load_ps(w0 + k), b1 = _mm256_load_ps(w1 + k),
+		       b2 = _mm256_load_ps(w2 + k);
+		__m256 a = _mm256_load_ps(x0 + k);
+		c00 = _mm256_fmadd_ps(a, b0, c00);
+		c01 = _mm256_fmadd_ps(a, b1, c01);
+		c02 = _mm256_fmadd_ps(a, b2, c02);
+		a = _mm256_load_ps(x1 + k);
+		c10 = _mm256_fmadd_ps(a, b0, c10);
+		c11 = _mm256_fmadd_ps(a, b1, c11);
+		c12 = _mm256_fmadd_ps(a, b2, c12);
+		a = _mm256_load_ps(x2 + k);
+		c20 = _mm256_fmadd_ps(a, b0, c20);
+		c21 = _mm256_fmadd_ps(a, b1, c21);
+		c22 = _mm256_fmadd_ps(a, b2, c22);
+		a = _mm256_load_ps(x3 + k);
+		c30 = _mm256_fmadd_ps(a, b0, c30);
+		c31 = _mm256_fmadd_ps(a, b1, c31);
+		c32 = _mm256_fmadd_ps(a, b2, c32);
+	}
+	float s[4][4];
+	_mm_storeu_ps(s[0], hsum4(c00, c01, c02, c02));
+	_mm_storeu_ps(s[1], hsum4(c10, c11, c12, c12));
+	_mm_storeu_ps(s[2], hsum4(c20, c21, c22, c22));
+	_mm_storeu_ps(s[3], hsum4(c30, c31, c32, c32));
+	for (int i = 0; i < mr; i++)
+		for (int jj = 0; jj < nr; jj++)
+			y[i * ldy + jj] += s[i][jj];
+}
+#endif
+
+static void convert_portable(enum vlm_dtype dt, const void *src, int64_t off, int64_t n,
+			     float *dst)
+{
+	for (int64_t i = 0; i < n; i++)
+		dst[i] = vlm_cpu_load(dt, src, off + i);
+}
+
+/* The portable twin of mm_kernel_avx2: eight independent partial sums per dot product, a shape
+ * compilers vectorize without reassociating floats. */
+static void mm_kernel_portable(const float *xp, const float *wp, int64_t kp, float *y,
+			       int64_t ldy, int mr, int nr)
+{
+	for (int i = 0; i < mr; i++) {
+		for (int jj = 0; jj < nr; jj++) {
+			const float *a = xp + i * kp, *b = wp + jj * kp;
+			float acc[8] = {0};
+			for (int64_t k = 0; k < kp; k += 8)
+				for (int l = 0; l < 8; l++)
+					acc[l] += a[k + l] * b[k + l];
+			float s = 0;
+			for (int l = 0; l < 8; l++)
+				s += acc[l];
+			y[i * ldy + jj] += s;
+		}
+	}
+}
+
+/* One task: W rows [n0, n0 + nt) against every row of x. */
+static void mm_task(void *ctx, int64_t task, int thread)
+{
+	const struct mm_job *j = ctx;
+	const struct vlm_cpu *cpu = j->cpu;
+	bool avx2 = FAST_X86 && cpu->avx2;
+	int64_t rows = j->M == 1 ? MV_ROWS : MM_NT;
+	int64_t n0 = task * rows, nt = min64(rows, j->N - n0);
+
+	mm_init_rows(j, n0, nt);
+#if FAST_X86
+	if (avx2 && j->M == 1) {
+		mv_task_avx2(j, n0, nt);
+		return;
+	}
+#endif
+	float *wp = cpu->scratch + (size_t)thread * vlm_fast_scratch_floats();
+	float *xp = wp + (size_t)MM_NT * MM_KC;
+	int64_t nt_pad = (nt + MM_NR - 1) / MM_NR * MM_NR;
+	for (int64_t k0 = 0; k0 < j->K; k0 += MM_KC) {
+		int64_t kc = min64(MM_KC, j->K - k0), kp = (kc + 7) & ~(int64_t)7;
+		/* Padding rows and columns are zero so they add nothing to any sum. */
+		memset(wp, 0, sizeof(float) * (size_t)(nt_pad * kp));
+		for (int64_t r = 0; r < nt; r++) {
+			int64_t off = (n0 + r) * j->K + k0;
+#if FAST_X86
+			if (avx2) {
+				convert_avx2(j->w->dtype, j->w->data, off, kc, wp + r * kp);
+				continue;
+			}
+#endif
+			convert_portable(j->w->dtype, j->w->data, off, kc, wp + r * kp);
+		}
+		for (int64_t m0 = 0; m0 < j->M; m0 += MM_MR) {
+			int mr = (int)min64(MM_MR, j->M - m0);
+			memset(xp, 0, sizeof(float) * (size_t)(MM_MR * kp));
+			for (int i = 0; i < mr; i++)
+				memcpy(xp + i * kp, j->x + (m0 + i) * j->K + k0, sizeof(float) * (size_t)kc);
+			for (int64_t r = 0; r < nt; r += MM_NR) {
+				int nr = (int)min64(MM_NR, nt - r);
+				float *y = j->y + m0 * j->N + n0 + r;
+#if FAST_X86
+				if (avx2) {
+					mm_kernel_avx2(xp, wp + r * kp, kp, y, j->N, mr, nr);
+					continue;
+				}
+#endif
+				mm_kernel_portable(xp, wp + r * kp, kp, y, j->N, mr, nr);
+			}
+		}
+	}
+}
+
+void vlm_fast_matmul(const struct vlm_cpu *cpu, float *y, const float *x, int64_t M,
+		     const struct vlm_tensor *w, const struct vlm_tensor *bias)
+{
+	struct mm_job j = {.cpu = cpu, .y = y, .x = x, .M = M, .N = w->shape[0],
+			   .K = w->shape[1], .w = w, .bias = bias};
+	int64_t rows = M == 1 ? MV_ROWS : MM_NT;
+	vlm_pool_run(cpu->pool, mm_task, &j, (j.N + rows - 1) / rows);
+}
+
+/* ---- elementwise and row ops: reference row loops split over the pool ------------------ */
+
+struct rows_job {
+	void (*run)(const struct rows_job *j, int64_t r0, int64_t n);
+	int64_t rows_per_task, n_rows;
+	float *y;
+	const float *x, *a, *b;
+	const struct vlm_tensor *w, *bias;
+	int64_t D, in_stride;
+	float eps;
+	bool log;
+};
+
+static void rows_task(void *ctx, int64_t task, int thread)
+{
+	const struct rows_job *j = ctx;
+	int64_t r0 = task * j->rows_per_task;
+	j->run(j, r0, min64(j->rows_per_task, j->n_rows - r0));
+}
+
+/* Runs j->run over n_rows rows of `row_elems` elements, at least ELEMS_PER_TASK per task. */
+static void rows_run(const struct vlm_cpu *cpu, struct rows_job *j, int64_t n_rows,
+		     int64_t row_elems)
+{
+	j->n_rows = n_rows;
+	j->rows_per_task = row_elems >= ELEMS_PER_TASK ? 1 : ELEMS_PER_TASK / row_elems;
+	vlm_pool_run(cpu->pool, rows_task, j, (n_rows + j->rows_per_task - 1) / j->rows_per_task);
+}
+
+static void rmsnorm_rows(const struct rows_job *j, int64_t r0, int64_t n)
+{
+	vlm_ref_rmsnorm(j->y + r0 * j->D, j->x + r0 * j->D, j->w, n, j->D, j->eps);
+}
+
+void vlm_fast_rmsnorm(const struct vlm_cpu *cpu, float *y, const float *x,
+		      const struct vlm_tensor *w, int64_t M, int64_t D, float eps)
+{
+	struct rows_job j = {.run = rmsnorm_rows, .y = y, .x = x, .w = w, .D = D, .eps = eps};
+	rows_run(cpu, &j, M, D);
+}
+
+static void layernorm_rows(const struct rows_job *j, int64_t r0, int64_t n)
+{
+	vlm_ref_layernorm(j->y + r0 * j->D, j->x + r0 * j->D, j->w, j->bias, n, j->D, j->eps);
+}
+
+void vlm_fast_layernorm(const struct vlm_cpu *cpu, float *y, const float *x,
+			const struct vlm_tensor *w, const struct vlm_tensor *b, int64_t M,
+			int64_t D, float eps)
+{
+	struct rows_job j = {.run = layernorm_rows, .y = y, .x = x, .w = w, .bias = b, .D = D,
+			     .eps = eps};
+	rows_run(cpu, &j, M, D);
+}
+
+static void silu_rows(const struct rows_job *j, int64_t r0, int64_t n)
+{
+	vlm_ref_silu_mul(j->y + r0 * j->D, j->a + r0 * j->in_stride, j->b + r0 * j->in_stride, n,
+			 j->D, j->in_stride);
+}
+
+void vlm_fast_silu_mul(const struct vlm_cpu *cpu, float *out, const float *gate, const float *up,
+		       int64_t M, int64_t n, int64_t in_stride)
+{
+	struct rows_job j = {.run = silu_rows, .y = out, .a = gate, .b = up, .D = n,
+			     .in_stride = in_stride};
+	rows_run(cpu, &j, M, n);
+}
+
+static void gelu_rows(const struct rows_job *j, int64_t r0, int64_t n)
+{
+	vlm_ref_gelu_erf(j->y + r0, j->x + r0, n);
+}
+
+void vlm_fast_gelu_erf(const struct vlm_cpu *cpu, float *y, const float *x, int64_t n)
+{
+	struct rows_job j = {.run = gelu_rows, .y = y, .x = x};
+	rows_run(cpu, &j, n, 1);
+}
+
+static void add_rows(const struct rows_job *j, int64_t r0, int64_t n)
+{
+	vlm_ref_add(j->y + r0, j->a + r0, j->b + r0, n);
+}
+
+void vlm_fast_add(const struct vlm_cpu *cpu, float *y, const float *a, const float *b, int64_t n)
+{
+	struct rows_job j = {.run = add_rows, .y = y, .a = a, .b = b};
+	rows_run(cpu, &j, n, 1);
+}
+
+static void softmax_rows(const struct rows_job *j, int64_t r0, int64_t n)
+{
+	if (j->log)
+		vlm_ref_log_softmax(j->y + r0 * j->D, j->x + r0 * j->D, n, j->D);
+	else
+		vlm_ref_softmax(j->y + r0 * j->D, j->x + r0 * j->D, n, j->D);
+}
+
+void vlm_fast_softmax(const struct vlm_cpu *cpu, float *y, const float *x, int64_t M, int64_t n,
+		      bool log)
+{
+	struct rows_job j = {.run = softmax_rows, .y = y, .x = x, .D = n, .log = log};
+	rows_run(cpu, &j, M, n);
+}
+
+/* ---- RoPE: angles computed once per token and shared by every head ---------------------- */
+
+struct rope_job {
+	float *x;
+	int64_t L, stride;
+	int H, hd, rotary_dim;
+	const int *sections;
+	const int32_t *pos; /* text: [3, L]; vision: [L, 2] */
+	float inv_freq[VLM_CPU_MAX_HEAD_DIM / 2];
+	int64_t rows_per_task;
+};
+
+static void rope_text_task(void *ctx, int64_t task, int thread)
+{
+	const struct rope_job *j = ctx;
+	int n_freq = j->rotary_dim / 2;
+	float c[VLM_CPU_MAX_HEAD_DIM / 2], s[VLM_CPU_MAX_HEAD_DIM / 2];
+	int64_t i1 = min64((task + 1) * j->rows_per_task, j->L);
+	for (int64_t i = task * j->rows_per_task; i < i1; i++) {
+		for (int f = 0; f < n_freq; f++) {
+			int st = f < j->sections[0] ? 0 : f < j->sections[0] + j->sections[1] ? 1 : 2;
+			float angle = (float)j->pos[st * j->L + i] * j->inv_freq[f];
+			c[f] = cosf(angle);
+			s[f] = sinf(angle);
+		}
+		for (int h = 0; h < j->H; h++) {
+			float *v = j->x + i * j->stride + (int64_t)h * j->hd;
+			for (int f = 0; f < n_freq; f++) {
+				float a = v[2 * f], b = v[2 * f + 1];
+				v[2 * f] = a * c[f] - b * s[f];
+				v[2 * f + 1] = b * c[f] + a * s[f];
+			}
+		}
+	}
+}
+
+void vlm_fast_rope_text(const struct vlm_cpu *cpu, float *x, int64_t L, int H, int hd,
+			int64_t stride, int rotary_dim, const int sections[3], const int32_t *pos,
+			float theta)
+{
+	struct rope_job j = {.x = x, .L = L, .stride = stride, .H = H, .hd = hd,
+			     .rotary_dim = rotary_dim, .sections = sections, .pos = pos};
+	for (int f = 0; f < rotary_dim / 2; f++)
+		j.inv_freq[f] = vlm_cpu_inv_freq(theta, f, rotary_dim);
+	j.rows_per_task = 1 + ELEMS_PER_TASK / ((int64_t)H * hd);
+	vlm_pool_run(cpu->pool, rope_text_task, &j, (L + j.rows_per_task - 1) / j.rows_per_task);
+}
+
+static void rope_vision_task(void *ctx, int64_t task, int thread)
+{
+	const struct rope_job *j = ctx;
+	int half = j->hd / 2, quarter = j->hd / 4;
+	float c[VLM_CPU_MAX_HEAD_DIM / 2], s[VLM_CPU_MAX_HEAD_DIM / 2];
+	int64_t i1 = min64((task + 1) * j->rows_per_task, j->L);
+	for (int64_t i = task * j->rows_per_task; i < i1; i++) {
+		for (int k = 0; k < half; k++) {
+			float angle = k < quarter ? (float)j->pos[2 * i] * j->inv_freq[k]
+						  : (float)j->pos[2 * i + 1] * j->inv_freq[k - quarter];
+			c[k] = cosf(angle);
+			s[k] = sinf(angle);
+		}
+		for (int h = 0; h < j->H; h++) {
+			float *v = j->x + i * j->stride + (int64_t)h * j->hd;
+			for (int k = 0; k < half; k++) {
+				float a = v[k], b = v[k + half];
+				v[k] = a * c[k] - b * s[k];
+				v[k + half] = b * c[k] + a * s[k];
+			}
+		}
+	}
+}
+
+void vlm_fast_rope_vision(const struct vlm_cpu *cpu, float *x, int64_t N, int H, int hd,
+			  int64_t stride, const int32_t *hw, float theta)
+{
+	struct rope_job j = {.x = x, .L = N, .stride = stride, .H = H, .hd = hd, .pos = hw};
+	for (int f = 0; f < hd / 4; f++)
+		j.inv_freq[f] = vlm_cpu_inv_freq(theta, f, hd / 2);
+	j.rows_per_task = 1 + ELEMS_PER_TASK / ((int64_t)H * hd);
+	vlm_pool_run(cpu->pool, rope_vision_task, &j, (N + j.rows_per_task - 1) / j.rows_per_task);
+}
+
+/* ---- attention -------------------------------------------------------------------------- */
+
+/* s[t] = scale * q . k_t for nk keys starting at k (row stride ld), and
+ * acc += sum_t p[t] * v_t: the two inner loops of attention, per ISA. */
+struct att_kernels {
+	void (*scores)(const float *q, const float *k, int64_t ld, int nk, int hd, float scale,
+		       float *s);
+	void (*exp_sub)(float *s, int nk, float m); /* s[t] = exp(s[t] - m) */
+	void (*pv)(float *acc, const float *p, const float *v, int64_t ld, int nk, int hd);
+};
+
+static void scores_portable(const float *q, const float *k, int64_t ld, int nk, int hd,
+			    float scale, float *s)
+{
+	for (int t = 0; t < nk; t++) {
+		float acc[8] = {0};
+		int d = 0;
+		for (; d + 8 <= hd; d += 8)
+			for (int l = 0; l < 8; l++)
+				acc[l] += q[d + l] * k[t * ld + d + l];
+		for (; d < hd; d++)
+			acc[0] += q[d] * k[t * ld + d];
+		float sum = 0;
+		for (int l = 0; l < 8; l++)
+			sum += acc[l];
+		s[t] = sum * scale;
+	}
+}
+
+static void exp_sub_portable(float *s, int nk, float m)
+{
+	for (int t = 0; t < nk; t++)
+		s[t] = expf(s[t] - m);
+}
+
+static void pv_portable(float *acc, const float *p, const float *v, int64_t ld, int nk, int hd)
+{
+	for (int t = 0; t < nk; t++)
+		for (int d = 0; d < hd; d++)
+			acc[d] += p[t] * v[t * ld + d];
+}
+
+#if FAST_X86
+AVX2 static void scores_avx2(const float *q, const float *k, int64_t ld, int nk, int hd,
+			     float scale, float *s)
+{
+	for (int t = 0; t < nk; t++) {
+		const float *kt = k + t * ld;
+		__m256 a = _mm256_setzero_ps(), b = a;
+		int d = 0;
+		for (; d + 16 <= hd; d += 16) {
+			a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kt + d), a);
+			b = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), _mm256_loadu_ps(kt + d + 8), b);
+		}
+		for (; d + 8 <= hd; d += 8)
+			a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kt + d), a);
+		float sum = hsum(_mm256_add_ps(a, b));
+		for (; d < hd; d++)
+			sum += q[d] * kt[d];
+		s[t] = sum * scale;
+	}
+}
+
+AVX2 static void exp_sub_avx2(float *s, int nk, float m)
+{
+	int t = 0;
+	__m256 vm = _mm256_set1_ps(m);
+	for (; t + 8 <= nk; t += 8)
+		_mm256_storeu_ps(s + t, exp256(_mm256_sub_ps(_mm256_loadu_ps(s + t), vm)));
+	for (; t < nk; t++)
+		s[t] = expf(s[t] - m);
+}
+
+/* Accumulators for 32 dims stay in registers across all nk keys. */
+AVX2 static void pv_avx2(float *acc, const float *p, const float *v, int64_t ld, int nk, int hd)
+{
+	int d = 0;
+	for (; d + 32 <= hd; d += 32) {
+		__m256 a0 = _mm256_loadu_ps(acc + d), a1 = _mm256_loadu_ps(acc + d + 8),
+		       a2 = _mm256_loadu_ps(acc + d + 16), a3 = _mm256_loadu_ps(acc + d + 24);
+		for (int t = 0; t < nk; t++) {
+			const float *vt = v + t * ld + d;
+			__m256 pt = _mm256_broadcast_ss(p + t);
+			a0 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt), a0);
+			a1 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + 8), a1);
+			a2 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + 16), a2);
+			a3 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + 24), a3);
+		}
+		_mm256_storeu_ps(acc + d, a0);
+		_mm256_storeu_ps(acc + d + 8, a1);
+		_mm256_storeu_ps(acc + d + 16, a2);
+		_mm256_storeu_ps(acc + d + 24, a3);
+	}
+	for (; d + 8 <= hd; d += 8) {
+		__m256 a0 = _mm256_loadu_ps(acc + d);
+		for (int t = 0; t < nk; t++)
+			a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + t), _mm256_loadu_ps(v + t * ld + d),
+					     a0);
+		_mm256_storeu_ps(acc + d, a0);
+	}
+	for (; d < hd; d++)
+		for (int t = 0; t < nk; t++)
+			acc[d] += p[t] * v[t * ld + d];
+}
+#endif
+
+struct att_job {
+	const struct vlm_attn *a;
+	struct att_kernels kern;
+	int64_t n_qblocks;
+};
+
+/* One query row against keys [lo, hi) of kv head kvh, with a running max m and sum l: each key
+ * block rescales what came before by exp(m_old - m_new), so scores are never stored whole. */
+static void att_row(const struct att_job *j, const float *q, int kvh, int64_t lo, int64_t hi,
+		    float *out)
+{
+	const struct vlm_attn *a = j->a;
+	int hd = a->head_dim;
+	float scale = 1.0f / sqrtf((float)hd);
+	float acc[VLM_CPU_MAX_HEAD_DIM] = {0}, s[ATT_KB];
+	float m = -INFINITY, l = 0;
+	for (int64_t t0 = lo; t0 < hi; t0 += ATT_KB) {
+		int nk = (int)min64(ATT_KB, hi - t0);
+		int64_t off = t0 * a->kv_stride + (int64_t)kvh * hd;
+		j->kern.scores(q, a->k + off, a->kv_stride, nk, hd, scale, s);
+		float bm = s[0];
+		for (int t = 1; t < nk; t++)
+			bm = fmaxf(bm, s[t]);
+		if (bm > m) {
+			float corr = expf(m - bm);
+			l *= corr;
+			for (int d = 0; d < hd; d++)
+				acc[d] *= corr;
+			m = bm;
+		}
+		j->kern.exp_sub(s, nk, m);
+		for (int t = 0; t < nk; t++)
+			l += s[t];
+		j->kern.pv(acc, s, a->v + off, a->kv_stride, nk, hd);
+	}
+	for (int d = 0; d < hd; d++)
+		out[d] = acc[d] / l;
+}
+
+static void att_task(void *ctx, int64_t task, int thread)
+{
+	const struct att_job *j = ctx;
+	const struct vlm_attn *a = j->a;
+	int n = (int)(task / j->n_qblocks);
+	int kvh = n / (a->n_head / a->n_kv_head);
+	int64_t i0 = (task % j->n_qblocks) * ATT_QB, i1 = min64(i0 + ATT_QB, a->L);
+	int seg = 0;
+	for (int64_t i = i0; i < i1; i++) {
+		int64_t lo = 0, hi = a->past + i + 1;
+		if (a->mask == VLM_ATTN_SEGMENTS) {
+			while (a->cu_seqlens[seg + 1] <= i)
+				seg++;
+			lo = a->cu_seqlens[seg];
+			hi = a->cu_seqlens[seg + 1];
+		}
+		att_row(j, a->q + i * a->q_stride + (int64_t)n * a->head_dim, kvh, lo, hi,
+			a->out + (i * a->n_head + n) * a->head_dim);
+	}
+}
+
+void vlm_fast_attention(const struct vlm_cpu *cpu, const struct vlm_attn *a)
+{
+	struct att_job j = {.a = a, .n_qblocks = (a->L + ATT_QB - 1) / ATT_QB,
+			    .kern = {scores_portable, exp_sub_portable, pv_portable}};
+#if FAST_X86
+	if (cpu->avx2)
+		j.kern = (struct att_kernels){scores_avx2, exp_sub_avx2, pv_avx2};
+#endif
+	vlm_pool_run(cpu->pool, att_task, &j, j.n_qblocks * a->n_head);
+}
