@@ -262,11 +262,24 @@ AVX2 static void mm_kernel_avx2(const float *xp, const float *wp, int64_t kp, fl
 }
 #endif
 
+/* One loop per dtype, so each is a plain widening loop the compiler can vectorize. */
 static void convert_portable(enum vlm_dtype dt, const void *src, int64_t off, int64_t n,
 			     float *dst)
 {
-	for (int64_t i = 0; i < n; i++)
-		dst[i] = vlm_cpu_load(dt, src, off + i);
+	const uint16_t *h = (const uint16_t *)src + off;
+	switch (dt) {
+	case VLM_DTYPE_BF16:
+		for (int64_t i = 0; i < n; i++)
+			dst[i] = vlm_bf16_to_f32(h[i]);
+		break;
+	case VLM_DTYPE_F16:
+		for (int64_t i = 0; i < n; i++)
+			dst[i] = vlm_f16_to_f32(h[i]);
+		break;
+	default:
+		memcpy(dst, (const float *)src + off, sizeof(float) * (size_t)n);
+		break;
+	}
 }
 
 /* The portable twin of mm_kernel_avx2: eight independent partial sums per dot product, a shape

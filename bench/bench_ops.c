@@ -1,0 +1,172 @@
+/* bench_ops: how close the CPU ops come to this machine's limits.
+ * (a) memory read bandwidth: a streaming read of 1 GiB by all threads, best of N;
+ * (b) matmul M = 1 (decode) with bf16 weights 4096x4096 and 13696x4096, as effective GB/s of
+ *     weight read and as a share of (a); the weights rotate over copies larger than the last-level
+ *     cache so every run streams from DRAM, as decode does;
+ * (c) matmul M = 512 (prefill) GFLOP/s.
+ * Usage: bench_ops [n_threads]   (default: online CPUs). Run a Release build without sanitizers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cpu/pool.h"
+#include "ops.h"
+
+enum { REPEATS = 5 };
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+struct read_job {
+	const uint64_t *data;
+	int64_t n_words, words_per_task;
+	uint64_t sums[1024]; /* one per task, so the reads cannot be optimised away */
+};
+
+static void read_task(void *ctx, int64_t task, int thread)
+{
+	struct read_job *j = ctx;
+	const uint64_t *p = j->data + task * j->words_per_task;
+	uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+	for (int64_t i = 0; i < j->words_per_task; i += 4) {
+		s0 += p[i];
+		s1 += p[i + 1];
+		s2 += p[i + 2];
+		s3 += p[i + 3];
+	}
+	j->sums[task] = s0 ^ s1 ^ s2 ^ s3;
+}
+
+/* GB/s of the best of REPEATS reads of `bytes` split into 1024 tasks. */
+static double read_bandwidth(struct vlm_pool *pool, size_t bytes)
+{
+	struct read_job *j = calloc(1, sizeof *j);
+	uint64_t *data = malloc(bytes);
+	if (!j || !data) {
+		free(j);
+		free(data);
+		return 0;
+	}
+	memset(data, 1, bytes); /* touch every page so the timed runs do not fault */
+	j->data = data;
+	j->n_words = (int64_t)(bytes / sizeof(uint64_t));
+	j->words_per_task = j->n_words / 1024;
+	double best = 1e30;
+	for (int r = 0; r < REPEATS; r++) {
+		double t0 = now_s();
+		vlm_pool_run(pool, read_task, j, 1024);
+		double t = now_s() - t0;
+		best = t < best ? t : best;
+	}
+	uint64_t x = 0;
+	for (int i = 0; i < 1024; i++)
+		x ^= j->sums[i];
+	if (x == 42) /* never true for memset(1) data; keeps the sums alive */
+		printf(" ");
+	double read = (double)(j->words_per_task * 1024) * sizeof(uint64_t);
+	free(data);
+	free(j);
+	return read / best / 1e9;
+}
+
+/* A bf16 weight [N, K] with random small values, in `copies` separate buffers. */
+static uint16_t **make_weights(int64_t N, int64_t K, int copies)
+{
+	uint16_t **w = calloc((size_t)copies, sizeof *w);
+	uint32_t s = 12345;
+	for (int c = 0; c < copies; c++) {
+		w[c] = malloc(sizeof(uint16_t) * (size_t)(N * K));
+		for (int64_t i = 0; i < N * K; i++) {
+			s = s * 1664525u + 1013904223u;
+			w[c][i] = vlm_f32_to_bf16(((float)(s >> 8) / 16777216.0f - 0.5f) * 0.1f);
+		}
+	}
+	return w;
+}
+
+static void free_weights(uint16_t **w, int copies)
+{
+	for (int c = 0; c < copies; c++)
+		free(w[c]);
+	free(w);
+}
+
+/* Best time of REPEATS matmuls, each on the next copy of the weight. */
+static double time_matmul(struct vlm_ops *ops, int64_t M, int64_t N, int64_t K, uint16_t **w,
+			  int copies, const float *x, float *y)
+{
+	double best = 1e30;
+	for (int r = 0; r < REPEATS * copies; r++) {
+		struct vlm_tensor t = {.name = "bench.weight", .dtype = VLM_DTYPE_BF16, .n_dims = 2,
+				       .shape = {N, K}, .data = w[r % copies],
+				       .n_bytes = sizeof(uint16_t) * (size_t)(N * K)};
+		vlm_err err;
+		double t0 = now_s();
+		if (vlm_op_matmul(ops, y, x, M, &t, NULL, &err) < 0) {
+			fprintf(stderr, "%s\n", err.msg);
+			exit(1);
+		}
+		double dt = now_s() - t0;
+		best = dt < best ? dt : best;
+	}
+	return best;
+}
+
+int main(int argc, char **argv)
+{
+	int n_threads = argc > 1 ? (int)strtol(argv[1], NULL, 10) : 0;
+	vlm_err err;
+	struct vlm_ops *ops = NULL;
+	struct vlm_pool *pool = NULL;
+	if (vlm_ops_new(n_threads, &ops, &err) < 0 ||
+	    vlm_pool_new(vlm_ops_n_threads(ops), &pool, &err) < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		return 1;
+	}
+	printf("bench_ops: %d threads, ops %s\n\n", vlm_ops_n_threads(ops),
+	       vlm_ops_impl_name(vlm_ops_get_impl(ops)));
+	printf("%-40s %12s %12s\n", "measurement", "value", "of limit");
+
+	double bw = read_bandwidth(pool, (size_t)1 << 30);
+	printf("%-40s %8.1f GB/s %12s\n", "memory read, 1 GiB, all threads", bw, "");
+
+	static const int64_t shapes[][2] = {{4096, 4096}, {13696, 4096}};
+	float *x = malloc(sizeof(float) * 512 * 4096), *y = malloc(sizeof(float) * 512 * 13696);
+	for (int64_t i = 0; i < 512 * 4096; i++)
+		x[i] = (float)(i % 17) * 0.01f - 0.08f;
+	for (int s = 0; s < 2; s++) {
+		int64_t N = shapes[s][0], K = shapes[s][1];
+		double bytes = 2.0 * (double)(N * K);
+		int copies = (int)(256.0 * (1 << 20) / bytes) + 1; /* > 256 MiB: beyond any LLC */
+		uint16_t **w = make_weights(N, K, copies);
+		for (int impl = VLM_OPS_PORTABLE; impl < VLM_OPS_IMPL_COUNT; impl++) {
+			if (vlm_ops_set_impl(ops, (enum vlm_ops_impl)impl, NULL) < 0)
+				continue;
+			double t = time_matmul(ops, 1, N, K, w, copies, x, y);
+			char what[80];
+			snprintf(what, sizeof what, "matvec bf16 %lldx%lld M=1 %s", (long long)N,
+				 (long long)K, vlm_ops_impl_name((enum vlm_ops_impl)impl));
+			printf("%-40s %8.1f GB/s %10.0f %%   (%.2f ms)\n", what, bytes / t / 1e9,
+			       100.0 * bytes / t / 1e9 / bw, t * 1e3);
+		}
+		vlm_ops_set_impl(ops, vlm_ops_impl_supported(VLM_OPS_AVX2) ? VLM_OPS_AVX2
+									  : VLM_OPS_PORTABLE, NULL);
+		if (s == 0) {
+			double t = time_matmul(ops, 512, N, K, w, 1, x, y);
+			double flops = 2.0 * 512 * (double)(N * K);
+			printf("%-40s %6.1f GFLOP/s %12s (%.1f ms)\n", "matmul bf16 4096x4096 M=512",
+			       flops / t / 1e9, "", t * 1e3);
+		}
+		free_weights(w, copies);
+	}
+	free(x);
+	free(y);
+	vlm_pool_free(pool);
+	vlm_ops_free(ops);
+	return 0;
+}
