@@ -32,7 +32,8 @@ enum {
 	MM_NT = 48,  /* W rows per task (a multiple of MM_NR); its f32 tile is 96 KiB, in L2 */
 	MV_ROWS = 16,       /* W rows per task when M = 1 */
 	ELEMS_PER_TASK = 16384, /* below this an elementwise task is not worth a thread */
-	ATT_QB = 8,  /* query rows per attention task */
+	ATT_QB = 4,     /* query rows sharing each key and value load in registers */
+	ATT_GROUPS = 4, /* groups of ATT_QB rows per task, sharing each key block in L2 */
 	ATT_KB = 64, /* keys per online-softmax block */
 };
 
@@ -554,31 +555,54 @@ void vlm_fast_rope_vision(const struct vlm_cpu *cpu, float *x, int64_t N, int H,
 
 /* ---- attention -------------------------------------------------------------------------- */
 
-/* s[t] = scale * q . k_t for nk keys starting at k (row stride ld), and
- * acc += sum_t p[t] * v_t: the two inner loops of attention, per ISA. */
-struct att_kernels {
-	void (*scores)(const float *q, const float *k, int64_t ld, int nk, int hd, float scale,
-		       float *s);
-	void (*exp_sub)(float *s, int nk, float m); /* s[t] = exp(s[t] - m) */
-	void (*pv)(float *acc, const float *p, const float *v, int64_t ld, int nk, int hd);
+/* Up to ATT_QB query rows of one head go through the keys together, so each key and value row
+ * loaded serves ATT_QB queries. Rows of a group may see different key ranges (causal rows end
+ * one key apart; a group may straddle a segment boundary): the group walks the union of the
+ * ranges and each row zeroes the probabilities of keys outside its own. */
+struct att_group {
+	int n;                   /* rows in the group, 1..ATT_QB */
+	const float *q[ATT_QB];  /* query rows [hd] (unused slots repeat row 0) */
+	int64_t lo[ATT_QB], hi[ATT_QB]; /* each row's keys */
+	int64_t glo, ghi;                /* the union of those ranges */
+	float m[ATT_QB], l[ATT_QB];
+	float s[ATT_QB][ATT_KB];
+	float acc[ATT_QB][VLM_CPU_MAX_HEAD_DIM];
 };
 
-static void scores_portable(const float *q, const float *k, int64_t ld, int nk, int hd,
-			    float scale, float *s)
+/* s[r][t] = q_r . k_t for rows r < g->n and t < nk (keys at k, row stride ld; the AVX2 kernel
+ * also fills the unused slots), and
+ * acc[r] += sum_t s[r][t] v_t for r < g->n: the two inner loops, per ISA. */
+struct att_kernels {
+	void (*qk)(struct att_group *g, const float *k, int64_t ld, int nk, int hd);
+	void (*pv)(struct att_group *g, const float *v, int64_t ld, int nk, int hd);
+	void (*exp_sub)(float *s, int nk, float m); /* s[t] = exp(s[t] - m) */
+};
+
+static void qk_portable(struct att_group *g, const float *k, int64_t ld, int nk, int hd)
 {
-	for (int t = 0; t < nk; t++) {
-		float acc[8] = {0};
-		int d = 0;
-		for (; d + 8 <= hd; d += 8)
+	for (int r = 0; r < g->n; r++) {
+		for (int t = 0; t < nk; t++) {
+			float acc[8] = {0};
+			int d = 0;
+			for (; d + 8 <= hd; d += 8)
+				for (int l = 0; l < 8; l++)
+					acc[l] += g->q[r][d + l] * k[t * ld + d + l];
+			for (; d < hd; d++)
+				acc[0] += g->q[r][d] * k[t * ld + d];
+			float sum = 0;
 			for (int l = 0; l < 8; l++)
-				acc[l] += q[d + l] * k[t * ld + d + l];
-		for (; d < hd; d++)
-			acc[0] += q[d] * k[t * ld + d];
-		float sum = 0;
-		for (int l = 0; l < 8; l++)
-			sum += acc[l];
-		s[t] = sum * scale;
+				sum += acc[l];
+			g->s[r][t] = sum;
+		}
 	}
+}
+
+static void pv_portable(struct att_group *g, const float *v, int64_t ld, int nk, int hd)
+{
+	for (int r = 0; r < g->n; r++)
+		for (int t = 0; t < nk; t++)
+			for (int d = 0; d < hd; d++)
+				g->acc[r][d] += g->s[r][t] * v[t * ld + d];
 }
 
 static void exp_sub_portable(float *s, int nk, float m)
@@ -587,32 +611,98 @@ static void exp_sub_portable(float *s, int nk, float m)
 		s[t] = expf(s[t] - m);
 }
 
-static void pv_portable(float *acc, const float *p, const float *v, int64_t ld, int nk, int hd)
+#if FAST_X86
+/* Four query rows against three keys at a time (the matmul kernel's 4x3 shape, with strides);
+ * a key tail repeats the last key, dims beyond a multiple of 8 are added one by one. */
+AVX2 static void qk_avx2(struct att_group *g, const float *k, int64_t ld, int nk, int hd)
 {
-	for (int t = 0; t < nk; t++)
-		for (int d = 0; d < hd; d++)
-			acc[d] += p[t] * v[t * ld + d];
+	const float *q0 = g->q[0], *q1 = g->q[1], *q2 = g->q[2], *q3 = g->q[3];
+	int hd8 = hd & ~7;
+	for (int t = 0; t < nk; t += 3) {
+		const float *k0 = k + t * ld, *k1 = k + (t + 1 < nk ? t + 1 : t) * ld,
+			    *k2 = k + (t + 2 < nk ? t + 2 : t) * ld;
+		/* Key rows are ld floats apart, a stride the hardware prefetcher follows late:
+		 * ask for the next three rows while these are used. */
+		for (int p = t + 3; p < t + 6 && p < nk; p++)
+			for (int d = 0; d < hd; d += 16)
+				_mm_prefetch((const char *)(k + p * ld + d), _MM_HINT_T0);
+		__m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00,
+		       c12 = c00, c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+		for (int d = 0; d < hd8; d += 8) {
+			__m256 b0 = _mm256_loadu_ps(k0 + d), b1 = _mm256_loadu_ps(k1 + d),
+			       b2 = _mm256_loadu_ps(k2 + d);
+			__m256 a = _mm256_loadu_ps(q0 + d);
+			c00 = _mm256_fmadd_ps(a, b0, c00);
+			c01 = _mm256_fmadd_ps(a, b1, c01);
+			c02 = _mm256_fmadd_ps(a, b2, c02);
+			a = _mm256_loadu_ps(q1 + d);
+			c10 = _mm256_fmadd_ps(a, b0, c10);
+			c11 = _mm256_fmadd_ps(a, b1, c11);
+			c12 = _mm256_fmadd_ps(a, b2, c12);
+			a = _mm256_loadu_ps(q2 + d);
+			c20 = _mm256_fmadd_ps(a, b0, c20);
+			c21 = _mm256_fmadd_ps(a, b1, c21);
+			c22 = _mm256_fmadd_ps(a, b2, c22);
+			a = _mm256_loadu_ps(q3 + d);
+			c30 = _mm256_fmadd_ps(a, b0, c30);
+			c31 = _mm256_fmadd_ps(a, b1, c31);
+			c32 = _mm256_fmadd_ps(a, b2, c32);
+		}
+		float s[4][4];
+		_mm_storeu_ps(s[0], hsum4(c00, c01, c02, c02));
+		_mm_storeu_ps(s[1], hsum4(c10, c11, c12, c12));
+		_mm_storeu_ps(s[2], hsum4(c20, c21, c22, c22));
+		_mm_storeu_ps(s[3], hsum4(c30, c31, c32, c32));
+		const float *kk[3] = {k0, k1, k2};
+		for (int r = 0; r < ATT_QB; r++) {
+			for (int j = 0; j < 3 && t + j < nk; j++) {
+				float sum = s[r][j];
+				for (int d = hd8; d < hd; d++)
+					sum += g->q[r][d] * kk[j][d];
+				g->s[r][t + j] = sum;
+			}
+		}
+	}
 }
 
-#if FAST_X86
-AVX2 static void scores_avx2(const float *q, const float *k, int64_t ld, int nk, int hd,
-			     float scale, float *s)
+/* 16 dims of four rows stay in registers across all nk keys: per key 2 V loads, 4 broadcasts,
+ * 8 FMAs. Rows beyond g->n accumulate into their own (unused) slots. */
+AVX2 static void pv_avx2(struct att_group *g, const float *v, int64_t ld, int nk, int hd)
 {
-	for (int t = 0; t < nk; t++) {
-		const float *kt = k + t * ld;
-		__m256 a = _mm256_setzero_ps(), b = a;
-		int d = 0;
-		for (; d + 16 <= hd; d += 16) {
-			a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kt + d), a);
-			b = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), _mm256_loadu_ps(kt + d + 8), b);
+	int d = 0;
+	for (; d + 16 <= hd; d += 16) {
+		__m256 a00 = _mm256_loadu_ps(g->acc[0] + d), a01 = _mm256_loadu_ps(g->acc[0] + d + 8),
+		       a10 = _mm256_loadu_ps(g->acc[1] + d), a11 = _mm256_loadu_ps(g->acc[1] + d + 8),
+		       a20 = _mm256_loadu_ps(g->acc[2] + d), a21 = _mm256_loadu_ps(g->acc[2] + d + 8),
+		       a30 = _mm256_loadu_ps(g->acc[3] + d), a31 = _mm256_loadu_ps(g->acc[3] + d + 8);
+		for (int t = 0; t < nk; t++) {
+			__m256 v0 = _mm256_loadu_ps(v + t * ld + d), v1 = _mm256_loadu_ps(v + t * ld + d + 8);
+			__m256 p = _mm256_broadcast_ss(&g->s[0][t]);
+			a00 = _mm256_fmadd_ps(p, v0, a00);
+			a01 = _mm256_fmadd_ps(p, v1, a01);
+			p = _mm256_broadcast_ss(&g->s[1][t]);
+			a10 = _mm256_fmadd_ps(p, v0, a10);
+			a11 = _mm256_fmadd_ps(p, v1, a11);
+			p = _mm256_broadcast_ss(&g->s[2][t]);
+			a20 = _mm256_fmadd_ps(p, v0, a20);
+			a21 = _mm256_fmadd_ps(p, v1, a21);
+			p = _mm256_broadcast_ss(&g->s[3][t]);
+			a30 = _mm256_fmadd_ps(p, v0, a30);
+			a31 = _mm256_fmadd_ps(p, v1, a31);
 		}
-		for (; d + 8 <= hd; d += 8)
-			a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kt + d), a);
-		float sum = hsum(_mm256_add_ps(a, b));
-		for (; d < hd; d++)
-			sum += q[d] * kt[d];
-		s[t] = sum * scale;
+		_mm256_storeu_ps(g->acc[0] + d, a00);
+		_mm256_storeu_ps(g->acc[0] + d + 8, a01);
+		_mm256_storeu_ps(g->acc[1] + d, a10);
+		_mm256_storeu_ps(g->acc[1] + d + 8, a11);
+		_mm256_storeu_ps(g->acc[2] + d, a20);
+		_mm256_storeu_ps(g->acc[2] + d + 8, a21);
+		_mm256_storeu_ps(g->acc[3] + d, a30);
+		_mm256_storeu_ps(g->acc[3] + d + 8, a31);
 	}
+	for (; d < hd; d++)
+		for (int r = 0; r < ATT_QB; r++)
+			for (int t = 0; t < nk; t++)
+				g->acc[r][d] += g->s[r][t] * v[t * ld + d];
 }
 
 AVX2 static void exp_sub_avx2(float *s, int nk, float m)
@@ -624,38 +714,6 @@ AVX2 static void exp_sub_avx2(float *s, int nk, float m)
 	for (; t < nk; t++)
 		s[t] = expf(s[t] - m);
 }
-
-/* Accumulators for 32 dims stay in registers across all nk keys. */
-AVX2 static void pv_avx2(float *acc, const float *p, const float *v, int64_t ld, int nk, int hd)
-{
-	int d = 0;
-	for (; d + 32 <= hd; d += 32) {
-		__m256 a0 = _mm256_loadu_ps(acc + d), a1 = _mm256_loadu_ps(acc + d + 8),
-		       a2 = _mm256_loadu_ps(acc + d + 16), a3 = _mm256_loadu_ps(acc + d + 24);
-		for (int t = 0; t < nk; t++) {
-			const float *vt = v + t * ld + d;
-			__m256 pt = _mm256_broadcast_ss(p + t);
-			a0 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt), a0);
-			a1 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + 8), a1);
-			a2 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + 16), a2);
-			a3 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + 24), a3);
-		}
-		_mm256_storeu_ps(acc + d, a0);
-		_mm256_storeu_ps(acc + d + 8, a1);
-		_mm256_storeu_ps(acc + d + 16, a2);
-		_mm256_storeu_ps(acc + d + 24, a3);
-	}
-	for (; d + 8 <= hd; d += 8) {
-		__m256 a0 = _mm256_loadu_ps(acc + d);
-		for (int t = 0; t < nk; t++)
-			a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + t), _mm256_loadu_ps(v + t * ld + d),
-					     a0);
-		_mm256_storeu_ps(acc + d, a0);
-	}
-	for (; d < hd; d++)
-		for (int t = 0; t < nk; t++)
-			acc[d] += p[t] * v[t * ld + d];
-}
 #endif
 
 struct att_job {
@@ -664,67 +722,119 @@ struct att_job {
 	int64_t n_qblocks;
 };
 
-/* One query row against keys [lo, hi) of kv head kvh, with a running max m and sum l: each key
- * block rescales what came before by exp(m_old - m_new), so scores are never stored whole. */
-static void att_row(const struct att_job *j, const float *q, int kvh, int64_t lo, int64_t hi,
-		    float *out)
+/* Row r's share of the key block [t0, t0 + nk): scores become probabilities relative to the
+ * row's running maximum m (earlier blocks rescaled by exp(m_old - m_new)), zero outside the
+ * row's own key range, and their sum is added to l. */
+static void att_softmax_block(const struct att_job *j, struct att_group *g, int r, int64_t t0,
+			      int nk, int hd, float scale)
 {
-	const struct vlm_attn *a = j->a;
-	int hd = a->head_dim;
-	float scale = 1.0f / sqrtf((float)hd);
-	float acc[VLM_CPU_MAX_HEAD_DIM] = {0}, s[ATT_KB];
-	float m = -INFINITY, l = 0;
-	for (int64_t t0 = lo; t0 < hi; t0 += ATT_KB) {
-		int nk = (int)min64(ATT_KB, hi - t0);
-		int64_t off = t0 * a->kv_stride + (int64_t)kvh * hd;
-		j->kern.scores(q, a->k + off, a->kv_stride, nk, hd, scale, s);
-		float bm = s[0];
-		for (int t = 1; t < nk; t++)
-			bm = fmaxf(bm, s[t]);
-		if (bm > m) {
-			float corr = expf(m - bm);
-			l *= corr;
-			for (int d = 0; d < hd; d++)
-				acc[d] *= corr;
-			m = bm;
-		}
-		j->kern.exp_sub(s, nk, m);
-		for (int t = 0; t < nk; t++)
-			l += s[t];
-		j->kern.pv(acc, s, a->v + off, a->kv_stride, nk, hd);
+	float *s = g->s[r];
+	int a = (int)(g->lo[r] > t0 ? g->lo[r] - t0 : 0);
+	int b = (int)(g->hi[r] < t0 + nk ? g->hi[r] - t0 : nk);
+	if (a >= b) {
+		memset(s, 0, sizeof(float) * (size_t)nk);
+		return;
 	}
-	for (int d = 0; d < hd; d++)
-		out[d] = acc[d] / l;
+	float bm = -INFINITY;
+	for (int t = a; t < b; t++) {
+		s[t] *= scale;
+		bm = s[t] > bm ? s[t] : bm;
+	}
+	if (bm > g->m[r]) {
+		float corr = expf(g->m[r] - bm);
+		g->l[r] *= corr;
+		for (int d = 0; d < hd; d++)
+			g->acc[r][d] *= corr;
+		g->m[r] = bm;
+	}
+	j->kern.exp_sub(s + a, b - a, g->m[r]);
+	for (int t = a; t < b; t++)
+		g->l[r] += s[t];
+	memset(s, 0, sizeof(float) * (size_t)a);
+	memset(s + b, 0, sizeof(float) * (size_t)(nk - b));
 }
 
+/* Fills group g with query rows i0 .. i0 + g->n - 1 of head n and their key ranges. */
+static void att_group_init(const struct vlm_attn *a, struct att_group *g, int n, int64_t i0)
+{
+	int hd = a->head_dim, seg = 0;
+	g->n = (int)(a->L - i0 < ATT_QB ? a->L - i0 : ATT_QB);
+	g->glo = INT64_MAX;
+	g->ghi = 0;
+	for (int r = 0; r < ATT_QB; r++) {
+		int64_t i = i0 + (r < g->n ? r : 0);
+		g->q[r] = a->q + i * a->q_stride + (int64_t)n * hd;
+		g->m[r] = -INFINITY;
+		g->l[r] = 0;
+		memset(g->acc[r], 0, sizeof(float) * (size_t)hd);
+		if (r >= g->n)
+			continue;
+		if (a->mask == VLM_ATTN_SEGMENTS) {
+			while (a->cu_seqlens[seg + 1] <= i)
+				seg++;
+			g->lo[r] = a->cu_seqlens[seg];
+			g->hi[r] = a->cu_seqlens[seg + 1];
+		} else {
+			g->lo[r] = 0;
+			g->hi[r] = a->past + i + 1;
+		}
+		g->glo = g->lo[r] < g->glo ? g->lo[r] : g->glo;
+		g->ghi = g->hi[r] > g->ghi ? g->hi[r] : g->ghi;
+	}
+}
+
+/* One task: ATT_GROUPS groups of ATT_QB rows of one head. Each block of keys and values is
+ * loaded once (it stays in L2) and used by every group whose rows can see it. */
 static void att_task(void *ctx, int64_t task, int thread)
 {
 	const struct att_job *j = ctx;
 	const struct vlm_attn *a = j->a;
-	int n = (int)(task / j->n_qblocks);
+	int hd = a->head_dim, n = (int)(task / j->n_qblocks);
 	int kvh = n / (a->n_head / a->n_kv_head);
-	int64_t i0 = (task % j->n_qblocks) * ATT_QB, i1 = min64(i0 + ATT_QB, a->L);
-	int seg = 0;
-	for (int64_t i = i0; i < i1; i++) {
-		int64_t lo = 0, hi = a->past + i + 1;
-		if (a->mask == VLM_ATTN_SEGMENTS) {
-			while (a->cu_seqlens[seg + 1] <= i)
-				seg++;
-			lo = a->cu_seqlens[seg];
-			hi = a->cu_seqlens[seg + 1];
+	int64_t i0 = (task % j->n_qblocks) * ATT_QB * ATT_GROUPS;
+	float scale = 1.0f / sqrtf((float)hd);
+	struct att_group groups[ATT_GROUPS];
+	int n_groups = 0;
+	int64_t lo = INT64_MAX, hi = 0;
+
+	for (; n_groups < ATT_GROUPS && i0 + n_groups * ATT_QB < a->L; n_groups++) {
+		struct att_group *g = &groups[n_groups];
+		att_group_init(a, g, n, i0 + n_groups * ATT_QB);
+		lo = g->glo < lo ? g->glo : lo;
+		hi = g->ghi > hi ? g->ghi : hi;
+	}
+	for (int64_t t0 = lo; t0 < hi; t0 += ATT_KB) {
+		int nk = (int)min64(ATT_KB, hi - t0);
+		int64_t off = t0 * a->kv_stride + (int64_t)kvh * hd;
+		for (int gi = 0; gi < n_groups; gi++) {
+			struct att_group *g = &groups[gi];
+			if (g->ghi <= t0 || g->glo >= t0 + nk)
+				continue;
+			j->kern.qk(g, a->k + off, a->kv_stride, nk, hd);
+			for (int r = 0; r < g->n; r++)
+				att_softmax_block(j, g, r, t0, nk, hd, scale);
+			j->kern.pv(g, a->v + off, a->kv_stride, nk, hd);
 		}
-		att_row(j, a->q + i * a->q_stride + (int64_t)n * a->head_dim, kvh, lo, hi,
-			a->out + (i * a->n_head + n) * a->head_dim);
+	}
+	for (int gi = 0; gi < n_groups; gi++) {
+		const struct att_group *g = &groups[gi];
+		for (int r = 0; r < g->n; r++) {
+			int64_t i = i0 + gi * ATT_QB + r;
+			float *out = a->out + (i * a->n_head + n) * hd;
+			for (int d = 0; d < hd; d++)
+				out[d] = g->acc[r][d] / g->l[r];
+		}
 	}
 }
 
 void vlm_fast_attention(const struct vlm_cpu *cpu, const struct vlm_attn *a)
 {
-	struct att_job j = {.a = a, .n_qblocks = (a->L + ATT_QB - 1) / ATT_QB,
-			    .kern = {scores_portable, exp_sub_portable, pv_portable}};
+	int64_t rows = ATT_QB * ATT_GROUPS;
+	struct att_job j = {.a = a, .n_qblocks = (a->L + rows - 1) / rows,
+			    .kern = {qk_portable, pv_portable, exp_sub_portable}};
 #if FAST_X86
 	if (cpu->avx2)
-		j.kern = (struct att_kernels){scores_avx2, exp_sub_avx2, pv_avx2};
+		j.kern = (struct att_kernels){qk_avx2, pv_avx2, exp_sub_avx2};
 #endif
 	vlm_pool_run(cpu->pool, att_task, &j, j.n_qblocks * a->n_head);
 }
