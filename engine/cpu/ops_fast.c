@@ -8,9 +8,10 @@
  * - M > 1 (prefill, vision) is compute bound: a task owns MM_NT rows of W; for each K block it
  *   converts them once to f32 in its scratch (L2) and sweeps every 4-row group of x over them with
  *   a 4x3 register-blocked kernel, so each converted W tile is reused M/4 times.
- * Attention is an online-softmax (flash-style) loop per query row over key blocks, so it needs no
- * scratch proportional to T. Elementwise ops are cheap next to matmul: they run the reference row
- * loops, split over the pool. Arguments are validated by ops.c. */
+ * Attention is an online-softmax (flash-style) walk over blocks of keys by groups of query rows of
+ * one head, so it needs no scratch proportional to T and loads each key and value row once per
+ * group. Elementwise ops are cheap next to matmul: they run the reference row loops, split over
+ * the pool. Arguments are validated by ops.c. */
 #include <math.h>
 #include <string.h>
 
@@ -26,15 +27,15 @@
 #endif
 
 enum {
-	MM_KC = 512, /* K block: a packed 4-row x tile and 3-row W tile (14 KiB) stay in L1 */
-	MM_MR = 4,   /* x rows per kernel call */
-	MM_NR = 3,   /* W rows per kernel call; 4x3 accumulators + 3 W + 1 x = 16 ymm */
-	MM_NT = 48,  /* W rows per task (a multiple of MM_NR); its f32 tile is 96 KiB, in L2 */
-	MV_ROWS = 16,       /* W rows per task when M = 1 */
+	MM_KC = 512,            /* K block: a packed 4-row x tile and 3-row W tile (14 KiB) in L1 */
+	MM_MR = 4,              /* x rows per kernel call */
+	MM_NR = 3,              /* W rows per kernel call; 4x3 accumulators + 3 W + 1 x = 16 ymm */
+	MM_NT = 48,             /* W rows per task (a multiple of MM_NR); f32 tile 96 KiB, in L2 */
+	MV_ROWS = 16,           /* W rows per task when M = 1 */
 	ELEMS_PER_TASK = 16384, /* below this an elementwise task is not worth a thread */
-	ATT_QB = 4,     /* query rows sharing each key and value load in registers */
-	ATT_GROUPS = 4, /* groups of ATT_QB rows per task, sharing each key block in L2 */
-	ATT_KB = 64, /* keys per online-softmax block */
+	ATT_QB = 4,             /* query rows sharing each key and value load in registers */
+	ATT_GROUPS = 4,         /* groups of ATT_QB rows per task, sharing each key block in L2 */
+	ATT_KB = 64,            /* keys per online-softmax block */
 };
 
 size_t vlm_fast_scratch_floats(void)
@@ -303,6 +304,29 @@ static void mm_kernel_portable(const float *xp, const float *wp, int64_t kp, flo
 	}
 }
 
+/* The portable decode path: each W row widened in stack-sized chunks and dotted with x. */
+static void mv_rows_portable(const struct mm_job *j, int64_t n0, int64_t nt)
+{
+	float buf[256];
+	for (int64_t n = n0; n < n0 + nt; n++) {
+		float acc[8] = {0};
+		for (int64_t k0 = 0; k0 < j->K; k0 += 256) {
+			int64_t kc = min64(256, j->K - k0), k = 0;
+			const float *x = j->x + k0;
+			convert_portable(j->w->dtype, j->w->data, n * j->K + k0, kc, buf);
+			for (; k + 8 <= kc; k += 8)
+				for (int l = 0; l < 8; l++)
+					acc[l] += buf[k + l] * x[k + l];
+			for (; k < kc; k++)
+				acc[0] += buf[k] * x[k];
+		}
+		float sum = 0;
+		for (int l = 0; l < 8; l++)
+			sum += acc[l];
+		j->y[n] += sum;
+	}
+}
+
 /* One task: W rows [n0, n0 + nt) against every row of x. */
 static void mm_task(void *ctx, int64_t task, int thread)
 {
@@ -313,12 +337,16 @@ static void mm_task(void *ctx, int64_t task, int thread)
 	int64_t n0 = task * rows, nt = min64(rows, j->N - n0);
 
 	mm_init_rows(j, n0, nt);
+	if (j->M == 1) {
 #if FAST_X86
-	if (avx2 && j->M == 1) {
-		mv_task_avx2(j, n0, nt);
+		if (avx2) {
+			mv_task_avx2(j, n0, nt);
+			return;
+		}
+#endif
+		mv_rows_portable(j, n0, nt);
 		return;
 	}
-#endif
 	float *wp = cpu->scratch + (size_t)thread * vlm_fast_scratch_floats();
 	float *xp = wp + (size_t)MM_NT * MM_KC;
 	int64_t nt_pad = (nt + MM_NR - 1) / MM_NR * MM_NR;
