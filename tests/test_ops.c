@@ -291,6 +291,7 @@ static void test_matmul(struct vlm_ops *ops, enum vlm_ops_impl impl)
 		/* M, N, K */
 		{1, 67, 1176}, {1, 5, 27},  {1, 1, 1},    {3, 97, 352}, {17, 67, 27},
 		{130, 33, 352}, {2, 50, 600}, {5, 1, 1025}, {1, 131, 8},  {4, 48, 16},
+		{6, 300, 40}, /* several W row tiles per matmul, the last one partial */
 	};
 	static const enum vlm_dtype dts[] = {VLM_DTYPE_BF16, VLM_DTYPE_F16, VLM_DTYPE_F32};
 	for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)

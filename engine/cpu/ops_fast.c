@@ -30,7 +30,8 @@ enum {
 	MM_KC = 512,            /* K block: a packed 4-row x tile and 3-row W tile (14 KiB) in L1 */
 	MM_MR = 4,              /* x rows per kernel call */
 	MM_NR = 3,              /* W rows per kernel call; 4x3 accumulators + 3 W + 1 x = 16 ymm */
-	MM_NT = 48,             /* W rows per task (a multiple of MM_NR); f32 tile 96 KiB, in L2 */
+	MM_NT = 144,            /* W rows per task (multiple of MM_NR); f32 tile 288 KiB in L2; more
+	                         * rows per packed x tile means fewer copies of x */
 	MV_ROWS = 16,           /* W rows per task when M = 1 */
 	ELEMS_PER_TASK = 16384, /* below this an elementwise task is not worth a thread */
 	ATT_QB = 4,             /* query rows sharing each key and value load in registers */
