@@ -88,4 +88,22 @@ static inline uint16_t vlm_f32_to_bf16(float f)
 	return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
 }
 
+/* IEEE binary16 to f32, exact for every input (subnormals, infinities and NaN included). */
+static inline float vlm_f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+	uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+	union { uint32_t u; float f; } v;
+	if (exp == 0x1f) {
+		v.u = sign | 0x7f800000u | (man << 13);
+	} else if (exp != 0) {
+		v.u = sign | ((exp + 112u) << 23) | (man << 13);
+	} else {
+		/* zero or subnormal: man * 2^-24 is exact in f32 */
+		v.f = (float)man * 0x1p-24f;
+		v.u |= sign;
+	}
+	return v.f;
+}
+
 #endif

@@ -1,0 +1,841 @@
+/* The fast CPU ops: the contracts of ops_ref.c, threaded over the pool and blocked for the caches,
+ * with AVX2 + FMA + F16C inner loops chosen at run time and plain C inner loops elsewhere (so the
+ * build never needs -march=native and runs on any x86-64 or other CPU).
+ *
+ * What matters is matmul (95% of the time):
+ * - M = 1 (decode) is bandwidth bound: each thread streams its own rows of W exactly once,
+ *   widening bf16/f16 to f32 in registers, one contiguous stream per task.
+ * - M > 1 (prefill, vision) is compute bound: a task owns MM_NT rows of W; for each K block it
+ *   converts them once to f32 in its scratch (L2) and sweeps every 4-row group of x over them with
+ *   a 4x3 register-blocked kernel, so each converted W tile is reused M/4 times.
+ * Attention is an online-softmax (flash-style) walk over blocks of keys by groups of query rows of
+ * one head, so it needs no scratch proportional to T and loads each key and value row once per
+ * group. Elementwise ops are cheap next to matmul: they run the reference row loops, split over
+ * the pool. Arguments are validated by ops.c. */
+#include <math.h>
+#include <string.h>
+
+#include "cpu/ops_cpu.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define FAST_X86 1
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+#else
+#define FAST_X86 0
+#endif
+
+enum {
+	MM_KC = 512,            /* K block: a packed 4-row x tile and 3-row W tile (14 KiB) in L1 */
+	MM_MR = 4,              /* x rows per kernel call */
+	MM_NR = 3,              /* W rows per kernel call; 4x3 accumulators + 3 W + 1 x = 16 ymm */
+	MM_NT = 144,            /* W rows per task (multiple of MM_NR); f32 tile 288 KiB in L2; more
+	                         * rows per packed x tile means fewer copies of x */
+	MV_ROWS = 16,           /* W rows per task when M = 1 */
+	ELEMS_PER_TASK = 16384, /* below this an elementwise task is not worth a thread */
+	ATT_QB = 4,             /* query rows sharing each key and value load in registers */
+	ATT_GROUPS = 4,         /* groups of ATT_QB rows per task, sharing each key block in L2 */
+	ATT_KB = 64,            /* keys per online-softmax block */
+};
+
+size_t vlm_fast_scratch_floats(void)
+{
+	/* W tile + x tile, rounded to a cache line so threads never share one */
+	size_t n = (size_t)MM_NT * MM_KC + (size_t)MM_MR * MM_KC;
+	return (n + 15) & ~(size_t)15;
+}
+
+bool vlm_fast_avx2_supported(void)
+{
+#if FAST_X86
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+	       __builtin_cpu_supports("f16c");
+#else
+	return false;
+#endif
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* ---- AVX2 building blocks ---------------------------------------------------------------- */
+
+#if FAST_X86
+/* Eight consecutive elements of a bf16/f16/f32 array as f32; `dt` is a constant at every call
+ * site, so each caller is compiled for one dtype. */
+AVX2_INLINE __m256 ld8(enum vlm_dtype dt, const void *p, int64_t i)
+{
+	switch (dt) {
+	case VLM_DTYPE_BF16: {
+		__m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
+		return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+	}
+	case VLM_DTYPE_F16:
+		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+	default:
+		return _mm256_loadu_ps((const float *)p + i);
+	}
+}
+
+/* [sum(a), sum(b), sum(c), sum(d)] */
+AVX2_INLINE __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
+{
+	__m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+	return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+AVX2_INLINE float hsum(__m256 a)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+/* exp(x) for x <= 0 to about 2 ulp: x = n ln2 + r with |r| <= ln2/2, a degree-6 Taylor polynomial
+ * for exp(r) (remainder < 2e-7 relative), and 2^n built in the exponent bits. Inputs below -87
+ * give about 1e-38 instead of 0, harmless next to the softmax maximum's exp(0) = 1. */
+AVX2_INLINE __m256 exp256(__m256 x)
+{
+	x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+	__m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+				   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145752f), x);
+	r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);
+	__m256 p = _mm256_set1_ps(1.0f / 720);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+	__m256i e = _mm256_slli_epi32(
+		_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+	return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+#endif
+
+/* ---- matmul --------------------------------------------------------------------------------- */
+
+struct mm_job {
+	const struct vlm_cpu *cpu;
+	float *y;
+	const float *x;
+	int64_t M, N, K;
+	const struct vlm_tensor *w, *bias;
+};
+
+static void mm_init_rows(const struct mm_job *j, int64_t n0, int64_t nt)
+{
+	for (int64_t m = 0; m < j->M; m++)
+		for (int64_t n = n0; n < n0 + nt; n++)
+			j->y[m * j->N + n] =
+				j->bias ? vlm_cpu_load(j->bias->dtype, j->bias->data, n) : 0.0f;
+}
+
+#if FAST_X86
+/* y[n0 .. n0+nt) += W rows . x, for M = 1. One row at a time, so a task reads its rows as one
+ * contiguous stream, which the hardware prefetcher follows at full speed (measured: four rows
+ * side by side, sharing x loads, streamed a third slower); x stays in L1. */
+AVX2_INLINE void mv_rows_avx2(enum vlm_dtype dt, const struct mm_job *j, int64_t n0, int64_t nt)
+{
+	const float *x = j->x;
+	int64_t K = j->K;
+	for (int64_t n = n0; n < n0 + nt; n++) {
+		int64_t o = n * K, k = 0;
+		__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+		for (; k + 32 <= K; k += 32) {
+			a0 = _mm256_fmadd_ps(ld8(dt, j->w->data, o + k), _mm256_loadu_ps(x + k), a0);
+			a1 = _mm256_fmadd_ps(ld8(dt, j->w->data, o + k + 8), _mm256_loadu_ps(x + k + 8), a1);
+			a2 = _mm256_fmadd_ps(ld8(dt, j->w->data, o + k + 16), _mm256_loadu_ps(x + k + 16), a2);
+			a3 = _mm256_fmadd_ps(ld8(dt, j->w->data, o + k + 24), _mm256_loadu_ps(x + k + 24), a3);
+		}
+		for (; k + 8 <= K; k += 8)
+			a0 = _mm256_fmadd_ps(ld8(dt, j->w->data, o + k), _mm256_loadu_ps(x + k), a0);
+		float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+		for (; k < K; k++)
+			s += vlm_cpu_load(dt, j->w->data, o + k) * x[k];
+		j->y[n] += s;
+	}
+}
+
+AVX2 static void mv_task_avx2(const struct mm_job *j, int64_t n0, int64_t nt)
+{
+	switch (j->w->dtype) {
+	case VLM_DTYPE_BF16:
+		mv_rows_avx2(VLM_DTYPE_BF16, j, n0, nt);
+		break;
+	case VLM_DTYPE_F16:
+		mv_rows_avx2(VLM_DTYPE_F16, j, n0, nt);
+		break;
+	default:
+		mv_rows_avx2(VLM_DTYPE_F32, j, n0, nt);
+		break;
+	}
+}
+
+AVX2 static void convert_avx2(enum vlm_dtype dt, const void *src, int64_t off, int64_t n,
+			      float *dst)
+{
+	int64_t i = 0;
+	switch (dt) {
+	case VLM_DTYPE_BF16:
+		for (; i + 8 <= n; i += 8)
+			_mm256_storeu_ps(dst + i, ld8(VLM_DTYPE_BF16, src, off + i));
+		break;
+	case VLM_DTYPE_F16:
+		for (; i + 8 <= n; i += 8)
+			_mm256_storeu_ps(dst + i, ld8(VLM_DTYPE_F16, src, off + i));
+		break;
+	default:
+		break;
+	}
+	for (; i < n; i++)
+		dst[i] = vlm_cpu_load(dt, src, off + i);
+}
+
+/* y[0..mr)[0..nr) += xp[4][kp] . wp[3][kp]^T; kp is a multiple of 8, unused rows are zero. */
+AVX2 static void mm_kernel_avx2(const float *xp, const float *wp, int64_t kp, float *y,
+				int64_t ldy, int mr, int nr)
+{
+	__m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00,
+	       c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+	const float *w0 = wp, *w1 = wp + kp, *w2 = wp + 2 * kp;
+	const float *x0 = xp, *x1 = xp + kp, *x2 = xp + 2 * kp, *x3 = xp + 3 * kp;
+	for (int64_t k = 0; k < kp; k += 8) {
+		__m256 b0 = _mm256_load_ps(w0 + k), b1 = _mm256_load_ps(w1 + k),
+		       b2 = _mm256_load_ps(w2 + k);
+		__m256 a = _mm256_load_ps(x0 + k);
+		c00 = _mm256_fmadd_ps(a, b0, c00);
+		c01 = _mm256_fmadd_ps(a, b1, c01);
+		c02 = _mm256_fmadd_ps(a, b2, c02);
+		a = _mm256_load_ps(x1 + k);
+		c10 = _mm256_fmadd_ps(a, b0, c10);
+		c11 = _mm256_fmadd_ps(a, b1, c11);
+		c12 = _mm256_fmadd_ps(a, b2, c12);
+		a = _mm256_load_ps(x2 + k);
+		c20 = _mm256_fmadd_ps(a, b0, c20);
+		c21 = _mm256_fmadd_ps(a, b1, c21);
+		c22 = _mm256_fmadd_ps(a, b2, c22);
+		a = _mm256_load_ps(x3 + k);
+		c30 = _mm256_fmadd_ps(a, b0, c30);
+		c31 = _mm256_fmadd_ps(a, b1, c31);
+		c32 = _mm256_fmadd_ps(a, b2, c32);
+	}
+	float s[4][4];
+	_mm_storeu_ps(s[0], hsum4(c00, c01, c02, c02));
+	_mm_storeu_ps(s[1], hsum4(c10, c11, c12, c12));
+	_mm_storeu_ps(s[2], hsum4(c20, c21, c22, c22));
+	_mm_storeu_ps(s[3], hsum4(c30, c31, c32, c32));
+	for (int i = 0; i < mr; i++)
+		for (int jj = 0; jj < nr; jj++)
+			y[i * ldy + jj] += s[i][jj];
+}
+#endif
+
+/* One loop per dtype, so each is a plain widening loop the compiler can vectorize. */
+static void convert_portable(enum vlm_dtype dt, const void *src, int64_t off, int64_t n,
+			     float *dst)
+{
+	const uint16_t *h = (const uint16_t *)src + off;
+	switch (dt) {
+	case VLM_DTYPE_BF16:
+		for (int64_t i = 0; i < n; i++)
+			dst[i] = vlm_bf16_to_f32(h[i]);
+		break;
+	case VLM_DTYPE_F16:
+		for (int64_t i = 0; i < n; i++)
+			dst[i] = vlm_f16_to_f32(h[i]);
+		break;
+	default:
+		memcpy(dst, (const float *)src + off, sizeof(float) * (size_t)n);
+		break;
+	}
+}
+
+/* The portable twin of mm_kernel_avx2: eight independent partial sums per dot product, a shape
+ * compilers vectorize without reassociating floats. */
+static void mm_kernel_portable(const float *xp, const float *wp, int64_t kp, float *y,
+			       int64_t ldy, int mr, int nr)
+{
+	for (int i = 0; i < mr; i++) {
+		for (int jj = 0; jj < nr; jj++) {
+			const float *a = xp + i * kp, *b = wp + jj * kp;
+			float acc[8] = {0};
+			for (int64_t k = 0; k < kp; k += 8)
+				for (int l = 0; l < 8; l++)
+					acc[l] += a[k + l] * b[k + l];
+			float s = 0;
+			for (int l = 0; l < 8; l++)
+				s += acc[l];
+			y[i * ldy + jj] += s;
+		}
+	}
+}
+
+/* The portable decode path: each W row widened in stack-sized chunks and dotted with x. */
+static void mv_rows_portable(const struct mm_job *j, int64_t n0, int64_t nt)
+{
+	float buf[256];
+	for (int64_t n = n0; n < n0 + nt; n++) {
+		float acc[8] = {0};
+		for (int64_t k0 = 0; k0 < j->K; k0 += 256) {
+			int64_t kc = min64(256, j->K - k0), k = 0;
+			const float *x = j->x + k0;
+			convert_portable(j->w->dtype, j->w->data, n * j->K + k0, kc, buf);
+			for (; k + 8 <= kc; k += 8)
+				for (int l = 0; l < 8; l++)
+					acc[l] += buf[k + l] * x[k + l];
+			for (; k < kc; k++)
+				acc[0] += buf[k] * x[k];
+		}
+		float sum = 0;
+		for (int l = 0; l < 8; l++)
+			sum += acc[l];
+		j->y[n] += sum;
+	}
+}
+
+/* One task: W rows [n0, n0 + nt) against every row of x. */
+static void mm_task(void *ctx, int64_t task, int thread)
+{
+	const struct mm_job *j = ctx;
+	const struct vlm_cpu *cpu = j->cpu;
+	bool avx2 = FAST_X86 && cpu->avx2;
+	int64_t rows = j->M == 1 ? MV_ROWS : MM_NT;
+	int64_t n0 = task * rows, nt = min64(rows, j->N - n0);
+
+	mm_init_rows(j, n0, nt);
+	if (j->M == 1) {
+#if FAST_X86
+		if (avx2) {
+			mv_task_avx2(j, n0, nt);
+			return;
+		}
+#endif
+		mv_rows_portable(j, n0, nt);
+		return;
+	}
+	float *wp = cpu->scratch + (size_t)thread * vlm_fast_scratch_floats();
+	float *xp = wp + (size_t)MM_NT * MM_KC;
+	int64_t nt_pad = (nt + MM_NR - 1) / MM_NR * MM_NR;
+	for (int64_t k0 = 0; k0 < j->K; k0 += MM_KC) {
+		int64_t kc = min64(MM_KC, j->K - k0), kp = (kc + 7) & ~(int64_t)7;
+		/* Padding rows and columns are zero so they add nothing to any sum. */
+		memset(wp, 0, sizeof(float) * (size_t)(nt_pad * kp));
+		for (int64_t r = 0; r < nt; r++) {
+			int64_t off = (n0 + r) * j->K + k0;
+#if FAST_X86
+			if (avx2) {
+				convert_avx2(j->w->dtype, j->w->data, off, kc, wp + r * kp);
+				continue;
+			}
+#endif
+			convert_portable(j->w->dtype, j->w->data, off, kc, wp + r * kp);
+		}
+		for (int64_t m0 = 0; m0 < j->M; m0 += MM_MR) {
+			int mr = (int)min64(MM_MR, j->M - m0);
+			memset(xp, 0, sizeof(float) * (size_t)(MM_MR * kp));
+			for (int i = 0; i < mr; i++)
+				memcpy(xp + i * kp, j->x + (m0 + i) * j->K + k0, sizeof(float) * (size_t)kc);
+			for (int64_t r = 0; r < nt; r += MM_NR) {
+				int nr = (int)min64(MM_NR, nt - r);
+				float *y = j->y + m0 * j->N + n0 + r;
+#if FAST_X86
+				if (avx2) {
+					mm_kernel_avx2(xp, wp + r * kp, kp, y, j->N, mr, nr);
+					continue;
+				}
+#endif
+				mm_kernel_portable(xp, wp + r * kp, kp, y, j->N, mr, nr);
+			}
+		}
+	}
+}
+
+void vlm_fast_matmul(const struct vlm_cpu *cpu, float *y, const float *x, int64_t M,
+		     const struct vlm_tensor *w, const struct vlm_tensor *bias)
+{
+	struct mm_job j = {.cpu = cpu, .y = y, .x = x, .M = M, .N = w->shape[0],
+			   .K = w->shape[1], .w = w, .bias = bias};
+	int64_t rows = M == 1 ? MV_ROWS : MM_NT;
+	vlm_pool_run(cpu->pool, mm_task, &j, (j.N + rows - 1) / rows);
+}
+
+/* ---- elementwise and row ops: reference row loops split over the pool ------------------ */
+
+struct rows_job {
+	void (*run)(const struct rows_job *j, int64_t r0, int64_t n);
+	int64_t rows_per_task, n_rows;
+	float *y;
+	const float *x, *a, *b;
+	const struct vlm_tensor *w, *bias;
+	int64_t D, in_stride;
+	float eps;
+	bool log;
+};
+
+static void rows_task(void *ctx, int64_t task, int thread)
+{
+	const struct rows_job *j = ctx;
+	int64_t r0 = task * j->rows_per_task;
+	j->run(j, r0, min64(j->rows_per_task, j->n_rows - r0));
+}
+
+/* Runs j->run over n_rows rows of `row_elems` elements, at least ELEMS_PER_TASK per task. */
+static void rows_run(const struct vlm_cpu *cpu, struct rows_job *j, int64_t n_rows,
+		     int64_t row_elems)
+{
+	j->n_rows = n_rows;
+	j->rows_per_task = row_elems >= ELEMS_PER_TASK ? 1 : ELEMS_PER_TASK / row_elems;
+	vlm_pool_run(cpu->pool, rows_task, j, (n_rows + j->rows_per_task - 1) / j->rows_per_task);
+}
+
+static void rmsnorm_rows(const struct rows_job *j, int64_t r0, int64_t n)
+{
+	vlm_ref_rmsnorm(j->y + r0 * j->D, j->x + r0 * j->D, j->w, n, j->D, j->eps);
+}
+
+void vlm_fast_rmsnorm(const struct vlm_cpu *cpu, float *y, const float *x,
+		      const struct vlm_tensor *w, int64_t M, int64_t D, float eps)
+{
+	struct rows_job j = {.run = rmsnorm_rows, .y = y, .x = x, .w = w, .D = D, .eps = eps};
+	rows_run(cpu, &j, M, D);
+}
+
+static void layernorm_rows(const struct rows_job *j, int64_t r0, int64_t n)
+{
+	vlm_ref_layernorm(j->y + r0 * j->D, j->x + r0 * j->D, j->w, j->bias, n, j->D, j->eps);
+}
+
+void vlm_fast_layernorm(const struct vlm_cpu *cpu, float *y, const float *x,
+			const struct vlm_tensor *w, const struct vlm_tensor *b, int64_t M,
+			int64_t D, float eps)
+{
+	struct rows_job j = {.run = layernorm_rows, .y = y, .x = x, .w = w, .bias = b, .D = D,
+			     .eps = eps};
+	rows_run(cpu, &j, M, D);
+}
+
+static void silu_rows(const struct rows_job *j, int64_t r0, int64_t n)
+{
+	vlm_ref_silu_mul(j->y + r0 * j->D, j->a + r0 * j->in_stride, j->b + r0 * j->in_stride, n,
+			 j->D, j->in_stride);
+}
+
+void vlm_fast_silu_mul(const struct vlm_cpu *cpu, float *out, const float *gate, const float *up,
+		       int64_t M, int64_t n, int64_t in_stride)
+{
+	struct rows_job j = {.run = silu_rows, .y = out, .a = gate, .b = up, .D = n,
+			     .in_stride = in_stride};
+	rows_run(cpu, &j, M, n);
+}
+
+static void gelu_rows(const struct rows_job *j, int64_t r0, int64_t n)
+{
+	vlm_ref_gelu_erf(j->y + r0, j->x + r0, n);
+}
+
+void vlm_fast_gelu_erf(const struct vlm_cpu *cpu, float *y, const float *x, int64_t n)
+{
+	struct rows_job j = {.run = gelu_rows, .y = y, .x = x};
+	rows_run(cpu, &j, n, 1);
+}
+
+static void add_rows(const struct rows_job *j, int64_t r0, int64_t n)
+{
+	vlm_ref_add(j->y + r0, j->a + r0, j->b + r0, n);
+}
+
+void vlm_fast_add(const struct vlm_cpu *cpu, float *y, const float *a, const float *b, int64_t n)
+{
+	struct rows_job j = {.run = add_rows, .y = y, .a = a, .b = b};
+	rows_run(cpu, &j, n, 1);
+}
+
+static void softmax_rows(const struct rows_job *j, int64_t r0, int64_t n)
+{
+	if (j->log)
+		vlm_ref_log_softmax(j->y + r0 * j->D, j->x + r0 * j->D, n, j->D);
+	else
+		vlm_ref_softmax(j->y + r0 * j->D, j->x + r0 * j->D, n, j->D);
+}
+
+void vlm_fast_softmax(const struct vlm_cpu *cpu, float *y, const float *x, int64_t M, int64_t n,
+		      bool log)
+{
+	struct rows_job j = {.run = softmax_rows, .y = y, .x = x, .D = n, .log = log};
+	rows_run(cpu, &j, M, n);
+}
+
+/* ---- RoPE: angles computed once per token and shared by every head ---------------------- */
+
+struct rope_job {
+	float *x;
+	int64_t L, stride;
+	int H, hd, rotary_dim;
+	const int *sections;
+	const int32_t *pos; /* text: [3, L]; vision: [L, 2] */
+	float inv_freq[VLM_CPU_MAX_HEAD_DIM / 2];
+	int64_t rows_per_task;
+};
+
+static void rope_text_task(void *ctx, int64_t task, int thread)
+{
+	const struct rope_job *j = ctx;
+	int n_freq = j->rotary_dim / 2;
+	float c[VLM_CPU_MAX_HEAD_DIM / 2], s[VLM_CPU_MAX_HEAD_DIM / 2];
+	int64_t i1 = min64((task + 1) * j->rows_per_task, j->L);
+	for (int64_t i = task * j->rows_per_task; i < i1; i++) {
+		for (int f = 0; f < n_freq; f++) {
+			int st = f < j->sections[0] ? 0 : f < j->sections[0] + j->sections[1] ? 1 : 2;
+			float angle = (float)j->pos[st * j->L + i] * j->inv_freq[f];
+			c[f] = cosf(angle);
+			s[f] = sinf(angle);
+		}
+		for (int h = 0; h < j->H; h++) {
+			float *v = j->x + i * j->stride + (int64_t)h * j->hd;
+			for (int f = 0; f < n_freq; f++) {
+				float a = v[2 * f], b = v[2 * f + 1];
+				v[2 * f] = a * c[f] - b * s[f];
+				v[2 * f + 1] = b * c[f] + a * s[f];
+			}
+		}
+	}
+}
+
+void vlm_fast_rope_text(const struct vlm_cpu *cpu, float *x, int64_t L, int H, int hd,
+			int64_t stride, int rotary_dim, const int sections[3], const int32_t *pos,
+			float theta)
+{
+	struct rope_job j = {.x = x, .L = L, .stride = stride, .H = H, .hd = hd,
+			     .rotary_dim = rotary_dim, .sections = sections, .pos = pos};
+	for (int f = 0; f < rotary_dim / 2; f++)
+		j.inv_freq[f] = vlm_cpu_inv_freq(theta, f, rotary_dim);
+	j.rows_per_task = 1 + ELEMS_PER_TASK / ((int64_t)H * hd);
+	vlm_pool_run(cpu->pool, rope_text_task, &j, (L + j.rows_per_task - 1) / j.rows_per_task);
+}
+
+static void rope_vision_task(void *ctx, int64_t task, int thread)
+{
+	const struct rope_job *j = ctx;
+	int half = j->hd / 2, quarter = j->hd / 4;
+	float c[VLM_CPU_MAX_HEAD_DIM / 2], s[VLM_CPU_MAX_HEAD_DIM / 2];
+	int64_t i1 = min64((task + 1) * j->rows_per_task, j->L);
+	for (int64_t i = task * j->rows_per_task; i < i1; i++) {
+		for (int k = 0; k < half; k++) {
+			float angle = k < quarter ? (float)j->pos[2 * i] * j->inv_freq[k]
+						  : (float)j->pos[2 * i + 1] * j->inv_freq[k - quarter];
+			c[k] = cosf(angle);
+			s[k] = sinf(angle);
+		}
+		for (int h = 0; h < j->H; h++) {
+			float *v = j->x + i * j->stride + (int64_t)h * j->hd;
+			for (int k = 0; k < half; k++) {
+				float a = v[k], b = v[k + half];
+				v[k] = a * c[k] - b * s[k];
+				v[k + half] = b * c[k] + a * s[k];
+			}
+		}
+	}
+}
+
+void vlm_fast_rope_vision(const struct vlm_cpu *cpu, float *x, int64_t N, int H, int hd,
+			  int64_t stride, const int32_t *hw, float theta)
+{
+	struct rope_job j = {.x = x, .L = N, .stride = stride, .H = H, .hd = hd, .pos = hw};
+	for (int f = 0; f < hd / 4; f++)
+		j.inv_freq[f] = vlm_cpu_inv_freq(theta, f, hd / 2);
+	j.rows_per_task = 1 + ELEMS_PER_TASK / ((int64_t)H * hd);
+	vlm_pool_run(cpu->pool, rope_vision_task, &j, (N + j.rows_per_task - 1) / j.rows_per_task);
+}
+
+/* ---- attention -------------------------------------------------------------------------- */
+
+/* Up to ATT_QB query rows of one head go through the keys together, so each key and value row
+ * loaded serves ATT_QB queries. Rows of a group may see different key ranges (causal rows end
+ * one key apart; a group may straddle a segment boundary): the group walks the union of the
+ * ranges and each row zeroes the probabilities of keys outside its own. */
+struct att_group {
+	int n;                   /* rows in the group, 1..ATT_QB */
+	const float *q[ATT_QB];  /* query rows [hd] (unused slots repeat row 0) */
+	int64_t lo[ATT_QB], hi[ATT_QB]; /* each row's keys */
+	int64_t glo, ghi;                /* the union of those ranges */
+	float m[ATT_QB], l[ATT_QB];
+	float s[ATT_QB][ATT_KB];
+	float acc[ATT_QB][VLM_CPU_MAX_HEAD_DIM];
+};
+
+/* s[r][t] = q_r . k_t for rows r < g->n and t < nk (keys at k, row stride ld; the AVX2 kernel
+ * also fills the unused slots), and
+ * acc[r] += sum_t s[r][t] v_t for r < g->n: the two inner loops, per ISA. */
+struct att_kernels {
+	void (*qk)(struct att_group *g, const float *k, int64_t ld, int nk, int hd);
+	void (*pv)(struct att_group *g, const float *v, int64_t ld, int nk, int hd);
+	void (*exp_sub)(float *s, int nk, float m); /* s[t] = exp(s[t] - m) */
+};
+
+static void qk_portable(struct att_group *g, const float *k, int64_t ld, int nk, int hd)
+{
+	for (int r = 0; r < g->n; r++) {
+		for (int t = 0; t < nk; t++) {
+			float acc[8] = {0};
+			int d = 0;
+			for (; d + 8 <= hd; d += 8)
+				for (int l = 0; l < 8; l++)
+					acc[l] += g->q[r][d + l] * k[t * ld + d + l];
+			for (; d < hd; d++)
+				acc[0] += g->q[r][d] * k[t * ld + d];
+			float sum = 0;
+			for (int l = 0; l < 8; l++)
+				sum += acc[l];
+			g->s[r][t] = sum;
+		}
+	}
+}
+
+static void pv_portable(struct att_group *g, const float *v, int64_t ld, int nk, int hd)
+{
+	for (int r = 0; r < g->n; r++)
+		for (int t = 0; t < nk; t++)
+			for (int d = 0; d < hd; d++)
+				g->acc[r][d] += g->s[r][t] * v[t * ld + d];
+}
+
+static void exp_sub_portable(float *s, int nk, float m)
+{
+	for (int t = 0; t < nk; t++)
+		s[t] = expf(s[t] - m);
+}
+
+#if FAST_X86
+/* Four query rows against three keys at a time (the matmul kernel's 4x3 shape, with strides);
+ * a key tail repeats the last key, dims beyond a multiple of 8 are added one by one. */
+AVX2 static void qk_avx2(struct att_group *g, const float *k, int64_t ld, int nk, int hd)
+{
+	const float *q0 = g->q[0], *q1 = g->q[1], *q2 = g->q[2], *q3 = g->q[3];
+	int hd8 = hd & ~7;
+	for (int t = 0; t < nk; t += 3) {
+		const float *k0 = k + t * ld, *k1 = k + (t + 1 < nk ? t + 1 : t) * ld,
+			    *k2 = k + (t + 2 < nk ? t + 2 : t) * ld;
+		/* Key rows are ld floats apart, a stride the hardware prefetcher follows late:
+		 * ask for the next three rows while these are used. */
+		for (int p = t + 3; p < t + 6 && p < nk; p++)
+			for (int d = 0; d < hd; d += 16)
+				_mm_prefetch((const char *)(k + p * ld + d), _MM_HINT_T0);
+		__m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00,
+		       c12 = c00, c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+		for (int d = 0; d < hd8; d += 8) {
+			__m256 b0 = _mm256_loadu_ps(k0 + d), b1 = _mm256_loadu_ps(k1 + d),
+			       b2 = _mm256_loadu_ps(k2 + d);
+			__m256 a = _mm256_loadu_ps(q0 + d);
+			c00 = _mm256_fmadd_ps(a, b0, c00);
+			c01 = _mm256_fmadd_ps(a, b1, c01);
+			c02 = _mm256_fmadd_ps(a, b2, c02);
+			a = _mm256_loadu_ps(q1 + d);
+			c10 = _mm256_fmadd_ps(a, b0, c10);
+			c11 = _mm256_fmadd_ps(a, b1, c11);
+			c12 = _mm256_fmadd_ps(a, b2, c12);
+			a = _mm256_loadu_ps(q2 + d);
+			c20 = _mm256_fmadd_ps(a, b0, c20);
+			c21 = _mm256_fmadd_ps(a, b1, c21);
+			c22 = _mm256_fmadd_ps(a, b2, c22);
+			a = _mm256_loadu_ps(q3 + d);
+			c30 = _mm256_fmadd_ps(a, b0, c30);
+			c31 = _mm256_fmadd_ps(a, b1, c31);
+			c32 = _mm256_fmadd_ps(a, b2, c32);
+		}
+		float s[4][4];
+		_mm_storeu_ps(s[0], hsum4(c00, c01, c02, c02));
+		_mm_storeu_ps(s[1], hsum4(c10, c11, c12, c12));
+		_mm_storeu_ps(s[2], hsum4(c20, c21, c22, c22));
+		_mm_storeu_ps(s[3], hsum4(c30, c31, c32, c32));
+		const float *kk[3] = {k0, k1, k2};
+		for (int r = 0; r < ATT_QB; r++) {
+			for (int j = 0; j < 3 && t + j < nk; j++) {
+				float sum = s[r][j];
+				for (int d = hd8; d < hd; d++)
+					sum += g->q[r][d] * kk[j][d];
+				g->s[r][t + j] = sum;
+			}
+		}
+	}
+}
+
+/* 16 dims of four rows stay in registers across all nk keys: per key 2 V loads, 4 broadcasts,
+ * 8 FMAs. Rows beyond g->n accumulate into their own (unused) slots. */
+AVX2 static void pv_avx2(struct att_group *g, const float *v, int64_t ld, int nk, int hd)
+{
+	int d = 0;
+	for (; d + 16 <= hd; d += 16) {
+		__m256 a00 = _mm256_loadu_ps(g->acc[0] + d), a01 = _mm256_loadu_ps(g->acc[0] + d + 8),
+		       a10 = _mm256_loadu_ps(g->acc[1] + d), a11 = _mm256_loadu_ps(g->acc[1] + d + 8),
+		       a20 = _mm256_loadu_ps(g->acc[2] + d), a21 = _mm256_loadu_ps(g->acc[2] + d + 8),
+		       a30 = _mm256_loadu_ps(g->acc[3] + d), a31 = _mm256_loadu_ps(g->acc[3] + d + 8);
+		for (int t = 0; t < nk; t++) {
+			__m256 v0 = _mm256_loadu_ps(v + t * ld + d), v1 = _mm256_loadu_ps(v + t * ld + d + 8);
+			__m256 p = _mm256_broadcast_ss(&g->s[0][t]);
+			a00 = _mm256_fmadd_ps(p, v0, a00);
+			a01 = _mm256_fmadd_ps(p, v1, a01);
+			p = _mm256_broadcast_ss(&g->s[1][t]);
+			a10 = _mm256_fmadd_ps(p, v0, a10);
+			a11 = _mm256_fmadd_ps(p, v1, a11);
+			p = _mm256_broadcast_ss(&g->s[2][t]);
+			a20 = _mm256_fmadd_ps(p, v0, a20);
+			a21 = _mm256_fmadd_ps(p, v1, a21);
+			p = _mm256_broadcast_ss(&g->s[3][t]);
+			a30 = _mm256_fmadd_ps(p, v0, a30);
+			a31 = _mm256_fmadd_ps(p, v1, a31);
+		}
+		_mm256_storeu_ps(g->acc[0] + d, a00);
+		_mm256_storeu_ps(g->acc[0] + d + 8, a01);
+		_mm256_storeu_ps(g->acc[1] + d, a10);
+		_mm256_storeu_ps(g->acc[1] + d + 8, a11);
+		_mm256_storeu_ps(g->acc[2] + d, a20);
+		_mm256_storeu_ps(g->acc[2] + d + 8, a21);
+		_mm256_storeu_ps(g->acc[3] + d, a30);
+		_mm256_storeu_ps(g->acc[3] + d + 8, a31);
+	}
+	for (; d < hd; d++)
+		for (int r = 0; r < ATT_QB; r++)
+			for (int t = 0; t < nk; t++)
+				g->acc[r][d] += g->s[r][t] * v[t * ld + d];
+}
+
+AVX2 static void exp_sub_avx2(float *s, int nk, float m)
+{
+	int t = 0;
+	__m256 vm = _mm256_set1_ps(m);
+	for (; t + 8 <= nk; t += 8)
+		_mm256_storeu_ps(s + t, exp256(_mm256_sub_ps(_mm256_loadu_ps(s + t), vm)));
+	for (; t < nk; t++)
+		s[t] = expf(s[t] - m);
+}
+#endif
+
+struct att_job {
+	const struct vlm_attn *a;
+	struct att_kernels kern;
+	int64_t n_qblocks;
+};
+
+/* Row r's share of the key block [t0, t0 + nk): scores become probabilities relative to the
+ * row's running maximum m (earlier blocks rescaled by exp(m_old - m_new)), zero outside the
+ * row's own key range, and their sum is added to l. */
+static void att_softmax_block(const struct att_job *j, struct att_group *g, int r, int64_t t0,
+			      int nk, int hd, float scale)
+{
+	float *s = g->s[r];
+	int a = (int)(g->lo[r] > t0 ? g->lo[r] - t0 : 0);
+	int b = (int)(g->hi[r] < t0 + nk ? g->hi[r] - t0 : nk);
+	if (a >= b) {
+		memset(s, 0, sizeof(float) * (size_t)nk);
+		return;
+	}
+	float bm = -INFINITY;
+	for (int t = a; t < b; t++) {
+		s[t] *= scale;
+		bm = s[t] > bm ? s[t] : bm;
+	}
+	if (bm > g->m[r]) {
+		float corr = expf(g->m[r] - bm);
+		g->l[r] *= corr;
+		for (int d = 0; d < hd; d++)
+			g->acc[r][d] *= corr;
+		g->m[r] = bm;
+	}
+	j->kern.exp_sub(s + a, b - a, g->m[r]);
+	for (int t = a; t < b; t++)
+		g->l[r] += s[t];
+	memset(s, 0, sizeof(float) * (size_t)a);
+	memset(s + b, 0, sizeof(float) * (size_t)(nk - b));
+}
+
+/* Fills group g with query rows i0 .. i0 + g->n - 1 of head n and their key ranges. */
+static void att_group_init(const struct vlm_attn *a, struct att_group *g, int n, int64_t i0)
+{
+	int hd = a->head_dim, seg = 0;
+	g->n = (int)(a->L - i0 < ATT_QB ? a->L - i0 : ATT_QB);
+	g->glo = INT64_MAX;
+	g->ghi = 0;
+	for (int r = 0; r < ATT_QB; r++) {
+		int64_t i = i0 + (r < g->n ? r : 0);
+		g->q[r] = a->q + i * a->q_stride + (int64_t)n * hd;
+		g->m[r] = -INFINITY;
+		g->l[r] = 0;
+		memset(g->acc[r], 0, sizeof(float) * (size_t)hd);
+		if (r >= g->n)
+			continue;
+		if (a->mask == VLM_ATTN_SEGMENTS) {
+			while (a->cu_seqlens[seg + 1] <= i)
+				seg++;
+			g->lo[r] = a->cu_seqlens[seg];
+			g->hi[r] = a->cu_seqlens[seg + 1];
+		} else {
+			g->lo[r] = 0;
+			g->hi[r] = a->past + i + 1;
+		}
+		g->glo = g->lo[r] < g->glo ? g->lo[r] : g->glo;
+		g->ghi = g->hi[r] > g->ghi ? g->hi[r] : g->ghi;
+	}
+}
+
+/* One task: ATT_GROUPS groups of ATT_QB rows of one head. Each block of keys and values is
+ * loaded once (it stays in L2) and used by every group whose rows can see it. */
+static void att_task(void *ctx, int64_t task, int thread)
+{
+	const struct att_job *j = ctx;
+	const struct vlm_attn *a = j->a;
+	int hd = a->head_dim, n = (int)(task / j->n_qblocks);
+	int kvh = n / (a->n_head / a->n_kv_head);
+	int64_t i0 = (task % j->n_qblocks) * ATT_QB * ATT_GROUPS;
+	float scale = 1.0f / sqrtf((float)hd);
+	struct att_group groups[ATT_GROUPS];
+	int n_groups = 0;
+	int64_t lo = INT64_MAX, hi = 0;
+
+	for (; n_groups < ATT_GROUPS && i0 + n_groups * ATT_QB < a->L; n_groups++) {
+		struct att_group *g = &groups[n_groups];
+		att_group_init(a, g, n, i0 + n_groups * ATT_QB);
+		lo = g->glo < lo ? g->glo : lo;
+		hi = g->ghi > hi ? g->ghi : hi;
+	}
+	for (int64_t t0 = lo; t0 < hi; t0 += ATT_KB) {
+		int nk = (int)min64(ATT_KB, hi - t0);
+		int64_t off = t0 * a->kv_stride + (int64_t)kvh * hd;
+		for (int gi = 0; gi < n_groups; gi++) {
+			struct att_group *g = &groups[gi];
+			if (g->ghi <= t0 || g->glo >= t0 + nk)
+				continue;
+			j->kern.qk(g, a->k + off, a->kv_stride, nk, hd);
+			for (int r = 0; r < g->n; r++)
+				att_softmax_block(j, g, r, t0, nk, hd, scale);
+			j->kern.pv(g, a->v + off, a->kv_stride, nk, hd);
+		}
+	}
+	for (int gi = 0; gi < n_groups; gi++) {
+		const struct att_group *g = &groups[gi];
+		for (int r = 0; r < g->n; r++) {
+			int64_t i = i0 + gi * ATT_QB + r;
+			float *out = a->out + (i * a->n_head + n) * hd;
+			for (int d = 0; d < hd; d++)
+				out[d] = g->acc[r][d] / g->l[r];
+		}
+	}
+}
+
+void vlm_fast_attention(const struct vlm_cpu *cpu, const struct vlm_attn *a)
+{
+	int64_t rows = ATT_QB * ATT_GROUPS;
+	struct att_job j = {.a = a, .n_qblocks = (a->L + rows - 1) / rows,
+			    .kern = {qk_portable, pv_portable, exp_sub_portable}};
+#if FAST_X86
+	if (cpu->avx2)
+		j.kern = (struct att_kernels){qk_avx2, pv_avx2, exp_sub_avx2};
+#endif
+	vlm_pool_run(cpu->pool, att_task, &j, j.n_qblocks * a->n_head);
+}
