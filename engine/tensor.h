@@ -106,4 +106,17 @@ static inline float vlm_f16_to_f32(uint16_t h)
 	return v.f;
 }
 
+/* Element i of a float tensor (f32, f16 or bf16) as f32. */
+static inline float vlm_float_load(enum vlm_dtype dtype, const void *data, int64_t i)
+{
+	switch (dtype) {
+	case VLM_DTYPE_BF16:
+		return vlm_bf16_to_f32(((const uint16_t *)data)[i]);
+	case VLM_DTYPE_F16:
+		return vlm_f16_to_f32(((const uint16_t *)data)[i]);
+	default:
+		return ((const float *)data)[i];
+	}
+}
+
 #endif

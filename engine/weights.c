@@ -508,3 +508,12 @@ int64_t vlm_weights_bytes(const struct vlm_weights *w)
 		n += (int64_t)w->specs[i].tensor.n_bytes;
 	return n;
 }
+
+const char *vlm_weights_dtype(const struct vlm_weights *w)
+{
+	enum vlm_dtype d = w->specs[0].tensor.dtype;
+	for (size_t i = 1; i < w->n_specs; i++)
+		if (w->specs[i].tensor.dtype != d)
+			return "mixed";
+	return vlm_dtype_name(d);
+}

@@ -110,4 +110,7 @@ int vlm_weights_info(const struct vlm_config *cfg, struct vlm_weights_info *out,
 /* Bytes of tensor data the loaded weights use (as stored: BF16, F16 or F32). */
 int64_t vlm_weights_bytes(const struct vlm_weights *w);
 
+/* The dtype name of every tensor ("BF16", "F16", "F32"), or "mixed". */
+const char *vlm_weights_dtype(const struct vlm_weights *w);
+
 #endif

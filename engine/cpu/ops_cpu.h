@@ -16,19 +16,6 @@
 /* Largest head dim the fast rope and attention keep on the stack; ops.c rejects larger ones. */
 #define VLM_CPU_MAX_HEAD_DIM 512
 
-/* Element i of a float tensor (f32, f16 or bf16) as f32. */
-static inline float vlm_cpu_load(enum vlm_dtype dtype, const void *data, int64_t i)
-{
-	switch (dtype) {
-	case VLM_DTYPE_BF16:
-		return vlm_bf16_to_f32(((const uint16_t *)data)[i]);
-	case VLM_DTYPE_F16:
-		return vlm_f16_to_f32(((const uint16_t *)data)[i]);
-	default:
-		return ((const float *)data)[i];
-	}
-}
-
 /* RoPE frequency theta^(-2j/dim) computed as torch does in f32: 1 / theta ** (2j / dim). */
 static inline float vlm_cpu_inv_freq(float theta, int j, int dim)
 {

@@ -134,7 +134,7 @@ static void mm_init_rows(const struct mm_job *j, int64_t n0, int64_t nt)
 	for (int64_t m = 0; m < j->M; m++)
 		for (int64_t n = n0; n < n0 + nt; n++)
 			j->y[m * j->N + n] =
-				j->bias ? vlm_cpu_load(j->bias->dtype, j->bias->data, n) : 0.0f;
+				j->bias ? vlm_float_load(j->bias->dtype, j->bias->data, n) : 0.0f;
 }
 
 #if FAST_X86
@@ -158,7 +158,7 @@ AVX2_INLINE void mv_rows_avx2(enum vlm_dtype dt, const struct mm_job *j, int64_t
 			a0 = _mm256_fmadd_ps(ld8(dt, j->w->data, o + k), _mm256_loadu_ps(x + k), a0);
 		float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 		for (; k < K; k++)
-			s += vlm_cpu_load(dt, j->w->data, o + k) * x[k];
+			s += vlm_float_load(dt, j->w->data, o + k) * x[k];
 		j->y[n] += s;
 	}
 }
@@ -195,7 +195,7 @@ AVX2 static void convert_avx2(enum vlm_dtype dt, const void *src, int64_t off, i
 		break;
 	}
 	for (; i < n; i++)
-		dst[i] = vlm_cpu_load(dt, src, off + i);
+		dst[i] = vlm_float_load(dt, src, off + i);
 }
 
 /* y[0..mr)[0..nr) += xp[4][kp] . wp[3][kp]^T; kp is a multiple of 8, unused rows are zero. */

@@ -13,9 +13,9 @@ void vlm_ref_matmul(float *y, const float *x, int64_t M, const struct vlm_tensor
 	int64_t N = w->shape[0], K = w->shape[1];
 	for (int64_t m = 0; m < M; m++) {
 		for (int64_t n = 0; n < N; n++) {
-			double acc = bias ? vlm_cpu_load(bias->dtype, bias->data, n) : 0.0;
+			double acc = bias ? vlm_float_load(bias->dtype, bias->data, n) : 0.0;
 			for (int64_t k = 0; k < K; k++)
-				acc += (double)x[m * K + k] * vlm_cpu_load(w->dtype, w->data, n * K + k);
+				acc += (double)x[m * K + k] * vlm_float_load(w->dtype, w->data, n * K + k);
 			y[m * N + n] = (float)acc;
 		}
 	}
@@ -32,7 +32,7 @@ void vlm_ref_rmsnorm(float *y, const float *x, const struct vlm_tensor *w, int64
 			ss += (double)xr[d] * xr[d];
 		float inv = (float)(1.0 / sqrt(ss / (double)D + eps));
 		for (int64_t d = 0; d < D; d++)
-			yr[d] = xr[d] * inv * vlm_cpu_load(w->dtype, w->data, d);
+			yr[d] = xr[d] * inv * vlm_float_load(w->dtype, w->data, d);
 	}
 }
 
@@ -50,8 +50,8 @@ void vlm_ref_layernorm(float *y, const float *x, const struct vlm_tensor *w,
 			var += (xr[d] - mean) * (xr[d] - mean);
 		float inv = (float)(1.0 / sqrt(var / (double)D + eps));
 		for (int64_t d = 0; d < D; d++)
-			yr[d] = (float)(xr[d] - mean) * inv * vlm_cpu_load(w->dtype, w->data, d) +
-				vlm_cpu_load(b->dtype, b->data, d);
+			yr[d] = (float)(xr[d] - mean) * inv * vlm_float_load(w->dtype, w->data, d) +
+				vlm_float_load(b->dtype, b->data, d);
 	}
 }
 
@@ -83,7 +83,7 @@ void vlm_ref_embedding(float *y, const struct vlm_tensor *table, const int32_t *
 	int64_t D = table->shape[1];
 	for (int64_t i = 0; i < L; i++)
 		for (int64_t d = 0; d < D; d++)
-			y[i * D + d] = vlm_cpu_load(table->dtype, table->data, ids[i] * D + d);
+			y[i * D + d] = vlm_float_load(table->dtype, table->data, ids[i] * D + d);
 }
 
 int64_t vlm_ref_argmax(const float *x, int64_t n)

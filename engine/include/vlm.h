@@ -81,7 +81,7 @@ struct vlm_model_info {
 	int vocab_size;           /* the LM head's rows */
 	int64_t n_params_vision, n_params_text, n_params;
 	int64_t weight_bytes;     /* as stored (mmapped) */
-	const char *weight_dtype; /* "bf16", "f16", "f32" or "mixed" */
+	const char *weight_dtype; /* "BF16", "F16", "F32" or "mixed" */
 	int64_t kv_bytes_per_token;
 	int image_token_id, image_start_id, image_end_id;
 	int eos_ids[VLM_INFO_MAX_EOS];
