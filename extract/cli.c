@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ex.h"
 
@@ -217,8 +218,113 @@ struct command {
 	const char *summary;
 };
 
+static const char model_usage[] =
+	"usage: intake model pull [REPO] [--revision REV] [--dir DIR] [--offline]\n"
+	"       intake model verify DIR\n"
+	"\n"
+	"pull downloads REPO (default " EX_MODEL_DEFAULT_REPO ") from the Hugging Face hub at\n"
+	"REV (default main) into DIR (default $INTAKE_MODEL_DIR, else\n"
+	"/var/lib/intake/models/OWNER--NAME), checks every file's hash, resumes interrupted\n"
+	"downloads and writes DIR/" EX_MODEL_MANIFEST " last. Environment: HF_ENDPOINT (a mirror),\n"
+	"HF_TOKEN (gated or private repositories), HTTPS_PROXY/NO_PROXY, HF_HUB_OFFLINE=1 (same as\n"
+	"--offline: verify what DIR holds, never touch the network).\n"
+	"verify recomputes the hashes against the manifest, checks every tensor the engine needs,\n"
+	"and prints the pinned model id results carry.\n"
+	"\n"
+	"Exit status: 0 success, 2 bad usage, 1 failure (network, checksum, disk).\n";
+
+static void print_model_check(const char *dir, const struct ex_model_check *c)
+{
+	char size[32];
+	snprintf(size, sizeof size, "%.1f MiB", (double)c->n_bytes / (1 << 20));
+	if (c->pinned)
+		printf("%s: %zu files (%s) match the manifest\n", dir, c->n_files, size);
+	else
+		printf("%s: no %s: hashes not checked (copied by hand?)\n", dir, EX_MODEL_MANIFEST);
+	printf("%s: %zu tensors with the expected shapes (%lld parameters)\n", dir, c->n_tensors,
+	       (long long)c->n_params);
+	printf("model id: %s\n", c->model_id);
+}
+
+static int cmd_model_pull(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"revision", required_argument, NULL, 'r'},
+		{"dir", required_argument, NULL, 'd'},
+		{"offline", no_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	struct ex_pull_opts o = {.repo = EX_MODEL_DEFAULT_REPO, .revision = "main",
+				 .progress = isatty(STDERR_FILENO)};
+	int c;
+	while ((c = getopt_long(argc, argv, "r:d:oh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r': o.revision = optarg; break;
+		case 'd': o.dir = optarg; break;
+		case 'o': o.offline = true; break;
+		case 'h': fputs(model_usage, stdout); return EXIT_OK;
+		default: fputs(model_usage, stderr); return EXIT_REFUSED;
+		}
+	}
+	if (optind < argc)
+		o.repo = argv[optind++];
+	if (optind != argc) {
+		fputs(model_usage, stderr);
+		return EXIT_REFUSED;
+	}
+	vlm_err err = {0};
+	char dir[4096];
+	if (!o.dir && ex_model_default_dir(o.repo, dir, sizeof dir, &err) == 0)
+		o.dir = dir;
+	struct ex_model_check check;
+	int rc = o.dir ? ex_model_pull(&o, &check, &err) : err.code;
+	if (rc < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		return rc == -EINVAL ? EXIT_REFUSED : EXIT_INTERNAL;
+	}
+	print_model_check(o.dir, &check);
+	return EXIT_OK;
+}
+
+static int cmd_model_verify(int argc, char **argv)
+{
+	if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+		fputs(model_usage, stdout);
+		return EXIT_OK;
+	}
+	if (argc != 2 || argv[1][0] == '-') {
+		fputs(model_usage, stderr);
+		return EXIT_REFUSED;
+	}
+	vlm_err err = {0};
+	struct ex_model_check check;
+	if (ex_model_verify(argv[1], &check, &err) < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		return EXIT_INTERNAL;
+	}
+	print_model_check(argv[1], &check);
+	return EXIT_OK;
+}
+
+static const struct command model_commands[] = {
+	{"pull", cmd_model_pull, "download a model from the Hugging Face hub and verify it"},
+	{"verify", cmd_model_verify, "check a model directory's hashes and tensors"},
+};
+
+static int cmd_model(int argc, char **argv)
+{
+	for (size_t i = 0; argc > 1 && i < sizeof model_commands / sizeof model_commands[0]; i++)
+		if (strcmp(argv[1], model_commands[i].name) == 0)
+			return model_commands[i].run(argc - 1, argv + 1);
+	bool help = argc > 1 && strcmp(argv[1], "--help") == 0;
+	fputs(model_usage, help ? stdout : stderr);
+	return help ? EXIT_OK : EXIT_REFUSED;
+}
+
 static const struct command commands[] = {
 	{"pages", cmd_pages, "decode a document into page images (PDF, TIFF, JPEG, PNG)"},
+	{"model", cmd_model, "get and check the model: pull, verify"},
 };
 
 static void usage(FILE *f)

@@ -98,6 +98,60 @@ void ex_doc_free(struct ex_doc *doc);
  * Returns 0 or a negative errno (-EINVAL for a page without pixels, -errno of a failed call). */
 int ex_page_write_png(const struct ex_page *page, const char *path, vlm_err *err);
 
+/* ---- Getting the model (model_pull.c) -------------------------------------------------------
+ * A pulled model is a directory holding the files the engine needs, downloaded from a Hugging Face
+ * hub repository at one commit, each checked against the hash the hub lists for it, plus the
+ * manifest EX_MODEL_MANIFEST written last (repo, revision, commit, every file with its size and
+ * SHA-256, and the pinned model id "repo@commit"). A directory without a complete manifest is not
+ * a pulled model; one copied by hand is still usable and verifiable, but unpinned. */
+#define EX_MODEL_MANIFEST "intake-model.json"
+#define EX_MODEL_DEFAULT_REPO "zai-org/GLM-4.6V-Flash"
+
+struct ex_pull_opts {
+	const char *repo;     /* "owner/name" */
+	const char *revision; /* branch, tag or commit */
+	const char *dir;      /* created with its parents when missing */
+	const char *endpoint; /* NULL: $HF_ENDPOINT, else https://huggingface.co */
+	const char *token;    /* NULL: $HF_TOKEN (sent as Authorization: Bearer) */
+	bool offline;         /* also when $HF_HUB_OFFLINE is 1/true/yes/on: never touch the network */
+	bool progress;        /* draw a progress bar with rate and ETA on stderr */
+};
+
+/* What ex_model_verify found; every field is filled on success. */
+struct ex_model_check {
+	bool pinned;        /* a complete manifest was found and every file matches it */
+	char model_id[256]; /* "repo@commit", or "unpinned@sha256:HEX" for a directory without one */
+	size_t n_files;     /* files hashed against the manifest (0 when unpinned) */
+	int64_t n_bytes;
+	size_t n_tensors;   /* tensors present with the shapes the config implies */
+	int64_t n_params;
+};
+
+/* Downloads opts->repo at opts->revision into opts->dir, or with offline verifies what is there
+ * (it must be a pull of that repo and revision). Files already in place and matching are kept,
+ * interrupted downloads resume from DIR/.intake-download/, and the manifest is replaced last.
+ * On success `check` (may be NULL) describes the verified model. Errors: -EINVAL (bad options),
+ * -ECONNREFUSED/-EHOSTUNREACH/-ETIMEDOUT/-EIO (network), -EACCES (401/403), -ENOENT (404, or
+ * offline with no pulled model), -EBADMSG (a checksum mismatch: that file is removed, the others
+ * kept), -ENOSPC (disk full), -EBUSY (another pull runs into DIR). Not thread-safe (libcurl's
+ * global initialisation). */
+int ex_model_pull(const struct ex_pull_opts *opts, struct ex_model_check *check, vlm_err *err);
+
+/* Recomputes every file's SHA-256 against DIR's manifest when it has one, then loads the config
+ * and the weights and checks every tensor the engine needs is present with the right shape.
+ * Errors: -EBADMSG (a hash or size mismatch, an invalid manifest, a missing or mis-shaped
+ * tensor), -ENOENT (a missing file), -ENOTSUP, -ENOMEM; err names the first bad file. */
+int ex_model_verify(const char *dir, struct ex_model_check *out, vlm_err *err);
+
+/* The model directory when none is given: $INTAKE_MODEL_DIR, else
+ * /var/lib/intake/models/OWNER--NAME for repo "OWNER/NAME". Errors: -ENAMETOOLONG. */
+int ex_model_default_dir(const char *repo, char *dir, size_t size, vlm_err *err);
+
+/* The model id results carry, without hashing the weights: the manifest's "repo@commit", else
+ * "unpinned@sha256:HEX" over model.safetensors.index.json or, for one model.safetensors, over
+ * its header. */
+int ex_model_id(const char *dir, char *id, size_t size, vlm_err *err);
+
 #ifdef __cplusplus
 }
 #endif
