@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat.h"
 #include "image_prep.h"
 #include "model.h"
 #include "positions.h"
@@ -120,8 +121,10 @@ void vlm_model_get_info(const struct vlm_model *m, struct vlm_model_info *info)
 		.vision_layers = c->vision.depth, .vision_hidden = c->vision.hidden_size,
 		.vision_heads = c->vision.n_heads, .patch_size = c->vision.patch_size,
 		.merge_size = c->vision.spatial_merge_size, .vocab_size = c->text.vocab_size,
+		.max_context = c->text.max_position_embeddings,
 		.n_params_vision = wi.n_params_vision, .n_params_text = wi.n_params_text,
-		.n_params = wi.n_params, .weight_bytes = vlm_weights_bytes(m->weights),
+		.n_params = wi.n_params,
+		.n_tensors = (int64_t)(wi.n_tensors_vision + wi.n_tensors_text), .weight_bytes = vlm_weights_bytes(m->weights),
 		.weight_dtype = vlm_weights_dtype(m->weights), .kv_bytes_per_token = wi.kv_bytes_per_token,
 		.image_token_id = c->tokens.image, .image_start_id = c->tokens.image_start,
 		.image_end_id = c->tokens.image_end, .rope_theta = c->text.rope_theta,
@@ -271,4 +274,176 @@ int vlm_session_decode(struct vlm_session *s, int32_t token, float *logits, vlm_
 		return rc;
 	s->history[s->n_past++] = token;
 	return 0;
+}
+
+/* Preprocesses every image into one pixel_values array (rows of all images in order). */
+static int prep_images(const struct vlm_model *m, const struct vlm_image *images, int n,
+		       struct vlm_prepped *prepped, int64_t (*grids)[3], int64_t *n_tokens,
+		       float **pixels, vlm_err *err)
+{
+	const struct vlm_preproc_config *pc = &m->cfg.preproc;
+	struct vlm_prep_params p = {
+		.patch_size = pc->patch_size, .temporal_patch_size = pc->temporal_patch_size,
+		.merge_size = pc->merge_size, .min_pixels = pc->min_pixels,
+		.max_pixels = pc->max_pixels,
+	};
+	memcpy(p.mean, pc->mean, sizeof p.mean);
+	memcpy(p.std, pc->std, sizeof p.std);
+	int64_t rows = 0;
+	for (int i = 0; i < n; i++) {
+		int rc = vlm_image_prep(images[i].rgb, images[i].height, images[i].width, &p,
+					&prepped[i], err);
+		if (rc < 0)
+			return rc;
+		memcpy(grids[i], prepped[i].grid_thw, sizeof grids[i]);
+		n_tokens[i] = prepped[i].n_tokens;
+		rows += prepped[i].n_patches;
+	}
+	int64_t dim = n ? prepped[0].patch_dim : 0;
+	*pixels = malloc((size_t)(rows * dim + 1) * sizeof **pixels);
+	if (!*pixels)
+		return vlm_err_set(err, -ENOMEM, "engine: out of memory for %lld image patches",
+				   (long long)rows);
+	for (int i = 0, at = 0; i < n; i++) {
+		memcpy(*pixels + at * dim, prepped[i].pixel_values,
+		       (size_t)(prepped[i].n_patches * dim) * sizeof **pixels);
+		at += (int)prepped[i].n_patches;
+	}
+	return 0;
+}
+
+static bool is_stop(const struct vlm_generation_config *g, int32_t token)
+{
+	for (int i = 0; i < g->n_eos_ids; i++)
+		if (g->eos_ids[i] == token)
+			return true;
+	return false;
+}
+
+/* The token loop: mask, choose, report, stop or feed back. Allocates nothing. */
+static int decode_loop(struct vlm_session *s, const struct vlm_request *req,
+		       struct vlm_sampler *sampler, struct vlm_detok_stream *detok,
+		       struct vlm_result *out, vlm_err *err)
+{
+	struct vlm_model *m = s->model;
+	int64_t V = m->cfg.text.vocab_size, n_tok = vlm_tokenizer_vocab_size(m->tok);
+	out->stop = VLM_STOP_LENGTH;
+	for (int step = 0; step < req->max_tokens; step++) {
+		if (req->abort && req->abort(req->user)) {
+			out->stop = VLM_STOP_ABORTED;
+			return 0;
+		}
+		/* The LM head has padding rows past the tokenizer's last id: they spell nothing. */
+		for (int64_t v = n_tok; v < V; v++)
+			s->logits[v] = -INFINITY;
+		int rc;
+		if (req->mask && (rc = req->mask(req->user, out->tokens, out->n_tokens, s->logits,
+						 V)) < 0)
+			return vlm_err_set(err, rc, "engine: the logit mask stopped generation");
+		int32_t token;
+		float logprob;
+		if ((rc = vlm_sampler_next(sampler, s->logits, s->history, (size_t)s->n_past,
+					   &token, &logprob, err)) < 0)
+			return rc;
+		if (is_stop(&m->cfg.gen, token)) {
+			out->stop = VLM_STOP_EOS;
+			return 0;
+		}
+		out->tokens[out->n_tokens] = token;
+		out->logprobs[out->n_tokens++] = logprob;
+		if (req->on_token) {
+			const char *text;
+			size_t len;
+			if ((rc = vlm_detok_stream_push(detok, token, &text, &len, err)) < 0)
+				return rc;
+			req->on_token(req->user, token, logprob, text, len);
+		}
+		if (step + 1 < req->max_tokens &&
+		    (rc = vlm_session_decode(s, token, s->logits, err)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int vlm_generate(struct vlm_session *s, const struct vlm_request *req, struct vlm_result *out,
+		 vlm_err *err)
+{
+	struct vlm_model *m = s->model;
+	*out = (struct vlm_result){0};
+	int n = req->n_images;
+	if (n < 0 || req->max_tokens < 1 || !req->prompt)
+		return vlm_err_set(err, -EINVAL, "engine: a request needs a prompt, max_tokens >= 1 "
+				   "and a non-negative image count");
+	struct vlm_prepped *prepped = calloc((size_t)n + 1, sizeof *prepped);
+	int64_t(*grids)[3] = calloc((size_t)n + 1, sizeof *grids);
+	int64_t *image_tokens = calloc((size_t)n + 1, sizeof *image_tokens);
+	float *pixels = NULL;
+	int32_t *ids = NULL;
+	size_t n_ids = 0;
+	struct vlm_sampler *sampler = NULL;
+	struct vlm_detok_stream *detok = NULL;
+	int rc = 0;
+	if (!prepped || !grids || !image_tokens) {
+		rc = vlm_err_set(err, -ENOMEM, "engine: out of memory");
+		goto out;
+	}
+	if ((rc = prep_images(m, req->images, n, prepped, grids, image_tokens, &pixels, err)) < 0 ||
+	    (rc = vlm_chat_prompt(m->tok, m->cfg.tokens.image, req->system, req->prompt,
+				  image_tokens, n, &ids, &n_ids, err)) < 0)
+		goto out;
+	out->n_prompt_tokens = (int64_t)n_ids;
+	if ((int64_t)n_ids + req->max_tokens > s->kv.n_ctx) {
+		rc = vlm_err_set(err, -E2BIG, "engine: %zu prompt tokens and up to %d new ones do "
+				 "not fit the context of %lld tokens", n_ids, req->max_tokens,
+				 (long long)s->kv.n_ctx);
+		goto out;
+	}
+	struct vlm_sampler_params sp = {
+		.greedy = !req->sample, .temperature = req->temperature, .top_p = req->top_p,
+		.top_k = req->top_k, .seed = req->seed,
+		.repetition_penalty = req->repetition_penalty > 0 ? req->repetition_penalty : 1,
+	};
+	out->tokens = malloc((size_t)req->max_tokens * sizeof *out->tokens);
+	out->logprobs = malloc((size_t)req->max_tokens * sizeof *out->logprobs);
+	if (!out->tokens || !out->logprobs) {
+		rc = vlm_err_set(err, -ENOMEM, "engine: out of memory");
+		goto out;
+	}
+	if ((rc = vlm_sampler_new(m->cfg.text.vocab_size, &sp, &sampler, err)) < 0 ||
+	    (rc = vlm_detok_stream_new(m->tok, true, &detok, err)) < 0 ||
+	    (rc = vlm_session_prefill(s, ids, (int64_t)n_ids, pixels, (const int64_t(*)[3])grids,
+				      n, s->logits, false, err)) < 0 ||
+	    (rc = decode_loop(s, req, sampler, detok, out, err)) < 0)
+		goto out;
+	size_t len;
+	if (req->on_token) {
+		const char *rest;
+		vlm_detok_stream_flush(detok, &rest, &len);
+		if (len)
+			req->on_token(req->user, -1, 0, rest, len);
+	}
+	rc = vlm_detokenize(m->tok, out->tokens, out->n_tokens, true, &out->text, &len, err);
+out:
+	for (int i = 0; prepped && i < n; i++)
+		vlm_prepped_done(&prepped[i]);
+	free(prepped);
+	free(grids);
+	free(image_tokens);
+	free(pixels);
+	free(ids);
+	vlm_sampler_free(sampler);
+	vlm_detok_stream_free(detok);
+	if (rc < 0)
+		vlm_result_done(out);
+	return rc;
+}
+
+void vlm_result_done(struct vlm_result *r)
+{
+	if (!r)
+		return;
+	free(r->tokens);
+	free(r->logprobs);
+	free(r->text);
+	*r = (struct vlm_result){0};
 }

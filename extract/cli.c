@@ -9,11 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
+#include "cli.h"
 #include "ex.h"
-
-enum { EXIT_OK = 0, EXIT_INTERNAL = 1, EXIT_REFUSED = 2 };
 
 static const char pages_usage[] =
 	"usage: intake pages FILE [--out DIR] [--text] [--json] [limits]\n"
@@ -33,7 +31,7 @@ static const char pages_usage[] =
 	"Exit status: 0 success, 2 refused document (bad, unsupported or over a limit), 1 internal\n"
 	"failure.\n";
 
-static bool parse_u64(const char *s, uint64_t max, uint64_t *out)
+bool cli_parse_u64(const char *s, uint64_t max, uint64_t *out)
 {
 	char *end;
 	errno = 0;
@@ -160,17 +158,17 @@ static int cmd_pages(int argc, char **argv)
 		case 't': text = true; break;
 		case 'j': as_json = true; break;
 		case 'h': fputs(pages_usage, stdout); return EXIT_OK;
-		case OPT_BUDGET: ok = parse_u64(optarg, 1ull << 40, &limits.pdf_pixel_budget); break;
+		case OPT_BUDGET: ok = cli_parse_u64(optarg, 1ull << 40, &limits.pdf_pixel_budget); break;
 		case OPT_DPI:
-			ok = parse_u64(optarg, 2400, &v);
+			ok = cli_parse_u64(optarg, 2400, &v);
 			limits.pdf_max_dpi = (double)v;
 			break;
 		case OPT_PAGES:
-			ok = parse_u64(optarg, 1000000, &v);
+			ok = cli_parse_u64(optarg, 1000000, &v);
 			limits.max_pages = (uint32_t)v;
 			break;
-		case OPT_PAGE_PIXELS: ok = parse_u64(optarg, 1ull << 40, &limits.max_page_pixels); break;
-		case OPT_FILE_BYTES: ok = parse_u64(optarg, 1ull << 44, &limits.max_file_bytes); break;
+		case OPT_PAGE_PIXELS: ok = cli_parse_u64(optarg, 1ull << 40, &limits.max_page_pixels); break;
+		case OPT_FILE_BYTES: ok = cli_parse_u64(optarg, 1ull << 44, &limits.max_file_bytes); break;
 		default: fputs(pages_usage, stderr); return EXIT_REFUSED;
 		}
 		if (!ok) {
@@ -212,119 +210,9 @@ static int cmd_pages(int argc, char **argv)
 	return EXIT_OK;
 }
 
-struct command {
-	const char *name;
-	int (*run)(int argc, char **argv);
-	const char *summary;
-};
-
-static const char model_usage[] =
-	"usage: intake model pull [REPO] [--revision REV] [--dir DIR] [--offline]\n"
-	"       intake model verify DIR\n"
-	"\n"
-	"pull downloads REPO (default " EX_MODEL_DEFAULT_REPO ") from the Hugging Face hub at\n"
-	"REV (default main) into DIR (default $INTAKE_MODEL_DIR, else\n"
-	"/var/lib/intake/models/OWNER--NAME), checks every file's hash, resumes interrupted\n"
-	"downloads and writes DIR/" EX_MODEL_MANIFEST " last. Environment: HF_ENDPOINT (a mirror),\n"
-	"HF_TOKEN (gated or private repositories), HTTPS_PROXY/NO_PROXY, HF_HUB_OFFLINE=1 (same as\n"
-	"--offline: verify what DIR holds, never touch the network).\n"
-	"verify recomputes the hashes against the manifest, checks every tensor the engine needs,\n"
-	"and prints the pinned model id results carry.\n"
-	"\n"
-	"Exit status: 0 success, 2 bad usage, 1 failure (network, checksum, disk).\n";
-
-static void print_model_check(const char *dir, const struct ex_model_check *c)
-{
-	char size[32];
-	snprintf(size, sizeof size, "%.1f MiB", (double)c->n_bytes / (1 << 20));
-	if (c->pinned)
-		printf("%s: %zu files (%s) match the manifest\n", dir, c->n_files, size);
-	else
-		printf("%s: no %s: hashes not checked (copied by hand?)\n", dir, EX_MODEL_MANIFEST);
-	printf("%s: %zu tensors with the expected shapes (%lld parameters)\n", dir, c->n_tensors,
-	       (long long)c->n_params);
-	printf("model id: %s\n", c->model_id);
-}
-
-static int cmd_model_pull(int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{"revision", required_argument, NULL, 'r'},
-		{"dir", required_argument, NULL, 'd'},
-		{"offline", no_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
-	struct ex_pull_opts o = {.repo = EX_MODEL_DEFAULT_REPO, .revision = "main",
-				 .progress = isatty(STDERR_FILENO)};
-	int c;
-	while ((c = getopt_long(argc, argv, "r:d:oh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'r': o.revision = optarg; break;
-		case 'd': o.dir = optarg; break;
-		case 'o': o.offline = true; break;
-		case 'h': fputs(model_usage, stdout); return EXIT_OK;
-		default: fputs(model_usage, stderr); return EXIT_REFUSED;
-		}
-	}
-	if (optind < argc)
-		o.repo = argv[optind++];
-	if (optind != argc) {
-		fputs(model_usage, stderr);
-		return EXIT_REFUSED;
-	}
-	vlm_err err = {0};
-	char dir[4096];
-	if (!o.dir && ex_model_default_dir(o.repo, dir, sizeof dir, &err) == 0)
-		o.dir = dir;
-	struct ex_model_check check;
-	int rc = o.dir ? ex_model_pull(&o, &check, &err) : err.code;
-	if (rc < 0) {
-		fprintf(stderr, "%s\n", err.msg);
-		return rc == -EINVAL ? EXIT_REFUSED : EXIT_INTERNAL;
-	}
-	print_model_check(o.dir, &check);
-	return EXIT_OK;
-}
-
-static int cmd_model_verify(int argc, char **argv)
-{
-	if (argc == 2 && strcmp(argv[1], "--help") == 0) {
-		fputs(model_usage, stdout);
-		return EXIT_OK;
-	}
-	if (argc != 2 || argv[1][0] == '-') {
-		fputs(model_usage, stderr);
-		return EXIT_REFUSED;
-	}
-	vlm_err err = {0};
-	struct ex_model_check check;
-	if (ex_model_verify(argv[1], &check, &err) < 0) {
-		fprintf(stderr, "%s\n", err.msg);
-		return EXIT_INTERNAL;
-	}
-	print_model_check(argv[1], &check);
-	return EXIT_OK;
-}
-
-static const struct command model_commands[] = {
-	{"pull", cmd_model_pull, "download a model from the Hugging Face hub and verify it"},
-	{"verify", cmd_model_verify, "check a model directory's hashes and tensors"},
-};
-
-static int cmd_model(int argc, char **argv)
-{
-	for (size_t i = 0; argc > 1 && i < sizeof model_commands / sizeof model_commands[0]; i++)
-		if (strcmp(argv[1], model_commands[i].name) == 0)
-			return model_commands[i].run(argc - 1, argv + 1);
-	bool help = argc > 1 && strcmp(argv[1], "--help") == 0;
-	fputs(model_usage, help ? stdout : stderr);
-	return help ? EXIT_OK : EXIT_REFUSED;
-}
-
 static const struct command commands[] = {
 	{"pages", cmd_pages, "decode a document into page images (PDF, TIFF, JPEG, PNG)"},
-	{"model", cmd_model, "get and check the model: pull, verify"},
+	{"model", cmd_model, "get, check, inspect and try the model (pull, verify, info, generate)"},
 };
 
 static void usage(FILE *f)

@@ -30,9 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
 #include "model_pull.h"
-#include "weights.h"
 
 #define DEFAULT_ENDPOINT "https://huggingface.co"
 #define DOWNLOAD_DIR ".intake-download"
@@ -364,28 +362,20 @@ static int hash_file(const char *dir, const char *name, char hex[65], int64_t *s
 
 /* The engine's own loaders decide whether the directory holds a usable model: config.json and
  * every tensor the config implies, with its shape. */
+/* Loads the directory the way the engine does (config, every tensor's name and shape, the
+ * tokenizer), so a verified model is one the engine accepts. */
 static int check_structure(const char *dir, struct ex_model_check *out, vlm_err *err)
 {
-	char path[PATH_SIZE];
-	int rc = path_join(path, dir, "tokenizer.json", "", err);
-	struct stat st;
-	if (rc == 0 && stat(path, &st) < 0)
-		rc = vlm_err_set(err, -ENOENT, "model: '%s': missing (the tokenizer)", path);
-	struct vlm_config cfg;
-	if (rc == 0)
-		rc = vlm_config_load(dir, &cfg, err);
-	struct vlm_weights *w = NULL;
-	if (rc == 0)
-		rc = vlm_weights_open(dir, &cfg, &w, err);
-	struct vlm_weights_info info;
-	if (rc == 0)
-		rc = vlm_weights_info(&cfg, &info, err);
-	if (rc == 0) {
-		out->n_tensors = info.n_tensors_vision + info.n_tensors_text;
-		out->n_params = info.n_params;
-	}
-	vlm_weights_free(w);
-	return rc;
+	struct vlm_model *m = NULL;
+	int rc = vlm_model_load(dir, &(struct vlm_model_opts){.n_threads = 1}, &m, err);
+	if (rc < 0)
+		return rc;
+	struct vlm_model_info info;
+	vlm_model_get_info(m, &info);
+	out->n_tensors = (size_t)info.n_tensors;
+	out->n_params = info.n_params;
+	vlm_model_free(m);
+	return 0;
 }
 
 static int unpinned_id(const char *dir, char *id, size_t size, vlm_err *err)

@@ -79,7 +79,9 @@ struct vlm_model_info {
 	int text_layers, text_hidden, text_heads, text_kv_heads, text_head_dim, text_intermediate;
 	int vision_layers, vision_hidden, vision_heads, patch_size, merge_size;
 	int vocab_size;           /* the LM head's rows */
+	int max_context;          /* max_position_embeddings */
 	int64_t n_params_vision, n_params_text, n_params;
+	int64_t n_tensors;
 	int64_t weight_bytes;     /* as stored (mmapped) */
 	const char *weight_dtype; /* "BF16", "F16", "F32" or "mixed" */
 	int64_t kv_bytes_per_token;
@@ -124,7 +126,8 @@ typedef int vlm_logit_mask_fn(void *user, const int32_t *generated, size_t n_gen
 			      float *logits, int64_t n_vocab);
 /* Checked between steps; true stops generation (VLM_STOP_ABORTED). */
 typedef bool vlm_abort_fn(void *user);
-/* Each chosen token, with its log-probability and the text it completes (possibly empty). */
+/* Each chosen token, with its log-probability and the text it completes (possibly empty). At the
+ * end, bytes held back for an incomplete character come once more with token -1. */
 typedef void vlm_token_fn(void *user, int32_t token, float logprob, const char *text,
 			  size_t len);
 
