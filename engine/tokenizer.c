@@ -560,8 +560,8 @@ static int load_merges(struct loader *l, const json_t *merges)
 
 	int rc = 0;
 	for (size_t rank = 0; rank < n && !rc; rank++) {
-		const char *a, *b;
-		size_t na, nb;
+		const char *a = NULL, *b = NULL;
+		size_t na = 0, nb = 0;
 		rc = load_merge_pair(l, json_array_get(merges, rank), rank, &a, &na, &b, &nb);
 		if (rc)
 			break;
