@@ -224,7 +224,7 @@ static size_t utf8_repair_flush(struct utf8_repair *u, char *out)
 	return put_replacement(out);
 }
 
-/* ---- GPT-2 byte-level alphabet ---------------------------------------------------------------- */
+/* ---- GPT-2 byte-level alphabet --------------------------------------------------------------- */
 
 /* Printable Latin-1 bytes stand for themselves; the other 68 bytes take code points 256.. in byte
  * order, so that every byte is one visible character. */
@@ -237,7 +237,7 @@ static void byte_alphabet(uint16_t cp_of[256])
 	}
 }
 
-/* ---- hash tables ------------------------------------------------------------------------------ */
+/* ---- hash tables ----------------------------------------------------------------------------- */
 
 static uint32_t hash_bytes(const char *s, size_t n)
 {
@@ -325,7 +325,7 @@ static const struct merge_slot *merge_find(const struct vlm_tokenizer *tok, int3
 	}
 }
 
-/* ---- loading ---------------------------------------------------------------------------------- */
+/* ---- loading --------------------------------------------------------------------------------- */
 
 struct loader {
 	const char *path;
@@ -560,8 +560,8 @@ static int load_merges(struct loader *l, const json_t *merges)
 
 	int rc = 0;
 	for (size_t rank = 0; rank < n && !rc; rank++) {
-		const char *a, *b;
-		size_t na, nb;
+		const char *a = NULL, *b = NULL;
+		size_t na = 0, nb = 0;
 		rc = load_merge_pair(l, json_array_get(merges, rank), rank, &a, &na, &b, &nb);
 		if (rc)
 			break;
@@ -803,7 +803,7 @@ void vlm_tokenizer_free(struct vlm_tokenizer *tok)
 	free(tok);
 }
 
-/* ---- lookups ---------------------------------------------------------------------------------- */
+/* ---- lookups --------------------------------------------------------------------------------- */
 
 int32_t vlm_tokenizer_vocab_size(const struct vlm_tokenizer *tok)
 {
@@ -839,7 +839,7 @@ const char *vlm_token_bytes(const struct vlm_tokenizer *tok, int32_t id, size_t 
 	return tok->bytes_text + tok->bytes_ref[id].off;
 }
 
-/* ---- encoding --------------------------------------------------------------------------------- */
+/* ---- encoding -------------------------------------------------------------------------------- */
 
 struct bpe_symbol {
 	int32_t id, prev, next; /* prev/next: neighbouring live symbols, -1 at the ends */
@@ -1170,7 +1170,7 @@ int vlm_tokenize(const struct vlm_tokenizer *tok, const char *text, size_t len, 
 	return vlm_tokenize_spans(tok, text, len, NULL, 0, ids, cap, n_ids, err);
 }
 
-/* ---- decoding --------------------------------------------------------------------------------- */
+/* ---- decoding -------------------------------------------------------------------------------- */
 
 static int bad_id(vlm_err *err, int32_t id, const struct vlm_tokenizer *tok)
 {
