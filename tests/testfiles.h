@@ -66,6 +66,21 @@ static const char *scratch_write(char *buf, const char *name, const void *data, 
 	return buf;
 }
 
+/* How many entries of the scratch directory end in `suffix` (leftover temporary files). */
+static inline int scratch_count_suffix(const char *suffix)
+{
+	DIR *d = opendir(scratch_dir);
+	int n = 0;
+	size_t ls = strlen(suffix);
+	for (struct dirent *e; d && (e = readdir(d));) {
+		size_t l = strlen(e->d_name);
+		n += l >= ls && strcmp(e->d_name + l - ls, suffix) == 0;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
 /* Removes every file in the scratch directory and the directory itself. */
 static void scratch_done(void)
 {
