@@ -133,7 +133,19 @@ struct loader {
 	struct ex_schema *schema;
 	struct ex_schema_errors errors;
 	bool oom;
+	/* Fields whose type did not load: rules naming them are not type-checked, so one typo
+	 * gives one error. */
+	const struct ex_field *untyped[EX_SCHEMA_MAX_ERRORS];
+	size_t n_untyped;
 };
+
+static bool untyped(const struct loader *ld, const struct ex_field *f)
+{
+	for (size_t k = 0; k < ld->n_untyped; k++)
+		if (ld->untyped[k] == f)
+			return true;
+	return false;
+}
 
 static void diag_at(struct loader *ld, int line, int column, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -485,8 +497,11 @@ static void load_field(struct loader *ld, yaml_node_t *key, yaml_node_t *node, c
 		get_bool(ld, v, "nullable", &f->nullable);
 	if ((v = lookup(ld, node, "normalize")))
 		load_normalize(ld, v, f);
-	if (!typed)
+	if (!typed) {
+		if (ld->n_untyped < EX_SCHEMA_MAX_ERRORS)
+			ld->untyped[ld->n_untyped++] = f;
 		return; /* the remaining keys depend on the type */
+	}
 
 	if ((v = lookup(ld, node, "pattern"))) {
 		if (f->type != EX_TYPE_STRING)
@@ -830,7 +845,7 @@ static struct ex_expr *parse_factor(struct expr_parser *p)
 		}
 		p->pos++;
 		const struct ex_field *f = rule_field(p->ld, p->rs, arg, arg_len, true);
-		if (f && !is_numeric(f->type)) {
+		if (f && !is_numeric(f->type) && !untyped(p->ld, f)) {
 			rule_diag(p->ld, p->rs, arg, "type mismatch: '%s' is %s, sum() needs %s",
 				  f->path, type_names[f->type], numeric_types);
 			return NULL;
@@ -841,7 +856,7 @@ static struct ex_expr *parse_factor(struct expr_parser *p)
 		return e;
 	}
 	const struct ex_field *f = rule_field(p->ld, p->rs, start, len, false);
-	if (f && !is_numeric(f->type)) {
+	if (f && !is_numeric(f->type) && !untyped(p->ld, f)) {
 		rule_diag(p->ld, p->rs, start, "type mismatch: '%s' is %s, arithmetic needs %s",
 			  f->path, type_names[f->type], numeric_types);
 		return NULL;
@@ -954,7 +969,7 @@ static const struct ex_field *rule_path(struct loader *ld, yaml_node_t *map, con
 	if (!f)
 		return NULL;
 	rs->each = one.each;
-	bool ok = false;
+	bool ok = untyped(ld, f);
 	for (size_t k = 0; k < n_types; k++)
 		ok |= f->type == types[k];
 	if (!ok) {
@@ -1116,8 +1131,7 @@ static void load_root(struct loader *ld, yaml_node_t *root)
 	}
 	if ((v = lookup_required(ld, root, "fields", "schema")))
 		load_fields(ld, v, "", &s->fields, &s->n_fields);
-	/* Rules name fields, so they are read only over a field tree that loaded cleanly. */
-	if ((v = lookup(ld, root, "rules")) && ld->errors.n == 0 && !ld->oom)
+	if ((v = lookup(ld, root, "rules")) && !ld->oom)
 		load_rules(ld, v);
 }
 
