@@ -831,8 +831,9 @@ static void check_checksum(struct vctx *c, const struct ex_rule *rule, size_t in
 	rule_failed(c, rule, &inv, rule->each != NULL, index, detail);
 }
 
-/* A number at *s (optional '-', digits, optional fraction); advances *s. */
-static bool scan_number(const char **s, fixed *out)
+/* A number at *s (optional '-', digits, optional fraction after '.', or ',' as well when
+ * `comma` is set); advances *s. */
+static bool scan_number(const char **s, bool comma, fixed *out)
 {
 	const char *p = *s;
 	char buf[64];
@@ -841,9 +842,16 @@ static bool scan_number(const char **s, fixed *out)
 		buf[n++] = *p++;
 	if (!isdigit((unsigned char)*p))
 		return false;
-	while ((isdigit((unsigned char)*p) || (*p == '.' && isdigit((unsigned char)p[1]))) &&
-	       n + 1 < sizeof buf)
-		buf[n++] = *p++;
+	bool point = false;
+	while (n + 1 < sizeof buf) {
+		bool mark = !point && (*p == '.' || (comma && *p == ',')) &&
+			    isdigit((unsigned char)p[1]);
+		if (!isdigit((unsigned char)*p) && !mark)
+			break;
+		point |= mark;
+		buf[n++] = mark ? '.' : *p;
+		p++;
+	}
 	buf[n] = '\0';
 	*s = p;
 	return fixed_parse(buf, out);
@@ -857,9 +865,10 @@ static const char *skip_prefix(const char *s, const char *const *words)
 	return NULL;
 }
 
-/* A reference range as printed on lab reports: "3.5-5.5", "3.5 ~ 5.5", "<5", "≥ 10"; text after
- * the numbers (a unit) is ignored. Bounds are inclusive. */
-static bool parse_range(const char *s, fixed *lo, bool *has_lo, fixed *hi, bool *has_hi)
+/* A reference range as printed on lab reports: "3.5-5.5", "3.5 ~ 5.5", "<5", "≥ 10" ("3,5-5,1"
+ * in the eu locale); text after the numbers (a unit) is ignored. Bounds are inclusive. */
+static bool parse_range(const char *s, bool comma, fixed *lo, bool *has_lo, fixed *hi,
+			bool *has_hi)
 {
 	static const char *const below[] = {"<=", "≤", "≦", "<", "＜", NULL};
 	static const char *const above[] = {">=", "≥", "≧", ">", "＞", NULL};
@@ -872,12 +881,12 @@ static bool parse_range(const char *s, fixed *lo, bool *has_lo, fixed *hi, bool 
 		bool is_hi = skip_prefix(s, below) != NULL;
 		while (*p == ' ')
 			p++;
-		if (!scan_number(&p, is_hi ? hi : lo))
+		if (!scan_number(&p, comma, is_hi ? hi : lo))
 			return false;
 		*(is_hi ? has_hi : has_lo) = true;
 	} else {
 		p = s;
-		if (!scan_number(&p, lo))
+		if (!scan_number(&p, comma, lo))
 			return false;
 		while (*p == ' ')
 			p++;
@@ -885,7 +894,7 @@ static bool parse_range(const char *s, fixed *lo, bool *has_lo, fixed *hi, bool 
 			return false;
 		while (*p == ' ')
 			p++;
-		if (!scan_number(&p, hi) || *hi < *lo)
+		if (!scan_number(&p, comma, hi) || *hi < *lo)
 			return false;
 		*has_lo = *has_hi = true;
 	}
@@ -905,7 +914,8 @@ static void check_range_flag(struct vctx *c, const struct ex_rule *rule, size_t 
 		struct ex_field_result *r = result_at(c, path);
 		g_free(path);
 		if (!r || !json_is_string(r->value) ||
-		    !parse_range(json_string_value(r->value), &lo, &has_lo, &hi, &has_hi))
+		    !parse_range(json_string_value(r->value), c->schema->locale == EX_LOCALE_EU, &lo,
+				 &has_lo, &hi, &has_hi))
 			return;
 		involve(&inv, r);
 	} else {
