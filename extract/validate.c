@@ -758,7 +758,8 @@ static bool eval(struct vctx *c, const struct ex_expr *e, size_t index, fixed *o
 	case EX_EXPR_NUMBER: return fixed_parse(e->number, out);
 	case EX_EXPR_FIELD: return read_field(c, e->field, index, out, inv);
 	case EX_EXPR_SUM:
-		if (!array_len(c, e->field->path, &n))
+		/* No line items means none were printed, not that they add up to zero. */
+		if (!array_len(c, e->field->path, &n) || n == 0)
 			return false;
 		*out = 0;
 		for (size_t k = 0; k < n; k++)

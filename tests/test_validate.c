@@ -507,6 +507,98 @@ static void test_failed(const struct ex_schema *s)
 	CHECK_STR(ex_status_name(EX_STATUS_NEEDS_REVIEW), "needs_review");
 }
 
+/* The shipped schemas on the values printed on the samples (tools/make_samples.py): every rule
+ * holds; the same invoice with a misread total, and a Chinese VAT invoice with a bad tax id,
+ * fail the rules meant to catch them. */
+static struct ex_schema *shipped(const char *name)
+{
+	char dir[512];
+	snprintf(dir, sizeof dir, "%s/schemas", getenv("INTAKE_SOURCE_DIR"));
+	struct ex_schema *s = NULL;
+	vlm_err err = {0};
+	if (ex_schema_find(name, dir, &s, &err) < 0)
+		fprintf(stderr, "%s\n", err.msg);
+	return s;
+}
+
+static void expect_all_valid(const struct ex_validation *v)
+{
+	for (size_t k = 0; k < v->n_fields; k++)
+		expect_valid(v, v->fields[k].path, NULL);
+}
+
+static void test_shipped(void)
+{
+	if (!getenv("INTAKE_SOURCE_DIR")) {
+		fprintf(stderr, "INTAKE_SOURCE_DIR not set\n");
+		check_failures++;
+		return;
+	}
+	struct ex_schema *inv = shipped("invoice"), *lab = shipped("lab_report");
+	CHECK(inv && lab);
+	if (!inv || !lab) {
+		ex_schema_free(inv);
+		ex_schema_free(lab);
+		return;
+	}
+	static const char screenshot[] =
+		"{\"kind\": \"international\", \"cn_vat\": null, \"international\": {"
+		"\"number\": \"INV-88231\", \"issue_date\": \"2026-09-14\", \"due_date\": null,"
+		"\"seller\": {\"name\": \"Fabrikam Inc.\", \"address\": null, \"tax_id\": null,"
+		"\"iban\": null}, \"buyer\": {\"name\": \"Northwind Traders\", \"address\": null},"
+		"\"currency\": \"usd\", \"items\": [], \"subtotal\": \"1,200.00\","
+		"\"tax\": \"96.00\", \"total\": \"%s\"}}";
+	char json[1024];
+	snprintf(json, sizeof json, screenshot, "1,296.00");
+	struct ex_validation *v = run(inv, json, NULL, 0);
+	expect_all_valid(v);
+	CHECK_VALUE(v, "international.currency", "\"USD\"");
+	CHECK_VALUE(v, "international.total", "\"1296.00\"");
+	ex_validation_free(v);
+	snprintf(json, sizeof json, screenshot, "1,269.00");
+	v = run(inv, json, NULL, 0);
+	expect_valid(v, "international.total", "subtotal + international.tax == ");
+	ex_validation_free(v);
+
+	v = run(inv, "{\"kind\": \"cn_vat\", \"international\": null, \"cn_vat\": {"
+		     "\"invoice_code\": \"044031900111\", \"invoice_number\": \"12345678\","
+		     "\"issue_date\": \"2024年3月15日\","
+		     "\"buyer\": {\"name\": \"小米科技有限责任公司\", \"tax_id\": \"91110108551385082Q\"},"
+		     "\"seller\": {\"name\": \"深圳市腾讯计算机系统有限公司\","
+		     "\"tax_id\": \"91440300708461136U\"},"
+		     "\"items\": [{\"name\": \"*信息技术服务*软件服务费\", \"specification\": null,"
+		     "\"unit\": \"项\", \"quantity\": \"1\", \"unit_price\": \"1000.00\","
+		     "\"amount\": \"1000.00\", \"tax_rate\": \"6%\", \"tax\": \"60.00\"}],"
+		     "\"amount\": \"￥1000.00\", \"tax\": \"￥60.00\", \"total\": \"￥1060.00\"}}",
+		NULL, 0);
+	CHECK_VALUE(v, "cn_vat.issue_date", "\"2024-03-15\"");
+	CHECK_VALUE(v, "cn_vat.total", "\"1060.00\"");
+	expect_valid(v, "cn_vat.buyer.tax_id", NULL);
+	expect_valid(v, "cn_vat.seller.tax_id", "unified social credit code check digit");
+	expect_valid(v, "cn_vat.total", NULL);
+	expect_valid(v, "cn_vat.items[0].amount", NULL);
+	ex_validation_free(v);
+
+	/* The lab report sample's five rows: WBC and potassium flagged, the rest unmarked. */
+	v = run(lab, "{\"lab_name\": \"CITY HOSPITAL CLINICAL LABORATORY\", \"patient\": null,"
+		     "\"specimen_date\": \"2026-10-28\", \"report_date\": \"2026-10-28\", \"items\": ["
+		     "{\"test\": \"Hemoglobin\", \"value\": \"13.9\", \"unit\": \"g/dL\","
+		     "\"reference_range\": \"13.0-17.0\", \"flag\": \"\"},"
+		     "{\"test\": \"WBC\", \"value\": \"11.8\", \"unit\": \"10^9/L\","
+		     "\"reference_range\": \"4.0-10.0\", \"flag\": \"H\"},"
+		     "{\"test\": \"Platelets\", \"value\": \"245\", \"unit\": \"10^9/L\","
+		     "\"reference_range\": \"150-400\", \"flag\": null},"
+		     "{\"test\": \"Glucose (fasting)\", \"value\": \"5.1\", \"unit\": \"mmol/L\","
+		     "\"reference_range\": \"3.9-5.5\", \"flag\": \"normal\"},"
+		     "{\"test\": \"Potassium\", \"value\": \"3.2\", \"unit\": \"mmol/L\","
+		     "\"reference_range\": \"3.5-5.1\", \"flag\": \"L\"}]}",
+		NULL, 0);
+	expect_all_valid(v);
+	ex_validation_free(v);
+	ex_schema_free(inv);
+	ex_schema_free(lab);
+}
+
 int main(void)
 {
 	scratch_init();
@@ -520,6 +612,7 @@ int main(void)
 	test_confidence(s);
 	test_failed(s);
 	ex_schema_free(s);
+	test_shipped();
 	scratch_done();
 	return CHECK_DONE();
 }
