@@ -675,7 +675,6 @@ struct rule_src {
 	yaml_node_t *node;
 	const char *text;
 	const struct ex_field *each; /* the array the rule is checked per element of, once known */
-	const char *each_path;
 	bool failed;                 /* one problem per rule: the first */
 };
 

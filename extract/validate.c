@@ -805,9 +805,11 @@ static void check_arithmetic(struct vctx *c, const struct ex_rule *rule, size_t 
 	if (!eval(c, rule->lhs, index, &l, &inv) || !eval(c, rule->rhs, index, &r, &inv) ||
 	    !fixed_parse(rule->tolerance, &tol))
 		return;
-	bool ok = rule->cmp == EX_CMP_EQ   ? (l - r <= tol && r - l <= tol)
-		  : rule->cmp == EX_CMP_LE ? l <= r + tol
-					   : l + tol >= r;
+	fixed diff; /* l - r; a difference too large to represent is not within tolerance */
+	bool huge = __builtin_sub_overflow(l, r, &diff);
+	bool ok = rule->cmp == EX_CMP_EQ   ? !huge && diff <= tol && -diff <= tol
+		  : rule->cmp == EX_CMP_LE ? (huge ? l < r : diff <= tol)
+					   : (huge ? l > r : -diff <= tol);
 	if (ok)
 		return;
 	char ls[64], rs[64], detail[200];
