@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "ex.h"
+#include "schema.h"
 
 static const char pages_usage[] =
 	"usage: intake pages FILE [--out DIR] [--text] [--json] [limits]\n"
@@ -210,8 +211,51 @@ static int cmd_pages(int argc, char **argv)
 	return EXIT_OK;
 }
 
+static const char schema_usage[] =
+	"usage: intake schema check FILE...\n"
+	"\n"
+	"Loads each extraction schema (docs/schemas.md) and prints every problem found as\n"
+	"FILE:LINE:COLUMN: reason.\n"
+	"\n"
+	"Exit status: 0 when every schema is valid, 2 otherwise.\n";
+
+static int cmd_schema(int argc, char **argv)
+{
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		fputs(schema_usage, stdout);
+		return EXIT_OK;
+	}
+	if (argc < 3 || strcmp(argv[1], "check") != 0) {
+		fputs(schema_usage, stderr);
+		return EXIT_REFUSED;
+	}
+	int status = EXIT_OK;
+	for (int k = 2; k < argc; k++) {
+		struct ex_schema *schema = NULL;
+		struct ex_schema_errors errors = {0};
+		vlm_err err = {0};
+		if (ex_schema_load_report(argv[k], &schema, &errors, &err) < 0) {
+			status = EXIT_REFUSED;
+			for (size_t i = 0; i < errors.n; i++)
+				fprintf(stderr, "%s\n", errors.lines[i]);
+			if (errors.n_dropped)
+				fprintf(stderr, "%s: %zu more problems not shown\n", argv[k],
+					errors.n_dropped);
+			if (errors.n == 0)
+				fprintf(stderr, "%s\n", err.msg);
+		} else {
+			printf("%s: ok (schema '%s' version %s, %zu fields, %zu rules)\n", argv[k],
+			       schema->name, schema->version, schema->n_fields, schema->n_rules);
+		}
+		ex_schema_errors_done(&errors);
+		ex_schema_free(schema);
+	}
+	return status;
+}
+
 static const struct command commands[] = {
 	{"pages", cmd_pages, "decode a document into page images (PDF, TIFF, JPEG, PNG)"},
+	{"schema", cmd_schema, "check extraction schemas: intake schema check FILE..."},
 	{"model", cmd_model, "get, check, inspect and try the model (pull, verify, info, generate)"},
 };
 

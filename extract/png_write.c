@@ -1,19 +1,16 @@
 /* ex_page_write_png: one page as an 8-bit RGB PNG, with pHYs when the page's resolution is known.
- * The file is written to "PATH.tmp", flushed to disk and renamed over PATH, so PATH is either the
- * old file or the whole new one, never a partial write; on failure the temporary file is removed.
- * Does not create directories. */
+ * Written through ex_write_atomic, so PATH is either the old file or the whole new one, never a
+ * partial write. Does not create directories. */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <png.h>
 
 #include "ex.h"
+#include "fsutil.h"
 
 struct writer_err {
 	const char *path;
@@ -48,22 +45,22 @@ static int encode_png(const struct ex_page *page, FILE *fp, png_structp png, png
 	return 0;
 }
 
-/* Writes `page` to the already open `fp` and flushes it to disk; closes fp in every case. */
-static int write_file(const struct ex_page *page, const char *path, FILE *fp, vlm_err *err)
+struct png_job {
+	const struct ex_page *page;
+	const char *path;
+};
+
+/* ex_fill_fn: the page as PNG to the temporary file. */
+static int fill_png(FILE *fp, void *user, vlm_err *err)
 {
-	struct writer_err out = {.path = path};
+	const struct png_job *job = user;
+	struct writer_err out = {.path = job->path};
 	png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &out, writer_fail,
 						  writer_fail);
 	png_infop info = png ? png_create_info_struct(png) : NULL;
-	int rc = info ? encode_png(page, fp, png, info, &out, err)
-		      : vlm_err_set(err, -ENOMEM, "png_write: '%s': out of memory", path);
+	int rc = info ? encode_png(job->page, fp, png, info, &out, err)
+		      : vlm_err_set(err, -ENOMEM, "png_write: '%s': out of memory", job->path);
 	png_destroy_write_struct(png ? &png : NULL, info ? &info : NULL);
-	if (rc == 0 && (fflush(fp) != 0 || fsync(fileno(fp)) != 0))
-		rc = vlm_err_set(err, -errno, "png_write: '%s': cannot write: %s", path,
-				 strerror(errno));
-	if (fclose(fp) != 0 && rc == 0)
-		rc = vlm_err_set(err, -errno, "png_write: '%s': cannot close: %s", path,
-				 strerror(errno));
 	return rc;
 }
 
@@ -72,29 +69,6 @@ int ex_page_write_png(const struct ex_page *page, const char *path, vlm_err *err
 	if (!page->rgb || page->width <= 0 || page->height <= 0)
 		return vlm_err_set(err, -EINVAL, "png_write: '%s': page %d has no pixels", path,
 				   page->number);
-	size_t n = strlen(path) + sizeof ".tmp";
-	char *tmp = malloc(n);
-	if (!tmp)
-		return vlm_err_set(err, -ENOMEM, "png_write: '%s': out of memory", path);
-	snprintf(tmp, n, "%s.tmp", path);
-
-	int rc = 0;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-	FILE *fp = fd < 0 ? NULL : fdopen(fd, "wb");
-	if (!fp) {
-		rc = vlm_err_set(err, -errno, "png_write: '%s': cannot create: %s", tmp,
-				 strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		goto out;
-	}
-	rc = write_file(page, path, fp, err);
-	if (rc == 0 && rename(tmp, path) != 0)
-		rc = vlm_err_set(err, -errno, "png_write: '%s': cannot rename '%s' over it: %s",
-				 path, tmp, strerror(errno));
-out:
-	if (rc < 0 && fd >= 0)
-		unlink(tmp);
-	free(tmp);
-	return rc;
+	struct png_job job = {page, path};
+	return ex_write_atomic(path, fill_png, &job, err);
 }

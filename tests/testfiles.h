@@ -17,7 +17,7 @@ struct bytes {
 	size_t size, cap;
 };
 
-static void bytes_append(struct bytes *b, const void *data, size_t n)
+static inline void bytes_append(struct bytes *b, const void *data, size_t n)
 {
 	if (b->size + n > b->cap) {
 		b->cap = (b->size + n) * 2;
@@ -29,7 +29,7 @@ static void bytes_append(struct bytes *b, const void *data, size_t n)
 	b->size += n;
 }
 
-static void bytes_free(struct bytes *b)
+static inline void bytes_free(struct bytes *b)
 {
 	free(b->data);
 	*b = (struct bytes){0};
@@ -47,7 +47,7 @@ static void scratch_init(void)
 
 /* The path of `name` inside the scratch directory, in a buffer of SCRATCH_PATH_SIZE bytes. */
 #define SCRATCH_PATH_SIZE 256
-static const char *scratch_path(char *buf, const char *name)
+static inline const char *scratch_path(char *buf, const char *name)
 {
 	int n = snprintf(buf, SCRATCH_PATH_SIZE, "%s/%s", scratch_dir, name);
 	if (n < 0 || n >= SCRATCH_PATH_SIZE)
@@ -56,7 +56,7 @@ static const char *scratch_path(char *buf, const char *name)
 }
 
 /* Writes `n` bytes to scratch file `name`; returns its path in `buf`. */
-static const char *scratch_write(char *buf, const char *name, const void *data, size_t n)
+static inline const char *scratch_write(char *buf, const char *name, const void *data, size_t n)
 {
 	FILE *fp = fopen(scratch_path(buf, name), "wb");
 	if (!fp || fwrite(data, 1, n, fp) != n || fclose(fp) != 0) {
@@ -64,6 +64,21 @@ static const char *scratch_write(char *buf, const char *name, const void *data, 
 		exit(1);
 	}
 	return buf;
+}
+
+/* How many entries of the scratch directory end in `suffix` (leftover temporary files). */
+static inline int scratch_count_suffix(const char *suffix)
+{
+	DIR *d = opendir(scratch_dir);
+	int n = 0;
+	size_t ls = strlen(suffix);
+	for (struct dirent *e; d && (e = readdir(d));) {
+		size_t l = strlen(e->d_name);
+		n += l >= ls && strcmp(e->d_name + l - ls, suffix) == 0;
+	}
+	if (d)
+		closedir(d);
+	return n;
 }
 
 /* Removes every file in the scratch directory and the directory itself. */

@@ -94,7 +94,8 @@ int ex_doc_load(const char *path, const struct ex_limits *limits, struct ex_doc 
 void ex_doc_free(struct ex_doc *doc);
 
 /* Writes one page as an 8-bit RGB PNG file (for a person to look at), with pHYs when its DPI is
- * known. Writes "PATH.tmp" and renames it over `path`, so `path` never holds a partial file.
+ * known. Writes a temporary file beside it and renames it over `path`, so `path` never holds a
+ * partial file.
  * Returns 0 or a negative errno (-EINVAL for a page without pixels, -errno of a failed call). */
 int ex_page_write_png(const struct ex_page *page, const char *path, vlm_err *err);
 
