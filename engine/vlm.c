@@ -136,6 +136,34 @@ void vlm_model_get_info(const struct vlm_model *m, struct vlm_model_info *info)
 		info->eos_ids[info->n_eos_ids++] = c->gen.eos_ids[i];
 }
 
+int32_t vlm_model_n_tokens(const struct vlm_model *m)
+{
+	return vlm_tokenizer_vocab_size(m->tok);
+}
+
+const char *vlm_model_token_bytes(const struct vlm_model *m, int32_t id, size_t *len)
+{
+	return vlm_token_bytes(m->tok, id, len);
+}
+
+bool vlm_model_token_is_special(const struct vlm_model *m, int32_t id)
+{
+	return vlm_token_is_special(m->tok, id);
+}
+
+static bool is_stop(const struct vlm_generation_config *g, int32_t token)
+{
+	for (int i = 0; i < g->n_eos_ids; i++)
+		if (g->eos_ids[i] == token)
+			return true;
+	return false;
+}
+
+bool vlm_model_token_is_stop(const struct vlm_model *m, int32_t id)
+{
+	return is_stop(&m->cfg.gen, id);
+}
+
 int vlm_session_new(struct vlm_model *m, int64_t n_ctx, struct vlm_session **out, vlm_err *err)
 {
 	*out = NULL;
@@ -310,14 +338,6 @@ static int prep_images(const struct vlm_model *m, const struct vlm_image *images
 		at += (int)prepped[i].n_patches;
 	}
 	return 0;
-}
-
-static bool is_stop(const struct vlm_generation_config *g, int32_t token)
-{
-	for (int i = 0; i < g->n_eos_ids; i++)
-		if (g->eos_ids[i] == token)
-			return true;
-	return false;
 }
 
 /* The token loop: mask, choose, report, stop or feed back. Allocates nothing. */

@@ -59,6 +59,15 @@ int main(void)
 	    vlm_session_new(m, 256, &s, &err) < 0) {
 			return 1;
 	}
+	/* The vocabulary as the schema grammar sees it (fixture README: 1016 tokenizer ids). */
+	size_t len = 0;
+	CHECK_INT(vlm_model_n_tokens(m), 1016);
+	const char *user = vlm_model_token_bytes(m, 1004, &len);
+	CHECK(user && len == 8 && memcmp(user, "<|user|>", 8) == 0);
+	CHECK(vlm_model_token_bytes(m, 1020, &len) == NULL);
+	CHECK(vlm_model_token_is_stop(m, 1004) && !vlm_model_token_is_stop(m, 1005));
+	CHECK(vlm_model_token_is_special(m, 1004) && !vlm_model_token_is_special(m, 1013));
+
 	/* A 60x90 gradient image: below the processor's minimum, so smart_resize scales it up. */
 	uint8_t rgb[60 * 90 * 3];
 	for (int i = 0; i < 60 * 90 * 3; i++)

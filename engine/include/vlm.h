@@ -94,6 +94,16 @@ struct vlm_model_info {
 };
 void vlm_model_get_info(const struct vlm_model *model, struct vlm_model_info *info);
 
+/* The vocabulary, for constraints over tokens (the schema grammar): ids 0 .. n_tokens-1 exist in
+ * the tokenizer (the LM head may have more rows; generation never picks those). */
+int32_t vlm_model_n_tokens(const struct vlm_model *model);
+/* The bytes token `id` spells (an added token's literal text; a regular token's bytes may be part
+ * of a multi-byte character), borrowed from the model; NULL when id is not a token. */
+const char *vlm_model_token_bytes(const struct vlm_model *model, int32_t id, size_t *len);
+/* Tokens that are special (control) tokens, and those that end generation. */
+bool vlm_model_token_is_special(const struct vlm_model *model, int32_t id);
+bool vlm_model_token_is_stop(const struct vlm_model *model, int32_t id);
+
 /* ---- Sessions and generation ----------------------------------------------------------------
  * A session is one sequence: its KV cache (n_ctx tokens) and its working memory, allocated when
  * the session is made or grown once for a larger prompt or image; the token loop never
