@@ -220,8 +220,11 @@ static void child_exit(int code)
 	_exit(code);
 }
 
-static void child_main(const char *path, const struct config *cfg)
+static void child_main(const char *path, const struct config *cfg, pid_t parent)
 {
+	/* The child must not outlive a daemon killed with SIGKILL: recovery requeues its job. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+		child_exit(125);
 	set_limits(cfg);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_DUMPABLE, 0) < 0)
 		child_exit(120);
@@ -247,6 +250,7 @@ int sandbox_start(const char *path, const struct config *cfg, double now,
 	if (memfd < 0)
 		return vlm_err_set(err, -errno == -EMFILE ? -EAGAIN : -errno,
 				   "sandbox: memfd_create: %s", strerror(errno));
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
 		int e = errno;
@@ -262,7 +266,7 @@ int sandbox_start(const char *path, const struct config *cfg, double now,
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
-		child_main(path, cfg);
+		child_main(path, cfg, parent);
 	}
 	child->pid = pid;
 	child->memfd = memfd;
