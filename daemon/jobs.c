@@ -31,6 +31,8 @@
 #include "sandbox.h"
 #include "spool.h"
 
+#define DUPLICATE_WAIT_S 0.5 /* a duplicate whose original is unfinished looks again after this */
+
 struct slot {
 	bool busy;
 	bool abandoned; /* killed by a stop, not by its document: requeued without an attempt */
@@ -336,6 +338,12 @@ static int complete_duplicate(struct jobs *j, struct ex_job *job, double now)
 	if (found < 0) {
 		log_msg(LOG_CRIT, "%s", err.msg);
 		return found;
+	}
+	if (found && (earlier.state == EX_JOB_QUEUED || earlier.state == EX_JOB_RUNNING)) {
+		/* Wait for the original, so the notice (or the reused result) can name its result. */
+		job->state = EX_JOB_QUEUED;
+		job->next_try = now + DUPLICATE_WAIT_S;
+		return save(j, job);
 	}
 	json_t *reused = found && j->cfg->duplicates == CONFIG_DUPLICATES_REUSE
 				 ? earlier_result(j, &earlier)
@@ -861,10 +869,18 @@ bool jobs_idle(struct jobs *j, double now)
 {
 	if (j->n_running)
 		return false;
+	/* Queued jobs count unless they are backing off after a failure (a duplicate waiting for
+	 * its original is not). The queue is bounded by max_claimed. */
+	struct ex_job *list;
 	struct ex_job_filter f = EX_JOB_FILTER_ANY;
 	f.states = 1u << EX_JOB_QUEUED;
-	f.ready_by = now;
-	return ex_journal_count(j->journal, &f, NULL) == 0;
+	int n = ex_journal_list(j->journal, &f, &list, NULL);
+	bool idle = true;
+	for (int i = 0; i < n && idle; i++)
+		idle = list[i].next_try > now && (list[i].attempts || list[i].transient);
+	if (n > 0)
+		free(list);
+	return idle;
 }
 
 void jobs_status(struct jobs *j, char *buf, size_t size)

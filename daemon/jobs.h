@@ -50,7 +50,8 @@ int jobs_take_reprocess(struct jobs *j, double now);
  * retry time converted to `mono_now`'s clock), or 1e300. */
 double jobs_next_deadline(struct jobs *j, double now, double mono_now);
 size_t jobs_running(const struct jobs *j);
-/* True when nothing is running and no queued job is ready to run at `now`. */
+/* True when nothing is running and every queued job is backing off after a failure (what
+ * --once waits for). */
 bool jobs_idle(struct jobs *j, double now);
 /* Kills every child and requeues its job (a stop that cannot wait any longer). */
 int jobs_abandon(struct jobs *j);
