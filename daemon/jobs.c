@@ -838,6 +838,13 @@ int jobs_take_reprocess(struct jobs *j, double now)
 	return rc;
 }
 
+bool jobs_reprocess_pending(struct jobs *j)
+{
+	struct ex_job_filter f = EX_JOB_FILTER_ANY;
+	f.reprocess = 1;
+	return ex_journal_count(j->journal, &f, NULL) != 0;
+}
+
 /* ---- questions from the main loop -------------------------------------------------------------- */
 
 double jobs_next_deadline(struct jobs *j, double now, double mono_now)

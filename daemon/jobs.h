@@ -45,6 +45,8 @@ int jobs_reap(struct jobs *j, double now);
 void jobs_check_timeouts(struct jobs *j, double mono_now);
 /* Takes the `intake reprocess` requests from the journal. */
 int jobs_take_reprocess(struct jobs *j, double now);
+/* True while `intake reprocess` requests wait to be taken. */
+bool jobs_reprocess_pending(struct jobs *j);
 
 /* The earliest moment something needs doing (monotonic deadline of a child, or a queued job's
  * retry time converted to `mono_now`'s clock), or 1e300. */

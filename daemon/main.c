@@ -302,7 +302,8 @@ static bool finished(struct daemon *d)
 {
 	if (d->stopping)
 		return jobs_running(d->jobs) == 0;
-	return d->opt.once && watch_pending(d->watch) == 0 && jobs_idle(d->jobs, now_real());
+	return d->opt.once && watch_pending(d->watch) == 0 && jobs_idle(d->jobs, now_real()) &&
+	       !jobs_reprocess_pending(d->jobs);
 }
 
 static int run(struct daemon *d)

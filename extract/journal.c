@@ -407,3 +407,57 @@ int64_t ex_journal_count(struct ex_journal *j, const struct ex_job_filter *f, vl
 	sqlite3_finalize(st);
 	return count;
 }
+
+int ex_journal_stats(struct ex_journal *j, double since, struct ex_inbox_stats **out,
+		     vlm_err *err)
+{
+	*out = NULL;
+	sqlite3_stmt *st;
+	int rc = prepare(j, "SELECT inbox, state, count(*), sum(finished_at >= ?1 AND state IN "
+			    "(?2, ?3, ?4)), avg(CASE WHEN finished_at >= ?1 AND state IN (?2, ?3, ?4)"
+			    " THEN finished_at - claimed_at END) FROM jobs GROUP BY inbox, state"
+			    " ORDER BY inbox", &st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_double(st, 1, since);
+	sqlite3_bind_int(st, 2, EX_JOB_DONE);
+	sqlite3_bind_int(st, 3, EX_JOB_DUPLICATE);
+	sqlite3_bind_int(st, 4, EX_JOB_FAILED);
+	struct ex_inbox_stats *stats = NULL;
+	size_t n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *inbox = (const char *)sqlite3_column_text(st, 0);
+		if (!n || strcmp(stats[n - 1].inbox, inbox ? inbox : "") != 0) {
+			struct ex_inbox_stats *grown = realloc(stats, (n + 1) * sizeof *stats);
+			if (!grown) {
+				free(stats);
+				sqlite3_finalize(st);
+				return vlm_err_set(err, -ENOMEM, "journal: out of memory");
+			}
+			stats = grown;
+			memset(&stats[n], 0, sizeof stats[n]);
+			copy_col(stats[n].inbox, sizeof stats[n].inbox, st, 0);
+			n++;
+		}
+		struct ex_inbox_stats *s = &stats[n - 1];
+		int state = sqlite3_column_int(st, 1);
+		int64_t recent = sqlite3_column_int64(st, 3);
+		if (state >= 0 && state < EX_JOB_STATE_COUNT)
+			s->jobs[state] += sqlite3_column_int64(st, 2);
+		if (recent > 0) {
+			double mean = sqlite3_column_double(st, 4);
+			s->recent_seconds = (s->recent_seconds * (double)s->recent + mean * (double)recent) /
+					    (double)(s->recent + recent);
+			s->recent += recent;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		free(stats);
+		rc = db_fail(j, err, "statistics");
+		sqlite3_finalize(st);
+		return rc;
+	}
+	sqlite3_finalize(st);
+	*out = stats;
+	return (int)n;
+}

@@ -246,6 +246,29 @@ kill) # SIGKILL at random moments, restarts; every input accounted for exactly o
     test "$((res + dup + bad)) $missing $extra" = "300 0 0"
   check "no leftovers" no_leftovers
   ;;
+cli) # intake status and intake reprocess against the journal
+  intake="$INTAKE_BIN_DIR/intake"
+  make_pngs "$tmp/stage" 1 3
+  cp "$tmp"/stage/* "$tmp/in/a/"
+  printf 'not a document\n' >"$tmp/in/a/bad.pdf"
+  (cd "$tmp" && timeout 60 "$bin" --config intake.yaml --once >>"$tmp/log" 2>&1)
+  out=$("$intake" status --state "$tmp/state")
+  check "status: inbox a has 3 done, 1 failed" grep -Eq '^a +0 +0 +3 +1 +0 +4 ' <<<"$out"
+  check "status: last error names the reason" grep -q "unsupported format" <<<"$out"
+  "$intake" reprocess --state "$tmp/state" >/dev/null 2>&1
+  check "reprocess without a selection is refused" test $? -eq 2
+  out=$("$intake" reprocess --state "$tmp/state" --no-wait doc-2.png)
+  check "reprocess by name" grep -q "1 document queued" <<<"$out"
+  out=$("$intake" reprocess --state "$tmp/state" --failed --no-wait)
+  check "reprocess --failed" grep -q "1 document queued" <<<"$out"
+  (cd "$tmp" && timeout 60 "$bin" --config intake.yaml --once >>"$tmp/log" 2>&1)
+  out=$("$intake" status --state "$tmp/state")
+  check "status after reprocessing: 3 done, 1 failed" grep -Eq '^a +0 +0 +3 +1 +0 ' <<<"$out"
+  check "doc-2 has a second result" test "$(grep -l '"name": "doc-2.png"' "$tmp"/out/a/*.json | wc -l)" -eq 2
+  check "originals back in place" test -f "$tmp/archive/a/doc-2.png" -a -f "$tmp/failed/a/bad.pdf"
+  check "one error record" test "$(ls "$tmp"/failed/a/*.error.json | wc -l)" -eq 1
+  check "no leftovers" no_leftovers
+  ;;
 *)
   echo "unknown scenario $scenario"
   exit 2

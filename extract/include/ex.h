@@ -205,6 +205,17 @@ int ex_journal_list(struct ex_journal *j, const struct ex_job_filter *f, struct 
 /* Number of jobs matching `f`, or a negative errno. */
 int64_t ex_journal_count(struct ex_journal *j, const struct ex_job_filter *f, vlm_err *err);
 
+struct ex_inbox_stats {
+	char inbox[72];
+	int64_t jobs[EX_JOB_STATE_COUNT]; /* per state */
+	int64_t recent;                   /* finished (done, duplicate, failed) since `since` */
+	double recent_seconds;            /* their mean time from claim to finish */
+};
+/* One entry per inbox in the journal, by name, in a new array (*out, free()d by the caller).
+ * Returns the count or a negative errno. */
+int ex_journal_stats(struct ex_journal *j, double since, struct ex_inbox_stats **out,
+		     vlm_err *err);
+
 #ifdef __cplusplus
 }
 #endif
