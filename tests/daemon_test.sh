@@ -193,8 +193,27 @@ assert {n["source"]["name"], first["source"]["name"]} == {"doc-1.png", "copy-of-
 assert first["format"] == "png" and first["pages"][0]["width"] == 8, first' "$tmp"
   check "no leftovers" no_leftovers
   ;;
-signals) # SIGHUP reload adds an inbox; SIGTERM drains; an invalid reload keeps the old config
-  start
+signals) # sd_notify; SIGHUP reload adds an inbox; SIGTERM drains; a bad reload keeps the old config
+  python3 - "$tmp/notify.sock" "$tmp/notify.log" <<'EOF' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(30)
+with open(sys.argv[2], "a") as log:
+    try:
+        while True:
+            log.write(s.recv(4096).decode() + "\n")
+            log.flush()
+    except socket.timeout:
+        pass
+EOF
+  listener=$!
+  for ((i = 0; i < 50; i++)); do [ -S "$tmp/notify.sock" ] && break; sleep 0.1; done
+  NOTIFY_SOCKET="$tmp/notify.sock" WATCHDOG_USEC=400000 start
+  sleep 1
+  check "READY=1 sent" grep -q "^READY=1" "$tmp/notify.log"
+  check "STATUS= sent" grep -q "^STATUS=queued 0, running 0, done 0" "$tmp/notify.log"
+  check "WATCHDOG=1 pings" test "$(grep -c '^WATCHDOG=1' "$tmp/notify.log")" -ge 3
   make_pngs "$tmp/stage" 1 40
   hash_inputs
   mkdir -p "$tmp/in/b"
@@ -212,6 +231,9 @@ signals) # SIGHUP reload adds an inbox; SIGTERM drains; an invalid reload keeps 
   sleep 1.5 # some claimed, some running
   stop TERM
   check "SIGTERM exit 0" test $rc -eq 0
+  check "STOPPING=1 sent" grep -q "^STOPPING=1" "$tmp/notify.log"
+  check "RELOADING=1 sent" grep -q "^RELOADING=1" "$tmp/notify.log"
+  kill "$listener" 2>/dev/null
   check "no job left running" python3 -c '
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
