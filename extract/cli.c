@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "ex.h"
@@ -63,30 +65,9 @@ static void print_page_line(const struct ex_doc *doc, const struct ex_page *p)
 	printf(", %s\n", ex_format_name(doc->format));
 }
 
-static json_t *page_json(const struct ex_page *p, bool with_text)
-{
-	json_t *o = json_pack("{s:i, s:i, s:i, s:f, s:f}", "page", p->number, "width", p->width,
-			      "height", p->height, "dpi_x", p->dpi_x, "dpi_y", p->dpi_y);
-	if (o && with_text && p->text) {
-		json_t *words = json_array();
-		for (size_t i = 0; i < p->n_words; i++) {
-			const struct ex_word *w = &p->words[i];
-			json_array_append_new(words, json_pack("{s:s, s:[f,f,f,f]}", "text", w->text,
-							       "box", w->x0, w->y0, w->x1, w->y1));
-		}
-		json_object_set_new(o, "text", json_string(p->text));
-		json_object_set_new(o, "words", words);
-	}
-	return o;
-}
-
 static int print_json(const struct ex_doc *doc, bool with_text)
 {
-	json_t *pages = json_array();
-	for (size_t i = 0; i < doc->n_pages; i++)
-		json_array_append_new(pages, page_json(&doc->pages[i], with_text));
-	json_t *root = json_pack("{s:s, s:s, s:o}", "file", doc->path, "format",
-				 ex_format_name(doc->format), "pages", pages);
+	json_t *root = ex_doc_to_json(doc, with_text);
 	int rc = root && json_dumpf(root, stdout, JSON_INDENT(2)) == 0 ? 0 : -ENOMEM;
 	putchar('\n');
 	json_decref(root);
@@ -253,10 +234,289 @@ static int cmd_schema(int argc, char **argv)
 	return status;
 }
 
+/* ---- intake status / intake reprocess: read and flag intaked's job journal ------------------ */
+
+static const char status_usage[] =
+	"usage: intake status [--state DIR] [--errors N]\n"
+	"\n"
+	"Prints, per inbox, the jobs of intaked's journal: queued, in progress, done, failed,\n"
+	"duplicates; the throughput of the last hour; and the most recent errors.\n"
+	"\n"
+	"  --state DIR   intaked's state directory (default /var/lib/intake, or\n"
+	"                ./intake-demo/state when only that one has a journal)\n"
+	"  --errors N    how many recent errors to show (default 5)\n";
+
+static const char reprocess_usage[] =
+	"usage: intake reprocess [--state DIR] [--failed] [--schema NAME] [--since DATE]\n"
+	"                        [--no-wait] [FILE...]\n"
+	"\n"
+	"Asks intaked to process archived or failed documents again (for example after a fix or a\n"
+	"new model): each matching job's original goes back into the queue as a new job. FILE\n"
+	"names a document by its original file name. At least one selection is required.\n"
+	"\n"
+	"  --failed       only documents that failed\n"
+	"  --schema NAME  only documents of inboxes with this schema\n"
+	"  --since DATE   only documents claimed since DATE (YYYY-MM-DD[THH:MM[:SS]], local time)\n"
+	"  --no-wait      return once the request is recorded (default: wait, with a progress bar\n"
+	"                 on a terminal, until intaked has finished them)\n";
+
+/* The journal's path: --state's, else the service's, else the demo's. */
+static void journal_path(const char *state, char *buf, size_t size)
+{
+	if (state) {
+		snprintf(buf, size, "%s/journal.db", state);
+		return;
+	}
+	snprintf(buf, size, "/var/lib/intake/journal.db");
+	if (access(buf, F_OK) != 0 && access("intake-demo/state/journal.db", F_OK) == 0)
+		snprintf(buf, size, "intake-demo/state/journal.db");
+}
+
+static void print_time(double t)
+{
+	char buf[64];
+	time_t s = (time_t)t;
+	struct tm tm;
+	localtime_r(&s, &tm);
+	strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+	fputs(buf, stdout);
+}
+
+static int cmd_status(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"state", required_argument, NULL, 's'},
+		{"errors", required_argument, NULL, 'e'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	const char *state = NULL;
+	uint64_t n_errors = 5;
+	int c;
+	while ((c = getopt_long(argc, argv, "s:e:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': state = optarg; break;
+		case 'e':
+			if (!cli_parse_u64(optarg, 1000, &n_errors)) {
+				fprintf(stderr, "intake status: invalid value '%s' for --errors\n",
+					optarg);
+				return EXIT_REFUSED;
+			}
+			break;
+		case 'h': fputs(status_usage, stdout); return EXIT_OK;
+		default: fputs(status_usage, stderr); return EXIT_REFUSED;
+		}
+	}
+	if (optind != argc) {
+		fputs(status_usage, stderr);
+		return EXIT_REFUSED;
+	}
+	char path[4096];
+	journal_path(state, path, sizeof path);
+	vlm_err err = {0};
+	struct ex_journal *j = NULL;
+	struct ex_inbox_stats *stats = NULL;
+	struct ex_job *failed = NULL;
+	int rc = ex_journal_open(path, true, &j, &err);
+	double now = (double)time(NULL);
+	int n = rc < 0 ? rc : ex_journal_stats(j, now - 3600, &stats, &err);
+	if (n < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		ex_journal_close(j);
+		return EXIT_INTERNAL;
+	}
+	printf("journal %s\n\n%-16s %8s %8s %8s %8s %8s %10s %8s\n", path, "inbox", "queued",
+	       "running", "done", "failed", "dupl.", "last hour", "mean s");
+	for (int i = 0; i < n; i++) {
+		const struct ex_inbox_stats *s = &stats[i];
+		printf("%-16s %8lld %8lld %8lld %8lld %8lld %10lld %8.1f\n", s->inbox,
+		       (long long)s->jobs[EX_JOB_QUEUED], (long long)s->jobs[EX_JOB_RUNNING],
+		       (long long)s->jobs[EX_JOB_DONE], (long long)s->jobs[EX_JOB_FAILED],
+		       (long long)s->jobs[EX_JOB_DUPLICATE], (long long)s->recent,
+		       s->recent_seconds);
+	}
+	if (n == 0)
+		printf("(no jobs yet)\n");
+	struct ex_job_filter f = EX_JOB_FILTER_ANY;
+	f.states = 1u << EX_JOB_FAILED;
+	f.newest_first = true;
+	f.limit = n_errors;
+	int nf = ex_journal_list(j, &f, &failed, &err);
+	if (nf > 0)
+		printf("\nlast errors:\n");
+	for (int i = 0; i < nf; i++) {
+		printf("  ");
+		print_time(failed[i].finished_at);
+		printf("  %s  %s  %s: %s\n", failed[i].inbox, failed[i].id, failed[i].reason,
+		       failed[i].error);
+	}
+	free(failed);
+	free(stats);
+	ex_journal_close(j);
+	if (nf < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		return EXIT_INTERNAL;
+	}
+	return EXIT_OK;
+}
+
+/* YYYY-MM-DD[THH:MM[:SS]] in local time. */
+static bool parse_date(const char *s, double *out)
+{
+	struct tm tm = {0};
+	const char *end = strptime(s, "%Y-%m-%d", &tm);
+	if (end && *end == 'T') {
+		const char *t = strptime(end + 1, "%H:%M:%S", &tm);
+		end = t ? t : strptime(end + 1, "%H:%M", &tm);
+	}
+	if (!end || *end)
+		return false;
+	tm.tm_isdst = -1;
+	time_t v = mktime(&tm);
+	if (v == (time_t)-1)
+		return false;
+	*out = (double)v;
+	return true;
+}
+
+/* Counts the flagged jobs whose new job has finished. */
+static int reprocess_progress(struct ex_journal *j, const struct ex_job *jobs, int n, vlm_err *err)
+{
+	int finished = 0;
+	for (int i = 0; i < n; i++) {
+		struct ex_job *next = NULL;
+		struct ex_job_filter f = EX_JOB_FILTER_ANY;
+		f.reprocess_of = jobs[i].id;
+		f.states = 1u << EX_JOB_DONE | 1u << EX_JOB_DUPLICATE | 1u << EX_JOB_FAILED;
+		int got = ex_journal_list(j, &f, &next, err);
+		free(next);
+		if (got < 0)
+			return got;
+		finished += got > 0;
+	}
+	return finished;
+}
+
+static int cmd_reprocess(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"state", required_argument, NULL, 's'},  {"failed", no_argument, NULL, 'f'},
+		{"schema", required_argument, NULL, 'S'}, {"since", required_argument, NULL, 'd'},
+		{"no-wait", no_argument, NULL, 'n'},      {"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	const char *state = NULL;
+	struct ex_job_filter f = EX_JOB_FILTER_ANY;
+	f.states = 1u << EX_JOB_DONE | 1u << EX_JOB_DUPLICATE | 1u << EX_JOB_FAILED;
+	f.settled = 1;
+	f.reprocess = 0;
+	bool wait = true, selected = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "s:fS:d:nh", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': state = optarg; break;
+		case 'f': f.states = 1u << EX_JOB_FAILED; selected = true; break;
+		case 'S': f.schema = optarg; selected = true; break;
+		case 'd':
+			if (!parse_date(optarg, &f.since)) {
+				fprintf(stderr, "intake reprocess: invalid date '%s' (use "
+					"YYYY-MM-DD[THH:MM[:SS]])\n", optarg);
+				return EXIT_REFUSED;
+			}
+			selected = true;
+			break;
+		case 'n': wait = false; break;
+		case 'h': fputs(reprocess_usage, stdout); return EXIT_OK;
+		default: fputs(reprocess_usage, stderr); return EXIT_REFUSED;
+		}
+	}
+	if (!selected && optind == argc) {
+		fputs("intake reprocess: say what to reprocess (--failed, --schema, --since or "
+		      "FILE...)\n", stderr);
+		return EXIT_REFUSED;
+	}
+	char path[4096];
+	journal_path(state, path, sizeof path);
+	vlm_err err = {0};
+	struct ex_journal *j = NULL;
+	struct ex_job *jobs = NULL;
+	int n = 0, rc = ex_journal_open(path, false, &j, &err);
+	/* One list per FILE (or one for all), flagged in one transaction. */
+	for (int a = optind; rc == 0 && a < (optind == argc ? argc + 1 : argc); a++) {
+		struct ex_job *some = NULL;
+		if (a < argc) {
+			const char *slash = strrchr(argv[a], '/');
+			f.name = slash ? slash + 1 : argv[a];
+		}
+		int got = ex_journal_list(j, &f, &some, &err);
+		if (got < 0) {
+			rc = got;
+			break;
+		}
+		struct ex_job *grown = got ? realloc(jobs, (size_t)(n + got) * sizeof *jobs) : jobs;
+		if (!grown) {
+			free(some);
+			rc = vlm_err_set(&err, -ENOMEM, "intake: out of memory");
+			break;
+		}
+		jobs = grown;
+		int kept = 0;
+		for (int i = 0; i < got; i++)
+			if (some[i].dest[0]) /* the original was kept (not deleted) */
+				jobs[n + kept++] = some[i];
+		if (a < argc && kept == 0)
+			fprintf(stderr, "intake reprocess: no archived or failed document named '%s'\n",
+				f.name);
+		n += kept;
+		free(some);
+	}
+	if (rc == 0 && n > 0 && (rc = ex_journal_begin(j, &err)) == 0) {
+		for (int i = 0; i < n && rc == 0; i++) {
+			jobs[i].reprocess = true;
+			rc = ex_journal_update(j, &jobs[i], &err);
+		}
+		if (rc == 0)
+			rc = ex_journal_commit(j, &err);
+		else
+			ex_journal_rollback(j);
+	}
+	if (rc < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		free(jobs);
+		ex_journal_close(j);
+		return EXIT_INTERNAL;
+	}
+	printf("intake reprocess: %d document%s queued for reprocessing\n", n, n == 1 ? "" : "s");
+	bool tty = isatty(STDERR_FILENO);
+	int done = 0;
+	while (wait && n > 0 && done < n) {
+		done = reprocess_progress(j, jobs, n, &err);
+		if (done < 0) {
+			fprintf(stderr, "%s\n", err.msg);
+			break;
+		}
+		if (tty) {
+			int width = 40, fill = done * width / n;
+			fprintf(stderr, "\r[%.*s%*s] %d/%d", fill,
+				"########################################", width - fill, "", done, n);
+		}
+		if (done < n)
+			usleep(500000);
+	}
+	if (tty && wait && n > 0)
+		fputc('\n', stderr);
+	free(jobs);
+	ex_journal_close(j);
+	return done < 0 ? EXIT_INTERNAL : EXIT_OK;
+}
+
+
 static const struct command commands[] = {
 	{"pages", cmd_pages, "decode a document into page images (PDF, TIFF, JPEG, PNG)"},
 	{"schema", cmd_schema, "check extraction schemas: intake schema check FILE..."},
 	{"model", cmd_model, "get, check, inspect and try the model (pull, verify, info, generate)"},
+	{"status", cmd_status, "intaked's jobs per inbox, throughput and recent errors"},
+	{"reprocess", cmd_reprocess, "queue archived or failed documents for intaked again"},
 };
 
 static void usage(FILE *f)

@@ -152,6 +152,123 @@ int ex_model_default_dir(const char *repo, char *dir, size_t size, vlm_err *err)
  * "unpinned@sha256:HEX" over model.safetensors.index.json or, for one model.safetensors, over
  * its header. */
 int ex_model_id(const char *dir, char *id, size_t size, vlm_err *err);
+/* The document as a new jansson object (the caller owns the reference; NULL when out of memory):
+ * {"file", "format", "pages": [{"page", "width", "height", "dpi_x", "dpi_y"[, "text",
+ * "words": [{"text", "box": [x0, y0, x1, y1]}]]}]}, text and words only with `with_text` and
+ * only for pages that have a text layer. */
+struct json_t;
+struct json_t *ex_doc_to_json(const struct ex_doc *doc, bool with_text);
+
+/* ---- Job journal ----------------------------------------------------------------------------
+ * intaked's job journal: one SQLite database (WAL, synchronous=FULL) holding every document
+ * the daemon has claimed and the state it is in. The daemon writes it; `intake status` reads it
+ * and `intake reprocess` flags jobs in it for the daemon to take again. Each call is one durable
+ * transaction unless wrapped in ex_journal_begin/ex_journal_commit.
+ *
+ * States: QUEUED (spool copy waiting for a worker) -> RUNNING (a parser child has it) -> DONE
+ * (result published) or FAILED (quarantined with a reason) or DUPLICATE (same bytes as an earlier
+ * job of the same inbox; a notice was published). A finished job is "settled" once its spool copy
+ * has gone to the archive or failed directory (or was deleted). REPROCESSED marks a finished job
+ * whose original was handed to a new job by `intake reprocess`.
+ * Thread safety: one struct ex_journal per thread; several processes may open the same file. */
+
+enum ex_job_state {
+	EX_JOB_QUEUED,
+	EX_JOB_RUNNING,
+	EX_JOB_DONE,
+	EX_JOB_DUPLICATE,
+	EX_JOB_FAILED,
+	EX_JOB_REPROCESSED,
+	EX_JOB_STATE_COUNT
+};
+const char *ex_job_state_name(enum ex_job_state state); /* "queued", "running", ... */
+
+#define EX_JOB_ID_LEN 24 /* 23 characters and the NUL */
+
+struct ex_job {
+	char id[EX_JOB_ID_LEN];   /* also the spool file's name */
+	char inbox[72];           /* the inbox's configured name */
+	char name[256];           /* the original file name: data only, never a path to write */
+	char schema[72];          /* empty: no schema */
+	char sha256[65];          /* of the claimed bytes */
+	int64_t size;
+	uint64_t src_dev, src_ino; /* the inbox file that was claimed, to recognise it again */
+	int64_t src_mtime_ns;
+	enum ex_job_state state;
+	char dup_of[EX_JOB_ID_LEN];       /* DUPLICATE: the earlier job */
+	char reprocess_of[EX_JOB_ID_LEN]; /* a job made by `intake reprocess` from that one */
+	int attempts;             /* crashes or timeouts of the parser so far */
+	int transient;            /* transient failures so far (they do not consume attempts) */
+	double next_try;          /* QUEUED: not before this time (Unix seconds) */
+	double claimed_at, started_at, finished_at;
+	int pages;
+	char result[96];          /* file name of the result or notice in the inbox's outbox */
+	char dest[300];           /* file name of the original in the archive or failed folder */
+	bool settled;             /* the spool copy is gone (archived, failed or deleted) */
+	bool reprocess;           /* `intake reprocess` asked for this job to be done again */
+	char reason[64];          /* FAILED: short reason ("corrupt", "timeout", ...) */
+	char error[512];          /* last error line */
+};
+
+struct ex_journal;
+
+/* Opens (creating it and its tables unless `readonly`) the journal at `path`. */
+int ex_journal_open(const char *path, bool readonly, struct ex_journal **out, vlm_err *err);
+void ex_journal_close(struct ex_journal *j); /* accepts NULL */
+
+/* Group several writes into one transaction (ex_journal_rollback undoes them). */
+int ex_journal_begin(struct ex_journal *j, vlm_err *err);
+int ex_journal_commit(struct ex_journal *j, vlm_err *err);
+void ex_journal_rollback(struct ex_journal *j);
+
+int ex_journal_insert(struct ex_journal *j, const struct ex_job *job, vlm_err *err);
+/* Writes every mutable field of `job` (found by id); -ENOENT when there is no such job. */
+int ex_journal_update(struct ex_journal *j, const struct ex_job *job, vlm_err *err);
+/* 1 and *out filled when found, 0 when not, or a negative errno. */
+int ex_journal_get(struct ex_journal *j, const char *id, struct ex_job *out, vlm_err *err);
+
+/* The earliest job of `inbox` with these bytes that did not fail (a duplicate's original). */
+int ex_journal_find_sha(struct ex_journal *j, const char *inbox, const char *sha256,
+			struct ex_job *out, vlm_err *err);
+
+/* The job that claimed exactly this inbox file (same inbox, name, bytes, device, inode and
+ * mtime): finding one means the daemon stopped between committing a claim and removing the
+ * file from the inbox. */
+int ex_journal_find_claim(struct ex_journal *j, const struct ex_job *probe, struct ex_job *out,
+			  vlm_err *err);
+
+struct ex_job_filter {
+	unsigned states;     /* bit mask of 1u << enum ex_job_state; 0: any */
+	int settled;         /* -1 any, 0 or 1 */
+	int reprocess;       /* -1 any, 0 or 1 */
+	const char *inbox;   /* NULL: any */
+	const char *schema;  /* NULL: any */
+	const char *name;    /* NULL: any */
+	const char *reprocess_of; /* NULL: any */
+	double since;        /* claimed_at >= since; 0: any */
+	double ready_by;     /* next_try <= ready_by; 0: any */
+	bool newest_first;   /* else oldest claimed first */
+	size_t limit;        /* 0: no limit */
+};
+#define EX_JOB_FILTER_ANY ((struct ex_job_filter){.settled = -1, .reprocess = -1})
+
+/* Jobs matching `f` in a new array (*out, free()d by the caller; NULL when none). Returns the
+ * count or a negative errno. */
+int ex_journal_list(struct ex_journal *j, const struct ex_job_filter *f, struct ex_job **out,
+		    vlm_err *err);
+/* Number of jobs matching `f`, or a negative errno. */
+int64_t ex_journal_count(struct ex_journal *j, const struct ex_job_filter *f, vlm_err *err);
+
+struct ex_inbox_stats {
+	char inbox[72];
+	int64_t jobs[EX_JOB_STATE_COUNT]; /* per state */
+	int64_t recent;                   /* finished (done, duplicate, failed) since `since` */
+	double recent_seconds;            /* their mean time from claim to finish */
+};
+/* One entry per inbox in the journal, by name, in a new array (*out, free()d by the caller).
+ * Returns the count or a negative errno. */
+int ex_journal_stats(struct ex_journal *j, double since, struct ex_inbox_stats **out,
+		     vlm_err *err);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,904 @@
+/* Job life cycle (see jobs.h). The order of every step, and why a crash between any two is safe:
+ *
+ *   claim:    copy into spool/active (durable) -> journal QUEUED -> unlink from the inbox.
+ *             A crash before the journal commit leaves an unknown spool file (deleted at start);
+ *             after it, the inbox file is claimed again, recognised (ex_journal_find_claim) and
+ *             only unlinked.
+ *   run:      journal RUNNING -> parser child -> processor -> result published under its final
+ *             name (tmp, fsync, rename without overwrite, fsync dir) -> journal DONE.
+ *             RUNNING is requeued at start; a result already published is recognised by its
+ *             deterministic name (<job id>.json) and not written twice.
+ *   settle:   journal DONE/FAILED/DUPLICATE with the destination name -> original moved to the
+ *             archive or failed folder (FAILED: <name>.error.json first) -> journal settled.
+ *             Unsettled finished jobs are settled again at start; each step is idempotent.
+ *
+ * A write to the journal that fails is fatal: the daemon stops and recovery at the next start
+ * repairs the state, rather than carrying on with a journal that disagrees with the disk. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jobs.h"
+#include "log.h"
+#include "sandbox.h"
+#include "spool.h"
+
+#define DUPLICATE_WAIT_S 0.5 /* a duplicate whose original is unfinished looks again after this */
+
+struct slot {
+	bool busy;
+	bool abandoned; /* killed by a stop, not by its document: requeued without an attempt */
+	struct ex_job job;
+	struct sandbox_child child;
+};
+
+struct jobs {
+	const struct config *cfg;
+	struct ex_journal *journal;
+	struct spool *spool;
+	struct slot *slots;
+	size_t n_slots, n_running, turn;
+	int64_t unsettled; /* claimed jobs whose spool copy is still in the spool */
+};
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+static double mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static const char *esc(char buf[static 512], const char *name)
+{
+	return log_escape(buf, 512, name);
+}
+
+static json_t *iso_time(double t)
+{
+	char buf[80];
+	time_t s = (time_t)t;
+	struct tm tm;
+	gmtime_r(&s, &tm);
+	snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 (int)((t - floor(t)) * 1000));
+	return json_string(buf);
+}
+
+static int save(struct jobs *j, const struct ex_job *job)
+{
+	vlm_err err = {0};
+	int rc = ex_journal_update(j->journal, job, &err);
+	if (rc < 0)
+		log_msg(LOG_CRIT, "%s", err.msg);
+	return rc;
+}
+
+static json_t *source_json(const struct ex_job *job)
+{
+	return json_pack("{s:s, s:s, s:I, s:s, s:o}", "name", job->name, "inbox", job->inbox,
+			 "size", (json_int_t)job->size, "sha256", job->sha256, "claimed_at",
+			 iso_time(job->claimed_at));
+}
+
+/* Opens <base>/<inbox name>, creating it (0750: the reading team's group may enter). */
+static int open_inbox_dir(const char *base, const char *inbox, int *fd, vlm_err *err)
+{
+	return spool_open_dir(base, inbox, 0750, fd, err);
+}
+
+static void backoff(struct jobs *j, struct ex_job *job, int n, double now)
+{
+	double delay = j->cfg->backoff_initial_s * pow(2, n > 1 ? n - 1 : 0);
+	if (delay > j->cfg->backoff_max_s)
+		delay = j->cfg->backoff_max_s;
+	job->state = EX_JOB_QUEUED;
+	job->next_try = now + delay;
+}
+
+/* Picks where the original goes: its own name when free, else "<job id>-<name>". */
+static void choose_dest(int dirfd, struct ex_job *job, bool with_error_json)
+{
+	char err_name[300];
+	snprintf(err_name, sizeof err_name, "%s.error.json", job->name);
+	bool taken = faccessat(dirfd, job->name, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
+		     (with_error_json && faccessat(dirfd, err_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0);
+	if (taken || strlen(job->name) > 240)
+		snprintf(job->dest, sizeof job->dest, "%s-%.200s", job->id, job->name);
+	else
+		snprintf(job->dest, sizeof job->dest, "%s", job->name);
+}
+
+/* ---- settling: the original leaves the spool -------------------------------------------------- */
+
+static int write_error_json(int dirfd, const struct ex_job *job, vlm_err *err)
+{
+	char name[320];
+	snprintf(name, sizeof name, "%s.error.json", job->dest);
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:i, s:o, s:o}", "job", job->id,
+			      "file", job->name, "inbox", job->inbox, "sha256", job->sha256, "size",
+			      (json_int_t)job->size, "reason", job->reason, "error", job->error,
+			      "attempts", job->attempts, "claimed_at", iso_time(job->claimed_at),
+			      "failed_at", iso_time(job->finished_at));
+	char *text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
+	json_decref(o);
+	if (!text)
+		return vlm_err_set(err, -ENOMEM, "jobs: job '%s': out of memory", job->id);
+	int rc = spool_publish(dirfd, name, text, strlen(text), 0640, err);
+	free(text);
+	return rc < 0 ? rc : 0;
+}
+
+/* Moves (or deletes) the original of a finished job and marks it settled. Returns 0, or a
+ * negative errno: journal errors are fatal, file errors leave the job unsettled for later. */
+static int settle(struct jobs *j, struct ex_job *job)
+{
+	char e1[512];
+	vlm_err err = {0};
+	bool failed = job->state == EX_JOB_FAILED;
+	int dirfd = -1, rc = 0;
+	if (failed || j->cfg->originals == CONFIG_ORIGINALS_ARCHIVE) {
+		rc = open_inbox_dir(failed ? j->cfg->failed : j->cfg->archive, job->inbox, &dirfd,
+				    &err);
+		if (rc < 0)
+			goto file_error;
+		if (!job->dest[0]) {
+			choose_dest(dirfd, job, failed);
+			if ((rc = save(j, job)) < 0)
+				goto out;
+		}
+		if (failed && (rc = write_error_json(dirfd, job, &err)) < 0)
+			goto file_error;
+	}
+	rc = spool_settle(j->spool, job->id, dirfd, job->dest, &err);
+	if (rc == -EEXIST) {
+		/* Someone put a file under the chosen name since: take the job-unique name. */
+		snprintf(job->dest, sizeof job->dest, "%s-%.200s", job->id, job->name);
+		if ((rc = save(j, job)) < 0)
+			goto out;
+		if (failed && (rc = write_error_json(dirfd, job, &err)) < 0)
+			goto file_error;
+		rc = spool_settle(j->spool, job->id, dirfd, job->dest, &err);
+	}
+	if (rc < 0)
+		goto file_error;
+	job->settled = true;
+	if ((rc = save(j, job)) < 0)
+		goto out;
+	j->unsettled--;
+	goto out;
+file_error:
+	log_msg(LOG_ERR, "job %s '%s': cannot move the original out of the spool (retried at the "
+		"next start): %s", job->id, esc(e1, job->name), err.msg);
+	rc = 0;
+out:
+	if (dirfd >= 0)
+		close(dirfd);
+	return rc;
+}
+
+/* Quarantines a job: FAILED with its reason, then the original and <name>.error.json go to the
+ * failed folder. */
+static int fail_job(struct jobs *j, struct ex_job *job, const char *reason, const char *error,
+		    double now)
+{
+	char e1[512], e2[512];
+	job->state = EX_JOB_FAILED;
+	job->finished_at = now;
+	snprintf(job->reason, sizeof job->reason, "%s", reason);
+	snprintf(job->error, sizeof job->error, "%s", error);
+	int rc = save(j, job);
+	if (rc < 0)
+		return rc;
+	log_msg(LOG_WARNING, "job %s '%s': failed (%s): %s", job->id, esc(e1, job->name), reason,
+		esc(e2, error));
+	return settle(j, job);
+}
+
+/* ---- processors ------------------------------------------------------------------------------ */
+
+typedef int processor_fn(const struct jobs *j, const struct ex_job *job,
+			 const struct ex_doc *doc, json_t **out, vlm_err *err);
+
+/* pages: the decoded document as `intake pages --json --text` prints it, plus provenance. */
+static int process_pages(const struct jobs *j, const struct ex_job *job, const struct ex_doc *doc,
+			 json_t **out, vlm_err *err)
+{
+	double now = (double)time(NULL);
+	json_t *root = ex_doc_to_json(doc, true);
+	if (!root)
+		return vlm_err_set(err, -ENOMEM, "jobs: job '%s': out of memory", job->id);
+	json_object_set_new(root, "job", json_string(job->id));
+	json_object_set_new(root, "processor", json_string("pages"));
+	json_object_set_new(root, "schema", job->schema[0] ? json_string(job->schema) : json_null());
+	if (job->schema[0])
+		json_object_set_new(root, "note", json_string(
+			"schema extraction is not available yet; this result holds the decoded "
+			"pages only"));
+	json_object_set_new(root, "source", source_json(job));
+	json_object_set_new(root, "timings",
+			    json_pack("{s:f, s:f, s:f}", "queued_s",
+				      job->started_at - job->claimed_at, "parse_s",
+				      now - job->started_at, "total_s", now - job->claimed_at));
+	(void)j;
+	*out = root;
+	return 0;
+}
+
+struct processor {
+	const char *name;
+	processor_fn *run;
+};
+
+static const struct processor processors[] = {{"pages", process_pages}};
+
+/* Every inbox uses `pages` until schema extraction exists; then a job with a schema will map to
+ * the extraction processor here. */
+static const struct processor *processor_for(const struct ex_job *job)
+{
+	(void)job;
+	return &processors[0];
+}
+
+/* Publishes `root` as `name` in the job's outbox folder. */
+static int publish_json(struct jobs *j, const struct ex_job *job, const char *name, json_t *root,
+			vlm_err *err)
+{
+	char *text = json_dumps(root, JSON_INDENT(2));
+	if (!text)
+		return vlm_err_set(err, -ENOMEM, "jobs: job '%s': out of memory", job->id);
+	int dirfd;
+	int rc = open_inbox_dir(j->cfg->outbox, job->inbox, &dirfd, err);
+	if (rc == 0) {
+		rc = spool_publish(dirfd, name, text, strlen(text), 0640, err);
+		close(dirfd);
+	}
+	free(text);
+	return rc;
+}
+
+/* A failure that is not the document's fault (disk full, outbox unwritable, fork refused):
+ * retried with backoff, attempts untouched. */
+static int retry_transient(struct jobs *j, struct ex_job *job, const char *what, double now)
+{
+	char e1[512], e2[512];
+	job->transient++;
+	snprintf(job->error, sizeof job->error, "%s", what);
+	backoff(j, job, job->transient, now);
+	log_msg(LOG_WARNING, "job %s '%s': transient failure, retry in %.0fs: %s", job->id,
+		esc(e1, job->name), job->next_try - now, esc(e2, what));
+	return save(j, job);
+}
+
+static int finish_done(struct jobs *j, struct ex_job *job, const char *result, double now)
+{
+	char e1[512];
+	snprintf(job->result, sizeof job->result, "%s", result);
+	job->finished_at = now;
+	int rc = save(j, job);
+	if (rc < 0)
+		return rc;
+	if (job->state == EX_JOB_DUPLICATE)
+		log_msg(LOG_NOTICE, "job %s '%s': duplicate of job %s; notice %s/%s", job->id,
+			esc(e1, job->name), job->dup_of, job->inbox, result);
+	else
+		log_msg(LOG_NOTICE, "job %s '%s': done, %d page%s -> %s/%s", job->id,
+			esc(e1, job->name), job->pages, job->pages == 1 ? "" : "s", job->inbox,
+			result);
+	return settle(j, job);
+}
+
+static int complete_with_doc(struct jobs *j, struct ex_job *job, const struct ex_doc *doc,
+			     double now)
+{
+	vlm_err err = {0};
+	json_t *root = NULL;
+	const struct processor *p = processor_for(job);
+	int rc = p->run(j, job, doc, &root, &err);
+	char name[96];
+	snprintf(name, sizeof name, "%s.json", job->id);
+	if (rc == 0)
+		rc = publish_json(j, job, name, root, &err);
+	json_decref(root);
+	if (rc < 0)
+		return retry_transient(j, job, err.msg, now);
+	job->state = EX_JOB_DONE;
+	job->pages = (int)doc->n_pages;
+	return finish_done(j, job, name, now);
+}
+
+/* The earlier result, when `duplicates: reuse` and it is still in the outbox. */
+static json_t *earlier_result(struct jobs *j, const struct ex_job *earlier)
+{
+	char path[4096];
+	if (!earlier->result[0] ||
+	    snprintf(path, sizeof path, "%s/%s/%s", j->cfg->outbox, earlier->inbox,
+		     earlier->result) >= (int)sizeof path)
+		return NULL;
+	return json_load_file(path, 0, NULL);
+}
+
+/* A duplicate: a notice (or, with `duplicates: reuse`, the earlier result) instead of a second
+ * extraction. */
+static int complete_duplicate(struct jobs *j, struct ex_job *job, double now)
+{
+	vlm_err err = {0};
+	struct ex_job earlier;
+	int found = ex_journal_get(j->journal, job->dup_of, &earlier, &err);
+	if (found < 0) {
+		log_msg(LOG_CRIT, "%s", err.msg);
+		return found;
+	}
+	if (found && (earlier.state == EX_JOB_QUEUED || earlier.state == EX_JOB_RUNNING)) {
+		/* Wait for the original, so the notice (or the reused result) can name its result. */
+		job->state = EX_JOB_QUEUED;
+		job->next_try = now + DUPLICATE_WAIT_S;
+		return save(j, job);
+	}
+	json_t *reused = found && j->cfg->duplicates == CONFIG_DUPLICATES_REUSE
+				 ? earlier_result(j, &earlier)
+				 : NULL;
+	char name[96];
+	json_t *root;
+	if (reused) {
+		root = reused;
+		json_object_set_new(root, "job", json_string(job->id));
+		json_object_set_new(root, "source", source_json(job));
+		json_object_set_new(root, "duplicate_of", json_string(job->dup_of));
+		snprintf(name, sizeof name, "%s.json", job->id);
+	} else {
+		root = json_pack("{s:s, s:s, s:s, s:o, s:o}", "job", job->id, "duplicate_of",
+				 job->dup_of, "note", "the same bytes were already taken from this "
+				 "inbox; no second extraction was made",
+				 "earlier_result", found && earlier.result[0]
+							   ? json_string(earlier.result)
+							   : json_null(),
+				 "source", source_json(job));
+		snprintf(name, sizeof name, "%s.duplicate.json", job->id);
+	}
+	int rc = root ? publish_json(j, job, name, root, &err)
+		      : vlm_err_set(&err, -ENOMEM, "jobs: out of memory");
+	json_decref(root);
+	if (rc < 0)
+		return retry_transient(j, job, err.msg, now);
+	job->state = EX_JOB_DUPLICATE;
+	return finish_done(j, job, name, now);
+}
+
+/* ---- life cycle -------------------------------------------------------------------------------- */
+
+int jobs_new(const struct config *cfg, struct jobs **out, vlm_err *err)
+{
+	*out = NULL;
+	struct jobs *j = calloc(1, sizeof *j);
+	if (!j)
+		return vlm_err_set(err, -ENOMEM, "jobs: out of memory");
+	j->cfg = cfg;
+	char path[4096];
+	int rc, dirfd = -1;
+	if ((rc = spool_open_dir(cfg->state, NULL, 0700, &dirfd, err)) < 0)
+		goto fail;
+	close(dirfd);
+	snprintf(path, sizeof path, "%s/journal.db", cfg->state);
+	if ((rc = ex_journal_open(path, false, &j->journal, err)) < 0 ||
+	    (rc = spool_open(cfg->state, &j->spool, err)) < 0)
+		goto fail;
+	jobs_set_config(j, cfg);
+	if (!j->slots) {
+		rc = vlm_err_set(err, -ENOMEM, "jobs: out of memory");
+		goto fail;
+	}
+	*out = j;
+	return 0;
+fail:
+	jobs_free(j);
+	return rc;
+}
+
+void jobs_free(struct jobs *j)
+{
+	if (!j)
+		return;
+	for (size_t i = 0; i < j->n_slots; i++)
+		if (j->slots[i].busy && j->slots[i].child.memfd >= 0)
+			close(j->slots[i].child.memfd);
+	free(j->slots);
+	spool_close(j->spool);
+	ex_journal_close(j->journal);
+	free(j);
+}
+
+void jobs_set_config(struct jobs *j, const struct config *cfg)
+{
+	j->cfg = cfg;
+	size_t want = (size_t)cfg->workers;
+	if (want <= j->n_slots)
+		return; /* fewer workers: busy slots above the count drain and are not refilled */
+	struct slot *grown = realloc(j->slots, want * sizeof *grown);
+	if (!grown)
+		return;
+	memset(grown + j->n_slots, 0, (want - j->n_slots) * sizeof *grown);
+	j->slots = grown;
+	j->n_slots = want;
+}
+
+static bool job_known(void *user, const char *id)
+{
+	struct jobs *j = user;
+	struct ex_job job;
+	/* When in doubt (journal error) keep the file: recovery must never delete committed work. */
+	return ex_journal_get(j->journal, id, &job, NULL) != 0;
+}
+
+static int recover_reprocessed(struct jobs *j);
+
+int jobs_recover(struct jobs *j, double now, vlm_err *err)
+{
+	int removed = spool_recover(j->spool, job_known, j, err);
+	if (removed < 0)
+		return removed;
+	if (removed)
+		log_msg(LOG_INFO, "recovery: removed %d uncommitted spool file%s", removed,
+			removed == 1 ? "" : "s");
+	for (size_t i = 0; i < j->cfg->n_inboxes; i++) {
+		const char *bases[] = {j->cfg->outbox, j->cfg->failed, j->cfg->archive};
+		for (size_t k = 0; k < 3; k++) {
+			int dirfd;
+			int rc = open_inbox_dir(bases[k], j->cfg->inboxes[i].name, &dirfd, err);
+			if (rc < 0)
+				return rc;
+			rc = spool_clean_tmp(dirfd, err);
+			close(dirfd);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	struct ex_job *list = NULL;
+	struct ex_job_filter f = EX_JOB_FILTER_ANY;
+	f.states = 1u << EX_JOB_RUNNING;
+	int n = ex_journal_list(j->journal, &f, &list, err);
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n; i++) {
+		list[i].state = EX_JOB_QUEUED;
+		list[i].next_try = now;
+		if (ex_journal_update(j->journal, &list[i], err) < 0) {
+			free(list);
+			return err ? err->code : -EIO;
+		}
+	}
+	if (n)
+		log_msg(LOG_INFO, "recovery: requeued %d job%s that were running", n,
+			n == 1 ? "" : "s");
+	free(list);
+	f = EX_JOB_FILTER_ANY;
+	f.states = 1u << EX_JOB_DONE | 1u << EX_JOB_DUPLICATE | 1u << EX_JOB_FAILED;
+	f.settled = 0;
+	n = ex_journal_list(j->journal, &f, &list, err);
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n; i++) {
+		int rc = settle(j, &list[i]);
+		if (rc < 0) {
+			free(list);
+			return vlm_err_set(err, rc, "recovery: the journal cannot be written");
+		}
+	}
+	free(list);
+	int rc = recover_reprocessed(j);
+	if (rc < 0)
+		return vlm_err_set(err, rc, "recovery: the journal cannot be written");
+	f = EX_JOB_FILTER_ANY;
+	f.settled = 0;
+	f.states = (1u << EX_JOB_QUEUED) | (1u << EX_JOB_RUNNING) | (1u << EX_JOB_DONE) |
+		   (1u << EX_JOB_DUPLICATE) | (1u << EX_JOB_FAILED);
+	j->unsettled = ex_journal_count(j->journal, &f, err);
+	return j->unsettled < 0 ? (int)j->unsettled : 0;
+}
+
+bool jobs_can_claim(struct jobs *j)
+{
+	if (j->unsettled >= j->cfg->max_claimed)
+		return false;
+	uint64_t free_bytes;
+	if (j->cfg->spool_min_free && spool_free_bytes(j->spool, &free_bytes, NULL) == 0 &&
+	    free_bytes < j->cfg->spool_min_free) {
+		static double warned;
+		if (mono() - warned > 60) {
+			log_msg(LOG_WARNING, "spool: less than %llu bytes free; not taking new files",
+				(unsigned long long)j->cfg->spool_min_free);
+			warned = mono();
+		}
+		return false;
+	}
+	return true;
+}
+
+int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_in, double now)
+{
+	const struct config_inbox *box = &j->cfg->inboxes[inbox];
+	char name[256], e1[512];
+	snprintf(name, sizeof name, "%s", name_in); /* name_in dies with the watch entry */
+	int dirfd = watch_inbox_fd(w, inbox);
+	struct ex_job job = {.state = EX_JOB_QUEUED, .claimed_at = now, .next_try = now};
+	snprintf(job.inbox, sizeof job.inbox, "%s", box->name);
+	snprintf(job.schema, sizeof job.schema, "%s", box->schema ? box->schema : "");
+	vlm_err err = {0};
+	int rc = dirfd < 0 ? -ENOENT : spool_claim(j->spool, dirfd, name, &job, &err);
+	if (rc == -EINVAL) {
+		log_msg(LOG_WARNING, "inbox '%s': '%s' is never taken: %s", box->name,
+			esc(e1, name), err.msg);
+		watch_refuse(w, inbox, name);
+		return 0;
+	}
+	if (rc == -ENOENT) {
+		watch_done(w, inbox, name);
+		return 0;
+	}
+	if (rc < 0) {
+		log_msg(rc == -EAGAIN ? LOG_INFO : LOG_WARNING, "inbox '%s': '%s' not taken yet: %s",
+			box->name, esc(e1, name), err.msg);
+		watch_later(w, inbox, name, mono() + (rc == -EAGAIN ? box->stability_s : 5));
+		return 0;
+	}
+	watch_done(w, inbox, name);
+
+	struct ex_job same;
+	int found = ex_journal_find_claim(j->journal, &job, &same, &err);
+	if (found > 0) {
+		/* Claimed and committed before a stop that came before the unlink. */
+		spool_discard(j->spool, job.id, NULL);
+		rc = spool_release_source(dirfd, name, &same, &err);
+		log_msg(LOG_INFO, "job %s '%s': already claimed; removed from the inbox%s%s", same.id,
+			esc(e1, name), rc < 0 ? ": " : "", rc < 0 ? err.msg : "");
+		return 0;
+	}
+	if (found == 0)
+		found = ex_journal_find_sha(j->journal, job.inbox, job.sha256, &same, &err);
+	if (found < 0) {
+		log_msg(LOG_CRIT, "%s", err.msg);
+		spool_discard(j->spool, job.id, NULL);
+		return found;
+	}
+	if (found)
+		snprintf(job.dup_of, sizeof job.dup_of, "%s", same.id);
+	if ((rc = ex_journal_insert(j->journal, &job, &err)) < 0) {
+		log_msg(LOG_CRIT, "%s", err.msg);
+		spool_discard(j->spool, job.id, NULL);
+		return rc;
+	}
+	j->unsettled++;
+	log_msg(LOG_INFO, "job %s '%s': claimed from inbox '%s' (%lld bytes, sha256 %.16s)", job.id,
+		esc(e1, name), job.inbox, (long long)job.size, job.sha256);
+	if ((rc = spool_release_source(dirfd, name, &job, &err)) < 0)
+		log_msg(LOG_WARNING, "job %s '%s': left in the inbox: %s", job.id, esc(e1, name),
+			err.msg);
+	return 0;
+}
+
+/* The next queued job that may run now, taking inboxes in turn. 1 when found. */
+static int next_queued(struct jobs *j, double now, struct ex_job *out)
+{
+	vlm_err err = {0};
+	struct ex_job_filter f = EX_JOB_FILTER_ANY;
+	f.states = 1u << EX_JOB_QUEUED;
+	f.ready_by = now;
+	f.limit = 1;
+	size_t n = j->cfg->n_inboxes;
+	for (size_t k = 0; k <= n; k++) {
+		/* The last round takes any inbox: jobs of an inbox removed by a reload still run. */
+		f.inbox = k < n ? j->cfg->inboxes[(j->turn + k) % n].name : NULL;
+		struct ex_job *list;
+		int got = ex_journal_list(j->journal, &f, &list, &err);
+		if (got < 0) {
+			log_msg(LOG_CRIT, "%s", err.msg);
+			return got;
+		}
+		if (got) {
+			*out = list[0];
+			free(list);
+			if (k < n)
+				j->turn = (j->turn + k + 1) % n;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int jobs_start(struct jobs *j, double now)
+{
+	while (j->n_running < (size_t)j->cfg->workers) {
+		struct ex_job job;
+		int rc = next_queued(j, now, &job);
+		if (rc <= 0)
+			return rc;
+		job.started_at = now;
+		if (job.dup_of[0]) {
+			if ((rc = complete_duplicate(j, &job, now)) < 0)
+				return rc;
+			continue;
+		}
+		struct slot *s = NULL;
+		for (size_t i = 0; i < (size_t)j->cfg->workers && !s; i++)
+			if (!j->slots[i].busy)
+				s = &j->slots[i];
+		char path[4096];
+		vlm_err err = {0};
+		spool_job_path(j->spool, job.id, path, sizeof path);
+		job.state = EX_JOB_RUNNING;
+		if ((rc = save(j, &job)) < 0)
+			return rc;
+		rc = sandbox_start(path, j->cfg, mono(), &s->child, &err);
+		if (rc < 0) {
+			if ((rc = retry_transient(j, &job, err.msg, now)) < 0)
+				return rc;
+			return 0; /* no more children this round */
+		}
+		s->busy = true;
+		s->abandoned = false;
+		s->job = job;
+		j->n_running++;
+	}
+	return 0;
+}
+
+static int finish_slot(struct jobs *j, struct slot *s, int wstatus, double now)
+{
+	char e1[512];
+	struct ex_job *job = &s->job;
+	struct ex_doc *doc = NULL;
+	vlm_err err = {0};
+	char shown[512];
+	log_escape(shown, sizeof shown, job->name);
+	enum sandbox_outcome outcome = sandbox_finish(&s->child, wstatus, j->cfg, shown, &doc, &err);
+	if (s->abandoned) {
+		ex_doc_free(doc);
+		job->state = EX_JOB_QUEUED;
+		job->next_try = now;
+		log_msg(LOG_INFO, "job %s '%s': requeued (stopping)", job->id, esc(e1, job->name));
+		return save(j, job);
+	}
+	int rc;
+	switch (outcome) {
+	case SANDBOX_OK:
+		/* The document's own name, not the spool path, is what results show. */
+		free(doc->path);
+		doc->path = strdup(job->name);
+		rc = doc->path ? complete_with_doc(j, job, doc, now)
+			       : retry_transient(j, job, "out of memory", now);
+		break;
+	case SANDBOX_REFUSED:
+		rc = fail_job(j, job, ex_reason_name((enum ex_ingest_reason)err.reason), err.msg,
+			      now);
+		break;
+	default:
+		job->attempts++;
+		if (job->attempts >= j->cfg->max_attempts) {
+			rc = fail_job(j, job, err.code == -ETIMEDOUT ? "timeout" : "crashed", err.msg,
+				      now);
+		} else {
+			snprintf(job->error, sizeof job->error, "%s", err.msg);
+			backoff(j, job, job->attempts, now);
+			log_msg(LOG_WARNING, "job %s '%s': attempt %d of %d failed, retry in %.0fs: %s",
+				job->id, esc(e1, job->name), job->attempts, j->cfg->max_attempts,
+				job->next_try - now, err.msg);
+			rc = save(j, job);
+		}
+		break;
+	}
+	ex_doc_free(doc);
+	return rc;
+}
+
+int jobs_reap(struct jobs *j, double now)
+{
+	for (;;) {
+		int wstatus;
+		pid_t pid = waitpid(-1, &wstatus, WNOHANG);
+		if (pid <= 0)
+			return 0;
+		for (size_t i = 0; i < j->n_slots; i++) {
+			struct slot *s = &j->slots[i];
+			if (!s->busy || s->child.pid != pid)
+				continue;
+			s->busy = false;
+			j->n_running--;
+			int rc = finish_slot(j, s, wstatus, now);
+			if (rc < 0)
+				return rc;
+			break;
+		}
+	}
+}
+
+void jobs_check_timeouts(struct jobs *j, double mono_now)
+{
+	for (size_t i = 0; i < j->n_slots; i++)
+		if (j->slots[i].busy && mono_now >= j->slots[i].child.deadline)
+			sandbox_kill(&j->slots[i].child);
+}
+
+int jobs_abandon(struct jobs *j)
+{
+	for (size_t i = 0; i < j->n_slots; i++) {
+		struct slot *s = &j->slots[i];
+		if (s->busy && !s->abandoned) {
+			s->abandoned = true;
+			kill(s->child.pid, SIGKILL);
+		}
+	}
+	return 0;
+}
+
+/* ---- reprocess requests ------------------------------------------------------------------------- */
+
+/* Removes the archived or failed copy a reprocessed job left behind, then forgets its name. */
+static int drop_reprocessed_original(struct jobs *j, struct ex_job *old)
+{
+	bool failed = old->reason[0] != '\0'; /* only quarantine sets a reason */
+	int dirfd;
+	if (open_inbox_dir(failed ? j->cfg->failed : j->cfg->archive, old->inbox, &dirfd, NULL) ==
+	    0) {
+		char err_name[320];
+		snprintf(err_name, sizeof err_name, "%s.error.json", old->dest);
+		unlinkat(dirfd, old->dest, 0);
+		if (failed)
+			unlinkat(dirfd, err_name, 0);
+		fsync(dirfd);
+		close(dirfd);
+	}
+	old->dest[0] = '\0';
+	return save(j, old);
+}
+
+static int recover_reprocessed(struct jobs *j)
+{
+	struct ex_job *list;
+	struct ex_job_filter f = EX_JOB_FILTER_ANY;
+	f.states = 1u << EX_JOB_REPROCESSED;
+	int n = ex_journal_list(j->journal, &f, &list, NULL);
+	int rc = n < 0 ? n : 0;
+	for (int i = 0; i < n && rc == 0; i++)
+		if (list[i].dest[0])
+			rc = drop_reprocessed_original(j, &list[i]);
+	free(list);
+	return rc;
+}
+
+static int reprocess_one(struct jobs *j, struct ex_job *old, double now)
+{
+	char e1[512];
+	vlm_err err = {0};
+	bool failed = old->state == EX_JOB_FAILED;
+	int dirfd = -1, rc;
+	struct ex_job job = {.state = EX_JOB_QUEUED, .claimed_at = now, .next_try = now};
+	if (!old->dest[0] || !old->settled ||
+	    open_inbox_dir(failed ? j->cfg->failed : j->cfg->archive, old->inbox, &dirfd, &err) < 0 ||
+	    spool_claim(j->spool, dirfd, old->dest, &job, &err) < 0) {
+		log_msg(LOG_WARNING, "job %s '%s': cannot reprocess, the original is not in the %s "
+			"folder%s%s", old->id, esc(e1, old->name), failed ? "failed" : "archive",
+			err.msg[0] ? ": " : "", err.msg);
+		if (dirfd >= 0)
+			close(dirfd);
+		old->reprocess = false;
+		return save(j, old);
+	}
+	close(dirfd);
+	snprintf(job.inbox, sizeof job.inbox, "%s", old->inbox);
+	snprintf(job.name, sizeof job.name, "%s", old->name);
+	snprintf(job.reprocess_of, sizeof job.reprocess_of, "%s", old->id);
+	const char *schema = old->schema;
+	for (size_t i = 0; i < j->cfg->n_inboxes; i++)
+		if (strcmp(j->cfg->inboxes[i].name, old->inbox) == 0)
+			schema = j->cfg->inboxes[i].schema ? j->cfg->inboxes[i].schema : "";
+	snprintf(job.schema, sizeof job.schema, "%s", schema);
+	/* A job can be reprocessed once: the new job takes over the original in one transaction. */
+	old->state = EX_JOB_REPROCESSED;
+	old->reprocess = false;
+	if ((rc = ex_journal_begin(j->journal, &err)) < 0 ||
+	    (rc = ex_journal_insert(j->journal, &job, &err)) < 0 ||
+	    (rc = ex_journal_update(j->journal, old, &err)) < 0 ||
+	    (rc = ex_journal_commit(j->journal, &err)) < 0) {
+		ex_journal_rollback(j->journal);
+		spool_discard(j->spool, job.id, NULL);
+		log_msg(LOG_CRIT, "%s", err.msg);
+		return rc;
+	}
+	j->unsettled++;
+	log_msg(LOG_INFO, "job %s '%s': reprocessing job %s", job.id, esc(e1, job.name), old->id);
+	return drop_reprocessed_original(j, old);
+}
+
+int jobs_take_reprocess(struct jobs *j, double now)
+{
+	struct ex_job *list;
+	struct ex_job_filter f = EX_JOB_FILTER_ANY;
+	f.reprocess = 1;
+	f.limit = 64;
+	vlm_err err = {0};
+	int n = ex_journal_list(j->journal, &f, &list, &err);
+	if (n < 0) {
+		log_msg(LOG_CRIT, "%s", err.msg);
+		return n;
+	}
+	int rc = 0;
+	for (int i = 0; i < n && rc == 0 && j->unsettled < j->cfg->max_claimed; i++)
+		rc = reprocess_one(j, &list[i], now);
+	free(list);
+	return rc;
+}
+
+bool jobs_reprocess_pending(struct jobs *j)
+{
+	struct ex_job_filter f = EX_JOB_FILTER_ANY;
+	f.reprocess = 1;
+	return ex_journal_count(j->journal, &f, NULL) != 0;
+}
+
+/* ---- questions from the main loop -------------------------------------------------------------- */
+
+double jobs_next_deadline(struct jobs *j, double now, double mono_now)
+{
+	double t = 1e300;
+	for (size_t i = 0; i < j->n_slots; i++)
+		if (j->slots[i].busy && j->slots[i].child.deadline < t)
+			t = j->slots[i].child.deadline;
+	if (j->n_running < (size_t)j->cfg->workers) {
+		struct ex_job *list;
+		struct ex_job_filter f = EX_JOB_FILTER_ANY;
+		f.states = 1u << EX_JOB_QUEUED;
+		int n = ex_journal_list(j->journal, &f, &list, NULL);
+		for (int i = 0; i < n; i++)
+			if (mono_now + (list[i].next_try - now) < t)
+				t = mono_now + (list[i].next_try - now);
+		if (n > 0)
+			free(list);
+	}
+	return t;
+}
+
+size_t jobs_running(const struct jobs *j)
+{
+	return j->n_running;
+}
+
+bool jobs_idle(struct jobs *j, double now)
+{
+	if (j->n_running)
+		return false;
+	/* Queued jobs count unless they are backing off after a failure (a duplicate waiting for
+	 * its original is not). The queue is bounded by max_claimed. */
+	struct ex_job *list;
+	struct ex_job_filter f = EX_JOB_FILTER_ANY;
+	f.states = 1u << EX_JOB_QUEUED;
+	int n = ex_journal_list(j->journal, &f, &list, NULL);
+	bool idle = true;
+	for (int i = 0; i < n && idle; i++)
+		idle = list[i].next_try > now && (list[i].attempts || list[i].transient);
+	if (n > 0)
+		free(list);
+	return idle;
+}
+
+void jobs_status(struct jobs *j, char *buf, size_t size)
+{
+	int64_t counts[EX_JOB_STATE_COUNT];
+	for (int s = 0; s < EX_JOB_STATE_COUNT; s++) {
+		struct ex_job_filter f = EX_JOB_FILTER_ANY;
+		f.states = 1u << s;
+		counts[s] = ex_journal_count(j->journal, &f, NULL);
+	}
+	snprintf(buf, size, "queued %lld, running %zu, done %lld, failed %lld, duplicates %lld",
+		 (long long)counts[EX_JOB_QUEUED], j->n_running, (long long)counts[EX_JOB_DONE],
+		 (long long)counts[EX_JOB_FAILED], (long long)counts[EX_JOB_DUPLICATE]);
+}

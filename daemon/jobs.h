@@ -1,0 +1,63 @@
+/* Jobs: everything between "a file is ready in an inbox" and "its result is published and its
+ * original archived". Owns the journal and the spool, the parser children (at most
+ * `workers` at once, taken from the inboxes in turn), the processors that turn a decoded
+ * document into a result, retries, quarantine, duplicates, reprocess requests and start-up
+ * recovery. Every state change follows the order in spool.h and ex.h, so a crash at any point
+ * leaves something jobs_recover finishes.
+ *
+ * Processors: `pages` (the decoded pages, text and words plus provenance) is the only one so far.
+ * An inbox's `schema` is recorded with each job; schema-based extraction will become the
+ * processor for such inboxes when the schema layer exists. Until then they get `pages` too.
+ * Not thread-safe; the main loop is the only caller. */
+#ifndef INTAKED_JOBS_H
+#define INTAKED_JOBS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "watch.h"
+
+struct jobs;
+
+/* Opens STATE/journal.db and STATE/spool. `cfg` must stay valid until jobs_set_config. */
+int jobs_new(const struct config *cfg, struct jobs **out, vlm_err *err);
+void jobs_free(struct jobs *j); /* accepts NULL; kills nothing: see jobs_abandon */
+void jobs_set_config(struct jobs *j, const struct config *cfg);
+
+/* Start-up recovery: clears unfinished claims and temporary files, requeues jobs that were
+ * running, and finishes the settling of jobs that were done or failed. */
+int jobs_recover(struct jobs *j, double now, vlm_err *err);
+
+/* True while more files may be claimed (claimed-but-unsettled jobs under max_claimed and
+ * enough free space for the spool). */
+bool jobs_can_claim(struct jobs *j);
+/* Claims the ready file `name` of inbox `inbox`: copy into the spool, journal, remove from the
+ * inbox, and tells `w` what became of it. Returns 0, or a negative errno after which the daemon
+ * must stop (the journal cannot be written). */
+int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name, double now);
+
+/* Starts parser children for queued jobs while workers are free (never while stopping). */
+int jobs_start(struct jobs *j, double now);
+/* Collects finished children and finishes their jobs. */
+int jobs_reap(struct jobs *j, double now);
+/* Kills children past their deadline. */
+void jobs_check_timeouts(struct jobs *j, double mono_now);
+/* Takes the `intake reprocess` requests from the journal. */
+int jobs_take_reprocess(struct jobs *j, double now);
+/* True while `intake reprocess` requests wait to be taken. */
+bool jobs_reprocess_pending(struct jobs *j);
+
+/* The earliest moment something needs doing (monotonic deadline of a child, or a queued job's
+ * retry time converted to `mono_now`'s clock), or 1e300. */
+double jobs_next_deadline(struct jobs *j, double now, double mono_now);
+size_t jobs_running(const struct jobs *j);
+/* True when nothing is running and every queued job is backing off after a failure (what
+ * --once waits for). */
+bool jobs_idle(struct jobs *j, double now);
+/* Kills every child and requeues its job (a stop that cannot wait any longer). */
+int jobs_abandon(struct jobs *j);
+/* "queued N, running N, done N, failed N, duplicates N" */
+void jobs_status(struct jobs *j, char *buf, size_t size);
+
+#endif

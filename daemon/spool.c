@@ -1,0 +1,465 @@
+/* The spool and the durable file operations (see spool.h). Owns STATE/spool/claim (copies in
+ * progress, never trusted after a crash) and STATE/spool/active (committed or about to be). Every
+ * rename here is renameat2(RENAME_NOREPLACE), so a retried step can never overwrite what an
+ * earlier attempt produced, and every change is followed by fsync of the file and directory:
+ * rename is atomic but not durable until its directory is synced. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "spool.h"
+
+#define TMP_PREFIX ".intake-"
+#define TMP_SUFFIX ".tmp"
+
+struct spool {
+	char *active_path;
+	int claim_fd, active_fd;
+};
+
+int spool_fsync_dir(int dirfd, const char *what, vlm_err *err)
+{
+	if (fsync(dirfd) < 0)
+		return vlm_err_set(err, -errno, "spool: directory '%s': fsync: %s", what,
+				   strerror(errno));
+	return 0;
+}
+
+int spool_open_dir(const char *base, const char *sub, mode_t mode, int *fd, vlm_err *err)
+{
+	char path[4096];
+	if (snprintf(path, sizeof path, "%s%s%s", base, sub ? "/" : "", sub ? sub : "") >=
+	    (int)sizeof path)
+		return vlm_err_set(err, -ENAMETOOLONG, "spool: directory '%s': path too long", base);
+	/* mkdir -p, one component at a time. */
+	for (char *p = path + 1;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char c = *p;
+		*p = '\0';
+		if (mkdir(path, mode) == 0) {
+			/* The umask (0077 in the daemon) must not narrow an outbox meant for a
+			 * reading group. */
+			chmod(path, mode);
+		} else if (errno != EEXIST) {
+			return vlm_err_set(err, -errno, "spool: directory '%s': cannot create: %s",
+					   path, strerror(errno));
+		}
+		*p = c;
+		if (!c)
+			break;
+	}
+	*fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*fd < 0)
+		return vlm_err_set(err, -errno, "spool: directory '%s': cannot open: %s", path,
+				   strerror(errno));
+	return 0;
+}
+
+int spool_open(const char *state_dir, struct spool **out, vlm_err *err)
+{
+	*out = NULL;
+	struct spool *s = calloc(1, sizeof *s);
+	if (!s)
+		return vlm_err_set(err, -ENOMEM, "spool: out of memory");
+	s->claim_fd = s->active_fd = -1;
+	int rc;
+	if (asprintf(&s->active_path, "%s/spool/active", state_dir) < 0) {
+		s->active_path = NULL;
+		rc = vlm_err_set(err, -ENOMEM, "spool: out of memory");
+		goto fail;
+	}
+	if ((rc = spool_open_dir(state_dir, "spool/claim", 0700, &s->claim_fd, err)) < 0 ||
+	    (rc = spool_open_dir(state_dir, "spool/active", 0700, &s->active_fd, err)) < 0)
+		goto fail;
+	*out = s;
+	return 0;
+fail:
+	spool_close(s);
+	return rc;
+}
+
+void spool_close(struct spool *s)
+{
+	if (!s)
+		return;
+	if (s->claim_fd >= 0)
+		close(s->claim_fd);
+	if (s->active_fd >= 0)
+		close(s->active_fd);
+	free(s->active_path);
+	free(s);
+}
+
+int spool_job_path(const struct spool *s, const char *id, char *buf, size_t size)
+{
+	if (snprintf(buf, size, "%s/%s", s->active_path, id) >= (int)size)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* A new job id: the claim time in seconds and 48 random bits; sorts by claim time. */
+static void new_id(char id[EX_JOB_ID_LEN])
+{
+	uint64_t r = 0;
+	if (getrandom(&r, sizeof r, 0) != sizeof r)
+		r = (uint64_t)clock() ^ ((uint64_t)getpid() << 32);
+	snprintf(id, EX_JOB_ID_LEN, "%010lld-%012llx", (long long)time(NULL),
+		 (unsigned long long)(r & 0xffffffffffffull));
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	while (len) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Copies `src` to `dst` from the start, hashing when `sum` is not NULL; returns the byte count
+ * or a negative errno. */
+static int64_t copy_fd(int src, int dst, GChecksum *sum)
+{
+	static char buf[1 << 16];
+	int64_t total = 0;
+	for (;;) {
+		ssize_t r = read(src, buf, sizeof buf);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return total;
+		if (sum)
+			g_checksum_update(sum, (const guchar *)buf, (gssize)r);
+		int rc = write_all(dst, buf, (size_t)r);
+		if (rc < 0)
+			return rc;
+		total += r;
+	}
+}
+
+static int64_t mtime_ns(const struct stat *st)
+{
+	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+int spool_claim(struct spool *s, int dirfd, const char *name, struct ex_job *job, vlm_err *err)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		if (errno == ELOOP)
+			return vlm_err_set(err, -EINVAL, "spool: file '%s': is a symbolic link",
+					   name);
+		return vlm_err_set(err, -errno, "spool: file '%s': cannot open: %s", name,
+				   strerror(errno));
+	}
+	int tmp = -1, rc = 0;
+	char tmp_name[64] = "";
+	GChecksum *sum = NULL;
+	struct stat st, named, after;
+	if (fstat(fd, &st) < 0) {
+		rc = vlm_err_set(err, -errno, "spool: file '%s': fstat: %s", name, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		rc = vlm_err_set(err, -EINVAL, "spool: file '%s': %s", name,
+				 S_ISREG(st.st_mode) ? "has more than one hard link"
+						     : "is not a regular file");
+		goto out;
+	}
+	/* The name must still be the file we opened (Postfix's safe_open check). */
+	if (fstatat(dirfd, name, &named, AT_SYMLINK_NOFOLLOW) < 0 || named.st_dev != st.st_dev ||
+	    named.st_ino != st.st_ino) {
+		rc = vlm_err_set(err, -EAGAIN, "spool: file '%s': replaced while opening", name);
+		goto out;
+	}
+	new_id(job->id);
+	snprintf(tmp_name, sizeof tmp_name, "%s%s", job->id, TMP_SUFFIX);
+	tmp = openat(s->claim_fd, tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (tmp < 0) {
+		rc = vlm_err_set(err, -errno, "spool: claim '%s': cannot create: %s", tmp_name,
+				 strerror(errno));
+		tmp_name[0] = '\0';
+		goto out;
+	}
+	sum = g_checksum_new(G_CHECKSUM_SHA256);
+	int64_t n = copy_fd(fd, tmp, sum);
+	if (n < 0) {
+		rc = vlm_err_set(err, (int)n, "spool: file '%s': copy into the spool: %s", name,
+				 strerror((int)-n));
+		goto out;
+	}
+	if (fstat(fd, &after) < 0 || after.st_size != n || after.st_size != st.st_size ||
+	    mtime_ns(&after) != mtime_ns(&st)) {
+		rc = vlm_err_set(err, -EAGAIN, "spool: file '%s': changed while being copied", name);
+		goto out;
+	}
+	if (fsync(tmp) < 0) {
+		rc = vlm_err_set(err, -errno, "spool: claim '%s': fsync: %s", tmp_name,
+				 strerror(errno));
+		goto out;
+	}
+	if (renameat2(s->claim_fd, tmp_name, s->active_fd, job->id, RENAME_NOREPLACE) < 0) {
+		rc = vlm_err_set(err, -errno, "spool: claim '%s': rename into active/: %s",
+				 tmp_name, strerror(errno));
+		goto out;
+	}
+	tmp_name[0] = '\0';
+	if ((rc = spool_fsync_dir(s->active_fd, "spool/active", err)) < 0) {
+		unlinkat(s->active_fd, job->id, 0);
+		goto out;
+	}
+	snprintf(job->sha256, sizeof job->sha256, "%s", g_checksum_get_string(sum));
+	snprintf(job->name, sizeof job->name, "%s", name);
+	job->size = n;
+	job->src_dev = (uint64_t)st.st_dev;
+	job->src_ino = (uint64_t)st.st_ino;
+	job->src_mtime_ns = mtime_ns(&st);
+out:
+	if (sum)
+		g_checksum_free(sum);
+	if (tmp >= 0)
+		close(tmp);
+	if (tmp_name[0])
+		unlinkat(s->claim_fd, tmp_name, 0);
+	close(fd);
+	return rc;
+}
+
+int spool_release_source(int dirfd, const char *name, const struct ex_job *job, vlm_err *err)
+{
+	struct stat st;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return vlm_err_set(err, -errno, "spool: file '%s': stat: %s", name, strerror(errno));
+	}
+	/* A new file dropped under the same name since the claim must not be deleted unseen. */
+	if ((uint64_t)st.st_dev != job->src_dev || (uint64_t)st.st_ino != job->src_ino)
+		return vlm_err_set(err, -ESTALE, "spool: file '%s': replaced since it was claimed",
+				   name);
+	if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
+		return vlm_err_set(err, -errno, "spool: file '%s': cannot remove from the inbox: %s",
+				   name, strerror(errno));
+	/* Best effort: if the unlink is lost in a power cut, the hash catches the file again. */
+	fsync(dirfd);
+	return 0;
+}
+
+int spool_discard(struct spool *s, const char *id, vlm_err *err)
+{
+	if (unlinkat(s->active_fd, id, 0) < 0 && errno != ENOENT)
+		return vlm_err_set(err, -errno, "spool: job '%s': cannot remove: %s", id,
+				   strerror(errno));
+	return spool_fsync_dir(s->active_fd, "spool/active", err);
+}
+
+int spool_publish(int dirfd, const char *name, const char *data, size_t len, mode_t mode,
+		  vlm_err *err)
+{
+	char tmp_name[512];
+	if (snprintf(tmp_name, sizeof tmp_name, TMP_PREFIX "%s" TMP_SUFFIX, name) >=
+	    (int)sizeof tmp_name)
+		return vlm_err_set(err, -ENAMETOOLONG, "spool: result '%s': name too long", name);
+	/* A temporary file of an attempt cut short by a crash may still be there. */
+	unlinkat(dirfd, tmp_name, 0);
+	int fd = openat(dirfd, tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (fd < 0)
+		return vlm_err_set(err, -errno, "spool: result '%s': cannot create: %s", tmp_name,
+				   strerror(errno));
+	int rc = 0;
+	if (fchmod(fd, mode) < 0 || (rc = write_all(fd, data, len)) < 0 || fsync(fd) < 0) {
+		rc = rc < 0 ? rc : -errno;
+		vlm_err_set(err, rc, "spool: result '%s': write: %s", tmp_name, strerror(-rc));
+		close(fd);
+		unlinkat(dirfd, tmp_name, 0);
+		return rc;
+	}
+	close(fd);
+	if (renameat2(dirfd, tmp_name, dirfd, name, RENAME_NOREPLACE) < 0) {
+		rc = -errno;
+		unlinkat(dirfd, tmp_name, 0);
+		if (rc == -EEXIST)
+			return 1;
+		return vlm_err_set(err, rc, "spool: result '%s': rename: %s", name, strerror(-rc));
+	}
+	rc = spool_fsync_dir(dirfd, name, err);
+	return rc < 0 ? rc : 0;
+}
+
+/* Copies active/<id> to dest_name through a temporary name, for a destination on another file
+ * system (rename cannot cross file systems). */
+static int settle_by_copy(struct spool *s, const char *id, int dest_dirfd, const char *dest_name,
+			  vlm_err *err)
+{
+	char tmp_name[512];
+	snprintf(tmp_name, sizeof tmp_name, TMP_PREFIX "%s" TMP_SUFFIX, dest_name);
+	int src = openat(s->active_fd, id, O_RDONLY | O_CLOEXEC);
+	if (src < 0)
+		return errno == ENOENT ? 1
+				       : vlm_err_set(err, -errno, "spool: job '%s': open: %s", id,
+						     strerror(errno));
+	unlinkat(dest_dirfd, tmp_name, 0);
+	int dst = openat(dest_dirfd, tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int rc = 0;
+	if (dst < 0) {
+		rc = vlm_err_set(err, -errno, "spool: '%s': cannot create: %s", tmp_name,
+				 strerror(errno));
+		close(src);
+		return rc;
+	}
+	int64_t n = copy_fd(src, dst, NULL);
+	close(src);
+	if (n < 0 || fsync(dst) < 0) {
+		rc = n < 0 ? (int)n : -errno;
+		close(dst);
+		unlinkat(dest_dirfd, tmp_name, 0);
+		return vlm_err_set(err, rc, "spool: job '%s': copy to '%s': %s", id, dest_name,
+				   strerror(-rc));
+	}
+	close(dst);
+	if (renameat2(dest_dirfd, tmp_name, dest_dirfd, dest_name, RENAME_NOREPLACE) < 0) {
+		rc = -errno;
+		unlinkat(dest_dirfd, tmp_name, 0);
+		return rc == -EEXIST ? rc
+				     : vlm_err_set(err, rc, "spool: '%s': rename: %s", dest_name,
+						   strerror(-rc));
+	}
+	if ((rc = spool_fsync_dir(dest_dirfd, dest_name, err)) < 0)
+		return rc;
+	return spool_discard(s, id, err);
+}
+
+int spool_settle(struct spool *s, const char *id, int dest_dirfd, const char *dest_name,
+		 vlm_err *err)
+{
+	if (faccessat(s->active_fd, id, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+		return 1;
+	if (dest_dirfd < 0)
+		return spool_discard(s, id, err);
+	if (renameat2(s->active_fd, id, dest_dirfd, dest_name, RENAME_NOREPLACE) < 0) {
+		int e = errno;
+		if (e == EXDEV)
+			return settle_by_copy(s, id, dest_dirfd, dest_name, err);
+		if (e == ENOENT)
+			return 1;
+		if (e == EEXIST)
+			return -EEXIST;
+		return vlm_err_set(err, -e, "spool: job '%s': move to '%s': %s", id, dest_name,
+				   strerror(e));
+	}
+	int rc = spool_fsync_dir(dest_dirfd, dest_name, err);
+	if (rc == 0)
+		rc = spool_fsync_dir(s->active_fd, "spool/active", err);
+	return rc;
+}
+
+/* Calls `fn` for each plain entry name of `dirfd`; stops at the first negative return. */
+static int each_entry(int dirfd, int (*fn)(int dirfd, const char *name, void *user), void *user,
+		      vlm_err *err)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return vlm_err_set(err, -errno, "spool: cannot list a directory: %s",
+				   strerror(errno));
+	}
+	int rc = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		int r = fn(dirfd, e->d_name, user);
+		if (r < 0) {
+			rc = r;
+			break;
+		}
+		rc += r;
+	}
+	closedir(d);
+	return rc;
+}
+
+static int remove_entry(int dirfd, const char *name, void *user)
+{
+	(void)user;
+	return unlinkat(dirfd, name, 0) == 0 ? 1 : 0;
+}
+
+struct unknown_ctx {
+	bool (*known)(void *user, const char *id);
+	void *user;
+};
+
+static int remove_unknown(int dirfd, const char *name, void *user)
+{
+	struct unknown_ctx *c = user;
+	if (c->known(c->user, name))
+		return 0;
+	return unlinkat(dirfd, name, 0) == 0 ? 1 : 0;
+}
+
+int spool_recover(struct spool *s, bool (*known)(void *user, const char *id), void *user,
+		  vlm_err *err)
+{
+	int a = each_entry(s->claim_fd, remove_entry, NULL, err);
+	if (a < 0)
+		return a;
+	struct unknown_ctx c = {known, user};
+	int b = each_entry(s->active_fd, remove_unknown, &c, err);
+	if (b < 0)
+		return b;
+	int rc;
+	if ((rc = spool_fsync_dir(s->claim_fd, "spool/claim", err)) < 0 ||
+	    (rc = spool_fsync_dir(s->active_fd, "spool/active", err)) < 0)
+		return rc;
+	return a + b;
+}
+
+static int remove_tmp(int dirfd, const char *name, void *user)
+{
+	(void)user;
+	size_t n = strlen(name), p = strlen(TMP_PREFIX), x = strlen(TMP_SUFFIX);
+	if (n <= p + x || strncmp(name, TMP_PREFIX, p) != 0 || strcmp(name + n - x, TMP_SUFFIX))
+		return 0;
+	return unlinkat(dirfd, name, 0) == 0 ? 1 : 0;
+}
+
+int spool_clean_tmp(int dirfd, vlm_err *err)
+{
+	int n = each_entry(dirfd, remove_tmp, NULL, err);
+	if (n > 0) {
+		int rc = spool_fsync_dir(dirfd, "outbox", err);
+		if (rc < 0)
+			return rc;
+	}
+	return n;
+}
+
+int spool_free_bytes(const struct spool *s, uint64_t *out, vlm_err *err)
+{
+	struct statvfs v;
+	if (fstatvfs(s->active_fd, &v) < 0)
+		return vlm_err_set(err, -errno, "spool: statvfs: %s", strerror(errno));
+	*out = (uint64_t)v.f_bavail * v.f_frsize;
+	return 0;
+}

@@ -1,0 +1,300 @@
+#!/usr/bin/env bash
+# The real intaked on temporary directories. One scenario per run (daemon_test.sh SCENARIO), so
+# CTest runs and times them separately. Inputs are tiny PNGs whose pixels encode their index, so
+# every input has its own SHA-256; accounting compares the inputs' hashes with the "source"
+# hashes found in results, duplicate notices and quarantine records (computed here, not by the
+# daemon).
+set -u
+scenario=${1:?scenario}
+bin="$INTAKE_BIN_DIR/intaked"
+tmp=$(mktemp -d /tmp/intaked-test.XXXXXX)
+pid=""
+cleanup() {
+  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail=0
+check() { # check DESCRIPTION COMMAND...
+  local what=$1; shift
+  if ! "$@"; then echo "FAIL: $what"; fail=1; fi
+}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-}
+
+mkdir -p "$tmp/in/a" "$tmp/stage"
+write_config() { # write_config [extra yaml lines...]
+  {
+    echo "inboxes:"
+    echo "  - path: in/a"
+    printf '%s\n' "$@"
+    echo "outbox: out"
+    echo "archive: archive"
+    echo "failed: failed"
+    echo "state: state"
+    echo "stability: 300ms"
+    echo "rescan_interval: 3s"
+    echo "workers: 2"
+    echo "max_claimed: 200"
+    echo "spool_min_free: 0"
+    echo "retry: {backoff: 200ms, max_backoff: 1s}"
+  } >"$tmp/intake.yaml"
+}
+write_config
+
+# make_pngs DIR FIRST COUNT: files DIR/doc-N.png, N from FIRST, each with distinct pixels.
+make_pngs() {
+  python3 - "$@" <<'EOF'
+import struct, sys, zlib
+d, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def chunk(t, b):
+    return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xffffffff)
+for n in range(first, first + count):
+    w, h = 8, 4
+    row = bytes([n & 255, (n >> 8) & 255, (n >> 16) & 255] * w)
+    raw = b"".join(b"\0" + row for _ in range(h))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    open(f"{d}/doc-{n}.png", "wb").write(png)
+EOF
+}
+
+# account: prints "results duplicates failed missing extra" for the inputs hashed in
+# $tmp/inputs.sha (sha256sum format), reading every published file.
+account() {
+  python3 - "$tmp" <<'EOF'
+import glob, json, os, sys
+t = sys.argv[1]
+inputs = {}
+for line in open(f"{t}/inputs.sha"):
+    sha, name = line.split()
+    inputs[sha] = name
+seen = {}
+res = dup = bad = 0
+for f in glob.glob(f"{t}/out/*/*.json"):
+    d = json.load(open(f))
+    sha = d["source"]["sha256"]
+    seen[sha] = seen.get(sha, 0) + 1
+    if f.endswith(".duplicate.json"): dup += 1
+    else: res += 1
+for f in glob.glob(f"{t}/failed/*/*.error.json"):
+    d = json.load(open(f))
+    seen[d["sha256"]] = seen.get(d["sha256"], 0) + 1
+    bad += 1
+missing = sum(1 for s in inputs if s not in seen)
+extra = sum(n - 1 for n in seen.values() if n > 1) + sum(1 for s in seen if s not in inputs)
+print(res, dup, bad, missing, extra)
+EOF
+}
+
+hash_inputs() { (cd "$tmp/stage" && sha256sum -- *) >>"$tmp/inputs.sha"; }
+
+start() {
+  (cd "$tmp" && exec "$bin" --config intake.yaml "$@" >>"$tmp/log" 2>&1) &
+  pid=$!
+}
+stop() { # stop [SIGNAL]: signal the daemon and wait for it; its exit status goes to $rc
+  kill -"${1:-TERM}" "$pid" 2>/dev/null
+  wait "$pid"
+  rc=$?
+  pid=""
+}
+published() { find "$tmp/out" "$tmp/failed" -name '*.json' 2>/dev/null | grep -vc '/\.intake-'; }
+wait_published() { # wait_published N SECONDS
+  local n=$1 deadline=$((SECONDS + $2))
+  while [ "$(published)" -lt "$n" ] && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+  [ "$(published)" -ge "$n" ]
+}
+no_leftovers() { # nothing in the inbox, the spool or temporary names in the outbox
+  local left
+  left=$(find "$tmp/in" "$tmp/state/spool" "$tmp/out" -type f -path '*/in/*' -o -type f \
+    -path '*/spool/*' -o -name '.intake-*')
+  [ -z "$left" ] || { echo "left over: $left"; return 1; }
+}
+
+case "$scenario" in
+delivery) # cp, mv, rename from .part, a slow writer that closes and reopens, a symlink
+  start
+  make_pngs "$tmp/stage" 1 4
+  hash_inputs
+  cp "$tmp/stage/doc-1.png" "$tmp/in/a/"
+  mv "$tmp/stage/doc-2.png" "$tmp/in/a/"
+  cp "$tmp/stage/doc-3.png" "$tmp/in/a/doc-3.png.part"
+  sleep 1 # a .part file is never taken, however long it sits
+  check ".part ignored" test "$(published)" -eq 2
+  mv "$tmp/in/a/doc-3.png.part" "$tmp/in/a/doc-3.png"
+  # Slow writer: five pieces, the file closed and reopened between them, 0.25 s apart.
+  python3 - "$tmp/stage/doc-4.png" "$tmp/in/a/doc-4.png" <<'EOF'
+import sys, time
+data = open(sys.argv[1], "rb").read()
+step = (len(data) + 4) // 5
+for i in range(0, len(data), step):
+    with open(sys.argv[2], "ab") as f:
+        f.write(data[i:i + step])
+    time.sleep(0.25)
+EOF
+  ln -s /etc/passwd "$tmp/in/a/link.png"
+  check "four results" wait_published 4 20
+  # A symlink makes no close or move event: the periodic rescan (3 s here) finds it.
+  for ((i = 0; i < 80; i++)); do grep -q "'link.png' is never taken" "$tmp/log" && break; sleep 0.1; done
+  rm "$tmp/in/a/link.png"
+  stop TERM
+  check "exit 0 on SIGTERM" test $rc -eq 0
+  read -r res dup bad missing extra <<<"$(account)"
+  check "4 results, each input once ($res $dup $bad $missing $extra)" \
+    test "$res $dup $bad $missing $extra" = "4 0 0 0 0"
+  check "slow writer taken whole" grep -q "doc-4.png" "$tmp/inputs.sha"
+  check "symlink refused" grep -q "'link.png' is never taken" "$tmp/log"
+  check "originals archived" test "$(ls "$tmp/archive/a" | wc -l)" -eq 4
+  check "no leftovers" no_leftovers
+  check "results 0640" test "$(stat -c %a "$(ls "$tmp"/out/a/*.json | head -1)")" = 640
+  check "spool 0700" test "$(stat -c %a "$tmp/state/spool/active")" = 700
+  ;;
+burst) # 2,000 files at once, exactly once
+  make_pngs "$tmp/stage" 1 2000
+  hash_inputs
+  start
+  sleep 0.5
+  t0=$SECONDS
+  mv "$tmp"/stage/* "$tmp/in/a/"
+  check "2000 published" wait_published 2000 240
+  echo "burst: 2000 files in $((SECONDS - t0)) s"
+  stop TERM
+  check "exit 0" test $rc -eq 0
+  read -r res dup bad missing extra <<<"$(account)"
+  check "2000 results exactly once ($res $dup $bad $missing $extra)" \
+    test "$res $dup $bad $missing $extra" = "2000 0 0 0 0"
+  check "no leftovers" no_leftovers
+  ;;
+offline) # files dropped while the daemon is down, duplicates, a corrupt file, --once
+  make_pngs "$tmp/stage" 1 5
+  hash_inputs
+  cp "$tmp"/stage/* "$tmp/in/a/"
+  cp "$tmp/stage/doc-1.png" "$tmp/in/a/copy-of-1.png" # the same bytes again: a duplicate
+  printf 'this is not a document\n' >"$tmp/in/a/corrupt.pdf"
+  (cd "$tmp/in/a" && sha256sum corrupt.pdf) >>"$tmp/inputs.sha"
+  (cd "$tmp" && timeout 60 "$bin" --config intake.yaml --once >>"$tmp/log" 2>&1)
+  check "--once exits 0" test $? -eq 0
+  read -r res dup bad missing extra <<<"$(account)"
+  # doc-1's hash is counted twice (result and notice): extra is 1 by design here.
+  check "5 results, 1 duplicate, 1 failed ($res $dup $bad $missing $extra)" \
+    test "$res $dup $bad $missing $extra" = "5 1 1 0 1"
+  check "failed original kept" test -f "$tmp/failed/a/corrupt.pdf"
+  check "reason recorded" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["reason"] == "unsupported format" and d["file"] == "corrupt.pdf", d' \
+    "$tmp/failed/a/corrupt.pdf.error.json"
+  check "notice names the first job's result" python3 -c '
+import glob, json, sys
+n = json.load(open(glob.glob(sys.argv[1] + "/out/a/*.duplicate.json")[0]))
+first = json.load(open(sys.argv[1] + "/out/a/" + n["earlier_result"]))
+assert n["duplicate_of"] == first["job"], (n, first)
+assert {n["source"]["name"], first["source"]["name"]} == {"doc-1.png", "copy-of-1.png"}, (n, first)
+assert first["format"] == "png" and first["pages"][0]["width"] == 8, first' "$tmp"
+  check "no leftovers" no_leftovers
+  ;;
+signals) # sd_notify; SIGHUP reload adds an inbox; SIGTERM drains; a bad reload keeps the old config
+  python3 - "$tmp/notify.sock" "$tmp/notify.log" <<'EOF' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(30)
+with open(sys.argv[2], "a") as log:
+    try:
+        while True:
+            log.write(s.recv(4096).decode() + "\n")
+            log.flush()
+    except socket.timeout:
+        pass
+EOF
+  listener=$!
+  for ((i = 0; i < 50; i++)); do [ -S "$tmp/notify.sock" ] && break; sleep 0.1; done
+  NOTIFY_SOCKET="$tmp/notify.sock" WATCHDOG_USEC=400000 start
+  sleep 1
+  check "READY=1 sent" grep -q "^READY=1" "$tmp/notify.log"
+  check "STATUS= sent" grep -q "^STATUS=queued 0, running 0, done 0" "$tmp/notify.log"
+  check "WATCHDOG=1 pings" test "$(grep -c '^WATCHDOG=1' "$tmp/notify.log")" -ge 3
+  make_pngs "$tmp/stage" 1 40
+  hash_inputs
+  mkdir -p "$tmp/in/b"
+  write_config "  - path: in/b"
+  kill -HUP "$pid"
+  sleep 1
+  check "reloaded" grep -q "configuration reloaded" "$tmp/log"
+  mv "$tmp/stage/doc-1.png" "$tmp/in/b/"
+  check "new inbox served" wait_published 1 20
+  echo "bogus: [" >"$tmp/intake.yaml"
+  kill -HUP "$pid"
+  sleep 0.5
+  check "bad reload refused" grep -q "reload failed; keeping the running configuration" "$tmp/log"
+  mv "$tmp"/stage/* "$tmp/in/a/"
+  sleep 1.5 # some claimed, some running
+  stop TERM
+  check "SIGTERM exit 0" test $rc -eq 0
+  check "STOPPING=1 sent" grep -q "^STOPPING=1" "$tmp/notify.log"
+  check "RELOADING=1 sent" grep -q "^RELOADING=1" "$tmp/notify.log"
+  kill "$listener" 2>/dev/null
+  check "no job left running" python3 -c '
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+assert db.execute("select count(*) from jobs where state = 1").fetchone()[0] == 0' \
+    "$tmp/state/journal.db"
+  write_config "  - path: in/b"
+  start
+  check "all 40 after restart" wait_published 40 60
+  stop TERM
+  read -r res dup bad missing extra <<<"$(account)"
+  check "40 results exactly once ($res $dup $bad $missing $extra)" \
+    test "$res $dup $bad $missing $extra" = "40 0 0 0 0"
+  check "no leftovers" no_leftovers
+  ;;
+kill) # SIGKILL at random moments, restarts; every input accounted for exactly once
+  kills=${INTAKE_KILLS:-50}
+  make_pngs "$tmp/stage" 1 300
+  hash_inputs
+  mv "$tmp"/stage/* "$tmp/in/a/"
+  for ((i = 0; i < kills; i++)); do
+    start
+    sleep "$(python3 -c "import random; print(random.uniform(0.05, 0.6))")"
+    kill -KILL "$pid"
+    wait "$pid" 2>/dev/null
+    pid=""
+  done
+  (cd "$tmp" && timeout 120 "$bin" --config intake.yaml --once >>"$tmp/log" 2>&1)
+  check "final --once exits 0" test $? -eq 0
+  read -r res dup bad missing extra <<<"$(account)"
+  echo "kill: $kills kills; $res results, $dup duplicates, $bad failed, $missing missing, $extra extra"
+  check "300 inputs exactly once after $kills kills" \
+    test "$((res + dup + bad)) $missing $extra" = "300 0 0"
+  check "no leftovers" no_leftovers
+  ;;
+cli) # intake status and intake reprocess against the journal
+  intake="$INTAKE_BIN_DIR/intake"
+  make_pngs "$tmp/stage" 1 3
+  cp "$tmp"/stage/* "$tmp/in/a/"
+  printf 'not a document\n' >"$tmp/in/a/bad.pdf"
+  (cd "$tmp" && timeout 60 "$bin" --config intake.yaml --once >>"$tmp/log" 2>&1)
+  out=$("$intake" status --state "$tmp/state")
+  check "status: inbox a has 3 done, 1 failed" grep -Eq '^a +0 +0 +3 +1 +0 +4 ' <<<"$out"
+  check "status: last error names the reason" grep -q "unsupported format" <<<"$out"
+  "$intake" reprocess --state "$tmp/state" >/dev/null 2>&1
+  check "reprocess without a selection is refused" test $? -eq 2
+  out=$("$intake" reprocess --state "$tmp/state" --no-wait doc-2.png)
+  check "reprocess by name" grep -q "1 document queued" <<<"$out"
+  out=$("$intake" reprocess --state "$tmp/state" --failed --no-wait)
+  check "reprocess --failed" grep -q "1 document queued" <<<"$out"
+  (cd "$tmp" && timeout 60 "$bin" --config intake.yaml --once >>"$tmp/log" 2>&1)
+  out=$("$intake" status --state "$tmp/state")
+  check "status after reprocessing: 3 done, 1 failed" grep -Eq '^a +0 +0 +3 +1 +0 ' <<<"$out"
+  check "doc-2 has a second result" test "$(grep -l '"name": "doc-2.png"' "$tmp"/out/a/*.json | wc -l)" -eq 2
+  check "originals back in place" test -f "$tmp/archive/a/doc-2.png" -a -f "$tmp/failed/a/bad.pdf"
+  check "one error record" test "$(ls "$tmp"/failed/a/*.error.json | wc -l)" -eq 1
+  check "no leftovers" no_leftovers
+  ;;
+*)
+  echo "unknown scenario $scenario"
+  exit 2
+  ;;
+esac
+[ $fail -eq 0 ] || { echo "--- daemon log"; tail -40 "$tmp/log"; }
+exit $fail
