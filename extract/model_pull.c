@@ -892,7 +892,7 @@ static int hub_tree(struct pull *p)
 		 p->commit);
 	size_t n_endpoint = strlen(p->endpoint);
 	while (url[0]) {
-		json_t *root;
+		json_t *root = NULL;
 		int rc = http_get(p, url, "file listing");
 		if (rc == 0)
 			rc = parse_body(p, "file listing", &root);
