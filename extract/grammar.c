@@ -126,8 +126,15 @@ enum str_pos {
 	SP_CONT1, SP_CONT2, SP_CONT3, SP_E0, SP_ED, SP_F0, SP_F4, SP_COUNT
 };
 
-/* Positions in a number after its first character. */
-enum num_pos { NP_MINUS, NP_ZERO, NP_INT, NP_DOT, NP_FRAC, NP_E, NP_ESIGN, NP_EXP, NP_COUNT };
+/* Positions in a number after its first character. jansson refuses integers beyond int64 and
+ * reals that overflow a double, so the integer part has at most INT_DIGITS digits (any longer
+ * integer would need 19 digits checked against 9223372036854775807) and the exponent two. */
+#define INT_DIGITS 18
+enum num_pos {
+	NP_MINUS, NP_ZERO, NP_INT, /* NP_INT + k: k + 1 integer digits */
+	NP_DOT = NP_INT + INT_DIGITS, NP_FRAC, NP_E, NP_ESIGN, NP_EXP1, NP_EXP2, NP_COUNT
+};
+_Static_assert(NP_COUNT <= 32 && SP_COUNT <= 32, "a template's positions fit its class range");
 
 enum {
 	TR_COST = 1u << 0,  /* the byte counts against the value's max_value_bytes */
@@ -393,24 +400,30 @@ static void number_value(struct builder *b, uint32_t from, int32_t vid, uint32_t
 	edge(b, from, '1', '9', p[NP_INT], 1, TR_RESET | TR_COST);
 	edges(b, p[NP_MINUS], "00", p[NP_ZERO], 1);
 	edges(b, p[NP_MINUS], "19", p[NP_INT], 1);
-	edges(b, p[NP_INT], "09", p[NP_INT], 1);
 	b->g->states[p[NP_ZERO]].exit_to = to;
-	b->g->states[p[NP_INT]].exit_to = to;
+	for (int k = 0; k < INT_DIGITS; k++) {
+		if (k + 1 < INT_DIGITS)
+			edges(b, p[NP_INT + k], "09", p[NP_INT + k + 1], 1);
+		if (!integer) {
+			edges(b, p[NP_INT + k], "..", p[NP_DOT], 2);
+			edges(b, p[NP_INT + k], "eeEE", p[NP_E], 2);
+		}
+		b->g->states[p[NP_INT + k]].exit_to = to;
+	}
 	if (integer)
 		return;
 	edges(b, p[NP_ZERO], "..", p[NP_DOT], 2);
-	edges(b, p[NP_INT], "..", p[NP_DOT], 2);
 	edges(b, p[NP_ZERO], "eeEE", p[NP_E], 2);
-	edges(b, p[NP_INT], "eeEE", p[NP_E], 2);
 	edges(b, p[NP_DOT], "09", p[NP_FRAC], 1);
 	edges(b, p[NP_FRAC], "09", p[NP_FRAC], 1);
 	edges(b, p[NP_FRAC], "eeEE", p[NP_E], 2);
 	edges(b, p[NP_E], "++--", p[NP_ESIGN], 2);
-	edges(b, p[NP_E], "09", p[NP_EXP], 1);
-	edges(b, p[NP_ESIGN], "09", p[NP_EXP], 1);
-	edges(b, p[NP_EXP], "09", p[NP_EXP], 1);
+	edges(b, p[NP_E], "09", p[NP_EXP1], 1);
+	edges(b, p[NP_ESIGN], "09", p[NP_EXP1], 1);
+	edges(b, p[NP_EXP1], "09", p[NP_EXP2], 1);
 	b->g->states[p[NP_FRAC]].exit_to = to;
-	b->g->states[p[NP_EXP]].exit_to = to;
+	b->g->states[p[NP_EXP1]].exit_to = to;
+	b->g->states[p[NP_EXP2]].exit_to = to;
 }
 
 static void value(struct builder *b, uint32_t from, const struct ex_field *f, int32_t array,
