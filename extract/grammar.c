@@ -163,6 +163,9 @@ struct gstate {
 struct gvalue {
 	const struct ex_field *field;
 	int32_t array; /* the innermost array value this one is inside, or -1 */
+	/* constrain_pattern: the pattern for prefixes, "(?:P)\z" without PCRE2_ENDANCHORED, which
+	 * PCRE2 refuses with partial matching; owned. */
+	pcre2_code *prefix_re;
 };
 
 /* The vocabulary as a trie in preorder: node i's subtree is [i, end). Tokens spelling the same
@@ -339,7 +342,7 @@ static int32_t new_value(struct builder *b, const struct ex_field *f, int32_t ar
 		g->values = v;
 		b->cap_values = cap;
 	}
-	g->values[g->n_values] = (struct gvalue){f, array};
+	g->values[g->n_values] = (struct gvalue){f, array, NULL};
 	return (int32_t)g->n_values++;
 }
 
@@ -429,6 +432,19 @@ static void number_value(struct builder *b, uint32_t from, int32_t vid, uint32_t
 static void value(struct builder *b, uint32_t from, const struct ex_field *f, int32_t array,
 		  uint32_t to);
 
+static int prefix_pattern(const struct ex_field *f, pcre2_code **out)
+{
+	char *src;
+	int code;
+	PCRE2_SIZE offset;
+	if (asprintf(&src, "(?:%s)\\z", f->pattern) < 0)
+		return -ENOMEM;
+	*out = pcre2_compile((PCRE2_SPTR)src, PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED | PCRE2_UTF,
+			     &code, &offset, NULL);
+	free(src);
+	return *out ? 0 : -EINVAL;
+}
+
 /* An object with `fields` from `from` to `to`; *open gets the state after its '{'. */
 static void object_value(struct builder *b, uint32_t from, const struct ex_field *fields,
 			 size_t n, int32_t array, uint32_t to, uint32_t *open)
@@ -460,10 +476,13 @@ static void value(struct builder *b, uint32_t from, const struct ex_field *f, in
 	switch (f->type) {
 	case EX_TYPE_STRING:
 	case EX_TYPE_DATE:
-	case EX_TYPE_DECIMAL:
-		string_value(b, from, vid, to, f->type == EX_TYPE_STRING && f->constrain_pattern &&
-						       f->re);
+	case EX_TYPE_DECIMAL: {
+		bool pattern = f->type == EX_TYPE_STRING && f->constrain_pattern && f->pattern;
+		if (pattern && (b->rc = prefix_pattern(f, &b->g->values[vid].prefix_re)) < 0)
+			return;
+		string_value(b, from, vid, to, pattern);
 		break;
+	}
 	case EX_TYPE_INTEGER:
 	case EX_TYPE_NUMBER:
 		number_value(b, from, vid, to, f->type == EX_TYPE_INTEGER);
@@ -612,10 +631,12 @@ struct decoder {
 	pcre2_match_data *md;
 };
 
-static bool pattern_viable(const pcre2_code *re, struct decoder *d, size_t len, bool complete)
+/* Whether the decoded value matches the pattern (complete) or can still grow into a match. */
+static bool pattern_viable(const struct gvalue *v, struct decoder *d, size_t len, bool complete)
 {
-	int rc = pcre2_match(re, (PCRE2_SPTR)d->buf, len, 0, complete ? 0 : PCRE2_PARTIAL_HARD,
-			     d->md, NULL);
+	int rc = complete ? pcre2_match(v->field->re, (PCRE2_SPTR)d->buf, len, 0, 0, d->md, NULL)
+			  : pcre2_match(v->prefix_re, (PCRE2_SPTR)d->buf, len, 0,
+					PCRE2_PARTIAL_HARD, d->md, NULL);
 	return rc >= 0 || (!complete && rc == PCRE2_ERROR_PARTIAL);
 }
 
@@ -638,13 +659,14 @@ static size_t utf8_put(char *out, uint32_t cp)
 
 /* Keeps the decoded value of a pattern string and checks it against the pattern at the end of
  * each character (partially) and at the closing quote (completely). Mid-character prefixes are
- * not checked: PCRE2 would see broken UTF-8. */
+ * not checked (PCRE2 refuses truncated UTF-8), so walks accept no token ending there: every
+ * token ends on a character checked against the pattern, and none leads to a dead end. */
 static bool pattern_step(const struct ex_grammar *g, struct decoder *d, const struct gstate *fs,
 			 const struct gstate *ts, uint8_t c, struct frame *out)
 {
-	const pcre2_code *re = g->values[ts->tmpl == TMPL_PATTERN ? ts->span : fs->span].field->re;
+	const struct gvalue *v = &g->values[ts->tmpl == TMPL_PATTERN ? ts->span : fs->span];
 	if (ts->tmpl != TMPL_PATTERN)
-		return pattern_viable(re, d, out->dlen, true);
+		return pattern_viable(v, d, out->dlen, true);
 	if (fs->tmpl != TMPL_PATTERN) {
 		out->dlen = 0;
 		return true;
@@ -672,7 +694,7 @@ static bool pattern_step(const struct ex_grammar *g, struct decoder *d, const st
 		d->buf[out->dlen++] = (char)c;
 		break;
 	}
-	return ts->pos != SP_CHAR || pattern_viable(re, d, out->dlen, false);
+	return ts->pos != SP_CHAR || pattern_viable(v, d, out->dlen, false);
 }
 
 /* One byte: *out is where `in` goes on c, *from the state whose edge took it (exit_to when a
@@ -732,8 +754,10 @@ static void walk(const struct ex_grammar *g, struct walker *w, const struct fram
 			i = n->end;
 			continue;
 		}
-		f->left = parent->left || g->states[f->st].tmpl != tmpl;
-		for (int32_t t = n->token; t >= 0; t = g->same_next[t]) {
+		const struct gstate *to = &g->states[f->st];
+		f->left = parent->left || to->tmpl != tmpl;
+		bool mid_char = to->tmpl == TMPL_PATTERN && to->pos != SP_CHAR;
+		for (int32_t t = mid_char ? -1 : n->token; t >= 0; t = g->same_next[t]) {
 			if (split && f->left)
 				w->list[w->n_list++] = t;
 			else
@@ -923,6 +947,8 @@ void ex_grammar_free(struct ex_grammar *g)
 	free(g->states);
 	free(g->trans);
 	free(g->next);
+	for (size_t i = 0; i < g->n_values; i++)
+		pcre2_code_free(g->values[i].prefix_re);
 	free(g->values);
 	free(g->nodes);
 	free(g->same_next);
@@ -978,7 +1004,20 @@ int ex_grammar_compile_opts(const struct ex_schema *schema, const struct ex_voca
 fail:
 	ex_grammar_free(g);
 	return vlm_err_set(err, rc, "grammar: schema '%s': %s", schema->name,
-			   rc == -ENOMEM ? "out of memory" : "the schema gives an ambiguous automaton");
+			   rc == -ENOMEM ? "out of memory" : "cannot be compiled to a grammar");
+}
+
+void ex_grammar_stats(const struct ex_grammar *g, struct ex_grammar_stats *out)
+{
+	struct ex_grammar *m = (struct ex_grammar *)g; /* the lock is the mutable part */
+	*out = (struct ex_grammar_stats){0};
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < g->cap; i++)
+		if (g->slots[i] && g->slots[i]->key >> 63)
+			out->n_shared++;
+		else if (g->slots[i])
+			out->n_sets++;
+	pthread_mutex_unlock(&m->lock);
 }
 
 int ex_grammar_compile(const struct ex_schema *schema, const struct ex_vocab *vocab,

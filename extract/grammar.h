@@ -12,8 +12,9 @@
  *
  * Limits: a value's text (a string's bytes between the quotes, a number's characters) is at most
  * max_value_bytes, so a runaway model cannot loop inside one value; arrays are not bounded (the
- * caller's max_tokens is). \u escapes of surrogates and of U+0000 are not offered: characters
- * outside the BMP are written as UTF-8, which every model does anyway.
+ * caller's max_tokens is). Numbers are ones jansson reads: integer parts of at most 18 digits,
+ * exponents of at most two digits. \u escapes of surrogates and of U+0000 are not offered:
+ * characters outside the BMP are written as UTF-8, which models do anyway.
  *
  * Thread safety: a vocabulary and a compiled grammar are immutable for their users and may be
  * shared between threads (the grammar fills its per-state token-set cache under a lock). A
@@ -69,6 +70,13 @@ int ex_grammar_compile_opts(const struct ex_schema *schema, const struct ex_voca
 int ex_grammar_compile(const struct ex_schema *schema, const struct ex_vocab *vocab,
 		       struct ex_grammar **out, vlm_err *err);
 void ex_grammar_free(struct ex_grammar *g); /* accepts NULL */
+
+/* What the token-set cache holds: sets walked (one per state and value budget met so far) and
+ * the bitsets shared by every string or number state at one position. For tests and bench. */
+struct ex_grammar_stats {
+	size_t n_sets, n_shared;
+};
+void ex_grammar_stats(const struct ex_grammar *g, struct ex_grammar_stats *out);
 
 /* ---- One generation -------------------------------------------------------------------------- */
 
