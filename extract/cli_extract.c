@@ -31,6 +31,8 @@ static const char extract_usage[] =
 	"  --ctx N             context per prompt in tokens (default 16384 or the model's maximum)\n"
 	"  --text-budget N     bytes of PDF text layer given as a hint per prompt (default 6000)\n"
 	"  --no-text-hint      give the model no PDF text layer\n"
+	"  --max-value-bytes N a guard against runaway values: bytes of one value's text in the\n"
+	"                      answer, 8 to 65535 (default 512): a value that long is closed there\n"
 	"\n"
 	"A terminal shows progress (pages, tokens/s) on stderr.\n"
 	"Exit status: 0 status ok or needs_review, 2 a refused document or bad usage, 1 an\n"
@@ -74,7 +76,7 @@ static int write_result(const json_t *result, const char *out, vlm_err *err)
 
 int cmd_extract(int argc, char **argv)
 {
-	enum { OPT_MAX = 256, OPT_THREADS, OPT_CTX, OPT_BUDGET, OPT_NO_TEXT };
+	enum { OPT_MAX = 256, OPT_THREADS, OPT_CTX, OPT_BUDGET, OPT_NO_TEXT, OPT_VALUE_BYTES };
 	static const struct option opts[] = {
 		{"schema", required_argument, NULL, 's'},
 		{"model", required_argument, NULL, 'm'},
@@ -85,6 +87,7 @@ int cmd_extract(int argc, char **argv)
 		{"ctx", required_argument, NULL, OPT_CTX},
 		{"text-budget", required_argument, NULL, OPT_BUDGET},
 		{"no-text-hint", no_argument, NULL, OPT_NO_TEXT},
+		{"max-value-bytes", required_argument, NULL, OPT_VALUE_BYTES},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -106,6 +109,10 @@ int cmd_extract(int argc, char **argv)
 		case OPT_CTX: ok = cli_parse_u64(optarg, 1 << 24, &v); xo.n_ctx = (int64_t)v; break;
 		case OPT_BUDGET: ok = cli_parse_u64(optarg, 1 << 24, &v); xo.text_budget = v; break;
 		case OPT_NO_TEXT: xo.no_text_hint = true; break;
+		case OPT_VALUE_BYTES:
+			ok = cli_parse_u64(optarg, 65535, &v) && v > 0;
+			xo.max_value_bytes = v;
+			break;
 		case 'h': fputs(extract_usage, stdout); return EXIT_OK;
 		default: fputs(extract_usage, stderr); return EXIT_REFUSED;
 		}

@@ -52,6 +52,7 @@ struct ex_extractor {
 	int max_tokens;
 	int64_t n_ctx;
 	size_t text_budget;
+	struct ex_grammar_opts grammar_opts;
 	int factor;             /* patch x merge: pixels per image token along a side */
 	int64_t min_page_tokens; /* what smart_resize makes of the smallest image */
 	ex_progress_fn *progress;
@@ -121,6 +122,10 @@ int ex_extractor_new(const struct ex_extract_opts *opts, struct ex_extractor **o
 	if (!opts->model_dir || opts->max_tokens < 0 || opts->n_ctx < 0 || opts->n_threads < 0)
 		return vlm_err_set(err, -EINVAL, "extract: a model directory and non-negative "
 				   "max_tokens, context and threads are needed");
+	size_t mvb = opts->max_value_bytes;
+	if (mvb && (mvb < EX_GRAMMAR_VALUE_BYTES_MIN || mvb > EX_GRAMMAR_VALUE_BYTES_MAX))
+		return vlm_err_set(err, -EINVAL, "extract: max_value_bytes %zu is outside %d..%d",
+				   mvb, EX_GRAMMAR_VALUE_BYTES_MIN, EX_GRAMMAR_VALUE_BYTES_MAX);
 	struct ex_extractor *x = calloc(1, sizeof *x);
 	if (!x)
 		return vlm_err_set(err, -ENOMEM, "extract: out of memory");
@@ -131,6 +136,7 @@ int ex_extractor_new(const struct ex_extract_opts *opts, struct ex_extractor **o
 	x->max_tokens = opts->max_tokens ? opts->max_tokens : DEFAULT_MAX_TOKENS;
 	x->text_budget = opts->no_text_hint ? 0
 			 : opts->text_budget ? opts->text_budget : EX_PROMPT_TEXT_BUDGET;
+	x->grammar_opts.max_value_bytes = opts->max_value_bytes;
 	x->progress = opts->progress;
 	x->user = opts->user;
 	int rc = pick_device(opts->device, x->device, err);
@@ -212,7 +218,7 @@ static int grammar_for(struct ex_extractor *x, const struct ex_schema *schema,
 		return vlm_err_set(err, -ENOMEM, "extract: out of memory");
 	x->grammars = grown;
 	struct ex_grammar *g = NULL;
-	int rc = ex_grammar_compile(schema, x->vocab, &g, err);
+	int rc = ex_grammar_compile_opts(schema, x->vocab, &x->grammar_opts, &g, err);
 	if (rc < 0)
 		return rc;
 	x->grammars[x->n_grammars++] = (struct cached_grammar){schema, g};
