@@ -87,8 +87,51 @@ check "--device cuda without a usable device exits 2" test $rc -eq 2
   2>/dev/null; rc=$?
 check "unknown schema exits 2" test $rc -eq 2
 
+# An answer cut off by --max-tokens: exit 1, and the failed result is still written.
+"$bin" extract "$src/samples/nameplate.jpg" --schema nameplate --model "$model" --max-tokens 3 \
+  --ctx 2048 --out "$tmp/cut.json" 2>"$tmp/err"; rc=$?
+check "a cut-off answer exits 1" test $rc -eq 1
+check "a cut-off answer says so" grep -q "cut off" "$tmp/err"
+check "a cut-off answer still has a failed result" python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["status"] == "failed" and "cut off" in r["error"] and r["data"] is None, r' "$tmp/cut.json"
+
 "$src/tools/score" --expected "$src/samples/expected" "$tmp/nameplate.json" >"$tmp/score"
 check "score prints its table" grep -q "^overall " "$tmp/score"
 check "score lists serial_number" grep -q "^serial_number " "$tmp/score"
+check "score takes every sample's result" "$src/tools/score" --expected "$src/samples/expected" \
+  "$tmp/invoice.json" "$tmp/invoice_screenshot.json" "$tmp/cn_vat_invoice.json" \
+  "$tmp/lab_report.json" "$tmp/nameplate.json" >/dev/null
+
+# The ground truth scored against itself: every true value found, nothing extra; one changed
+# value is one false positive and one false negative.
+for file in invoice.pdf invoice_screenshot.png cn_vat_invoice.png lab_report.tiff nameplate.jpg; do
+  stem=${file%.*}
+  python3 - "$src/samples/expected/$stem.json" "$file" "$tmp/truth_$stem.json" \
+    "$tmp/wrong_$stem.json" <<'PY'
+import json, sys
+truth_path, name, truth_out, wrong_out = sys.argv[1:]
+data = json.load(open(truth_path))
+json.dump({"source": {"name": name}, "data": data}, open(truth_out, "w"))
+def change_one(v):  # the first non-null scalar, replaced by a value no truth holds
+    for k, x in (v.items() if isinstance(v, dict) else enumerate(v)):
+        if isinstance(x, (dict, list)):
+            if change_one(x):
+                return True
+        elif x is not None:
+            v[k] = "intake-e2e-wrong"
+            return True
+    return False
+assert change_one(data)
+json.dump({"source": {"name": name}, "data": data}, open(wrong_out, "w"))
+PY
+  "$src/tools/score" --expected "$src/samples/expected" "$tmp/truth_$stem.json" >"$tmp/score"
+  check "$stem: truth scores fp 0 fn 0" awk '$1 == "overall" { ok = $2 > 0 && $3 == 0 && $4 == 0 }
+    END { exit !ok }' "$tmp/score"
+  "$src/tools/score" --expected "$src/samples/expected" "$tmp/wrong_$stem.json" >"$tmp/score"
+  check "$stem: one wrong value scores fp 1 fn 1" awk '$1 == "overall" {
+    ok = $3 == 1 && $4 == 1 } END { exit !ok }' "$tmp/score"
+done
 
 exit $fail
