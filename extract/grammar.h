@@ -57,7 +57,9 @@ struct ex_grammar;
 #define EX_GRAMMAR_MAX_VALUE_BYTES 512
 
 struct ex_grammar_opts {
-	size_t max_value_bytes; /* 0: EX_GRAMMAR_MAX_VALUE_BYTES; at most 65535 */
+	/* 0: EX_GRAMMAR_MAX_VALUE_BYTES; at most 65535. Below 6 some spellings cannot start (a \u
+	 * escape needs 6 bytes, a 4-byte character 4); a value can always be closed. */
+	size_t max_value_bytes;
 };
 
 /* Compiles `schema` over `vocab`. Both are borrowed and must outlive the grammar. *out is
