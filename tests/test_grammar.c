@@ -642,7 +642,7 @@ int main(void)
 	test_limits(v);
 	test_shared_cache(v, schema);
 
-	test_random_walks(v, schema_path, 48, 1000);
+	test_random_walks(v, schema_path, 16, 1000);
 	test_random_walks(v, schema_path, 0, 20);
 	/* Every shipped schema. */
 	snprintf(path, sizeof path, "%s/schemas", src);
@@ -653,7 +653,7 @@ int main(void)
 		if (len < 6 || strcmp(e->d_name + len - 5, ".yaml") != 0)
 			continue;
 		snprintf(path, sizeof path, "%s/schemas/%s", src, e->d_name);
-		test_random_walks(v, path, 48, 1000);
+		test_random_walks(v, path, 16, 1000);
 		test_random_walks(v, path, 0, 10);
 		n_shipped++;
 	}
