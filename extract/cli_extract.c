@@ -32,7 +32,7 @@ static const char extract_usage[] =
 	"  --text-budget N     bytes of PDF text layer given as a hint per prompt (default 6000)\n"
 	"  --no-text-hint      give the model no PDF text layer\n"
 	"  --max-value-bytes N a guard against runaway values: bytes of one value's text in the\n"
-	"                      answer, 8 to 65535 (default 512): a value that long is closed there\n"
+	"                      answer, 1 to 65535 (default 512): a value that long is closed there\n"
 	"\n"
 	"A terminal shows progress (pages, tokens/s) on stderr.\n"
 	"Exit status: 0 status ok or needs_review, 2 a refused document or bad usage, 1 an\n"

@@ -963,10 +963,9 @@ int ex_grammar_compile_opts(const struct ex_schema *schema, const struct ex_voca
 	*out = NULL;
 	size_t max = opts && opts->max_value_bytes ? opts->max_value_bytes
 						   : EX_GRAMMAR_MAX_VALUE_BYTES;
-	if (max < EX_GRAMMAR_VALUE_BYTES_MIN || max > EX_GRAMMAR_VALUE_BYTES_MAX)
+	if (max > UINT16_MAX)
 		return vlm_err_set(err, -EINVAL, "grammar: schema '%s': max_value_bytes %zu is "
-				   "outside %d..%d", schema->name, max, EX_GRAMMAR_VALUE_BYTES_MIN,
-				   EX_GRAMMAR_VALUE_BYTES_MAX);
+				   "above 65535", schema->name, max);
 	struct ex_grammar *g = calloc(1, sizeof *g);
 	if (!g)
 		return vlm_err_set(err, -ENOMEM, "grammar: schema '%s': out of memory", schema->name);

@@ -55,12 +55,11 @@ int32_t ex_vocab_n_tokens(const struct ex_vocab *vocab);
 struct ex_grammar;
 
 #define EX_GRAMMAR_MAX_VALUE_BYTES 512
-/* The range max_value_bytes may take: a value needs room for a `null` or a short number. */
-#define EX_GRAMMAR_VALUE_BYTES_MIN 8
-#define EX_GRAMMAR_VALUE_BYTES_MAX 65535
 
 struct ex_grammar_opts {
-	size_t max_value_bytes; /* 0: EX_GRAMMAR_MAX_VALUE_BYTES; else within the range above */
+	/* 0: EX_GRAMMAR_MAX_VALUE_BYTES; at most 65535. Below 6 some spellings cannot start (a \u
+	 * escape needs 6 bytes, a 4-byte character 4); a value can always be closed. */
+	size_t max_value_bytes;
 };
 
 /* Compiles `schema` over `vocab`. Both are borrowed and must outlive the grammar. *out is

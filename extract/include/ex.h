@@ -298,7 +298,7 @@ struct ex_extract_opts {
 	size_t text_budget;   /* PDF text-layer bytes per prompt; 0: 6000 (EX_PROMPT_TEXT_BUDGET) */
 	bool no_text_hint;    /* give the model no text layer */
 	size_t max_value_bytes; /* a guard against runaway values: bytes of one value's text in
-				 * the answer, 8 to 65535; 0: 512 (grammar.h) */
+				 * the answer, at most 65535; 0: 512 (grammar.h) */
 	const struct ex_limits *limits; /* ingest limits; NULL: defaults */
 	ex_progress_fn *progress;       /* called after each generated token; may be NULL */
 	void *user;
