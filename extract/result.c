@@ -51,6 +51,16 @@ static json_t *str_or_null(const char *s)
 	return s ? json_string(s) : json_null();
 }
 
+/* A path as JSON: a file name is bytes and a JSON string is UTF-8, so a byte that is not UTF-8
+ * shows as U+FFFD instead of making jansson refuse the string (which failed the whole result). */
+static json_t *path_json(const char *path)
+{
+	char *valid = g_utf8_make_valid(path, -1);
+	json_t *j = json_string(valid);
+	g_free(valid);
+	return j;
+}
+
 /* RFC 3339 in UTC, whole seconds: "2026-03-15T09:30:00Z". */
 static json_t *rfc3339(time_t t)
 {
@@ -92,7 +102,7 @@ int ex_result_build(const struct ex_schema *schema, const struct ex_validation *
 			"error", str_or_null(v->error),
 			"schema", "name", str_or_null(schema ? schema->name : NULL),
 			"version", str_or_null(schema ? schema->version : NULL),
-			"source", "name", str_or_null(prov->source_name),
+			"source", "name", prov->source_name ? path_json(prov->source_name) : json_null(),
 			"size", (json_int_t)prov->source_size,
 			"sha256", str_or_null(prov->source_sha256),
 			"format", str_or_null(prov->format), "pages", prov->n_pages,

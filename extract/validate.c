@@ -368,6 +368,26 @@ struct vctx {
 	bool oom;
 };
 
+/* A value as a message quotes it: a value may be up to the grammar's max_value_bytes long, and
+ * quoted whole it would push the reason out of the message. */
+enum { QUOTE_BYTES = 80 };
+struct quote {
+	char s[QUOTE_BYTES + sizeof "…"];
+};
+
+static const char *quote(const char *text, struct quote *q)
+{
+	size_t len = strlen(text);
+	if (len <= QUOTE_BYTES)
+		return text;
+	size_t cut = QUOTE_BYTES;
+	while (cut > 0 && ((unsigned char)text[cut] & 0xc0) == 0x80)
+		cut--; /* back to the first byte of the character at the cut */
+	memcpy(q->s, text, cut);
+	memcpy(q->s + cut, "…", sizeof "…");
+	return q->s;
+}
+
 static void add_error(struct vctx *c, struct ex_field_result *r, const char *reason,
 		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
@@ -379,6 +399,11 @@ static void add_error(struct vctx *c, struct ex_field_result *r, const char *rea
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	/* A message cut at its size can end inside a character, and jansson refuses a string that
+	 * is not UTF-8: keep the whole characters. */
+	const char *end;
+	if (!g_utf8_validate(msg, -1, &end))
+		msg[end - msg] = '\0';
 	r->valid = false;
 	if (json_array_append_new(r->errors, json_string(msg)) < 0 ||
 	    json_array_append_new(c->v->review, json_pack("{s:s, s:s, s:s}", "field", r->path,
@@ -473,6 +498,7 @@ static json_t *check_scalar(struct vctx *c, const struct ex_field *f, json_t *ra
 					 : NULL;
 	json_t *out = NULL;
 	const char *why = NULL;
+	struct quote q;
 	char buf[96];
 	if (text && !*text) /* an empty answer is no answer */
 		out = json_null();
@@ -483,7 +509,7 @@ static json_t *check_scalar(struct vctx *c, const struct ex_field *f, json_t *ra
 			if (ex_date_normalize(text, locale, buf, &why) == 0)
 				out = json_string(buf);
 			else
-				add_error(c, r, "invalid", "'%s': %s", text, why);
+				add_error(c, r, "invalid", "'%s': %s", quote(text, &q), why);
 		} else if (f->type == EX_TYPE_ENUM) {
 			for (size_t k = 0; k < f->n_enum_values && !out; k++)
 				if (strcmp(f->enum_values[k], text) == 0)
@@ -496,7 +522,8 @@ static json_t *check_scalar(struct vctx *c, const struct ex_field *f, json_t *ra
 				for (size_t k = 0; k < f->n_enum_values; k++)
 					g_string_append_printf(list, "%s%s", k ? ", " : "",
 							       f->enum_values[k]);
-				add_error(c, r, "invalid", "'%s' is not one of: %s", text, list->str);
+				add_error(c, r, "invalid", "'%s' is not one of: %s", quote(text, &q),
+					  list->str);
 				g_string_free(list, TRUE);
 			}
 		} else {
@@ -511,7 +538,7 @@ static json_t *check_scalar(struct vctx *c, const struct ex_field *f, json_t *ra
 					c->oom = true;
 				else if (rc < 0)
 					add_error(c, r, "invalid", "'%s' does not match the pattern %s",
-						  text, f->pattern);
+						  quote(text, &q), f->pattern);
 			}
 		}
 	} else if (f->type == EX_TYPE_BOOLEAN) {
@@ -540,7 +567,7 @@ static json_t *check_scalar(struct vctx *c, const struct ex_field *f, json_t *ra
 		}
 		if (rc < 0) {
 			add_error(c, r, "invalid", "%s%s%s: %s", text ? "'" : "",
-				  text ? text : json_kind(raw), text ? "'" : "", why);
+				  text ? quote(text, &q) : json_kind(raw), text ? "'" : "", why);
 		} else if (f->type == EX_TYPE_DECIMAL) {
 			out = json_string(canon);
 		} else if (f->type == EX_TYPE_NUMBER) {
@@ -828,9 +855,10 @@ static void check_checksum(struct vctx *c, const struct ex_rule *rule, size_t in
 	if (!r || !json_is_string(r->value) || rule->checksum->valid(json_string_value(r->value)))
 		return;
 	struct involved inv = {.r = {r}, .n = 1};
+	struct quote q;
 	char detail[200];
-	snprintf(detail, sizeof detail, "'%s' fails the %s check", json_string_value(r->value),
-		 rule->checksum->description);
+	snprintf(detail, sizeof detail, "'%s' fails the %s check",
+		 quote(json_string_value(r->value), &q), rule->checksum->description);
 	rule_failed(c, rule, &inv, rule->each != NULL, index, detail);
 }
 
@@ -950,10 +978,12 @@ static void check_range_flag(struct vctx *c, const struct ex_rule *rule, size_t 
 		return;
 	static const char *const names[] = {"L", "normal", "H"};
 	static const char *const where[] = {"below", "inside", "above"};
+	struct quote q;
 	char vs[64], detail[200];
 	fixed_format(value, vs, sizeof vs);
 	if (said < 0)
-		snprintf(detail, sizeof detail, "flag '%s' is not H, L or normal", flag);
+		snprintf(detail, sizeof detail, "flag '%s' is not H, L or normal",
+			 quote(flag, &q));
 	else
 		snprintf(detail, sizeof detail, "%s is %s the reference range, so the flag should be "
 			 "%s, not %s", vs, where[is], names[is], names[said]);

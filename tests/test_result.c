@@ -169,6 +169,24 @@ static void test_failed(void)
 	json_decref(doc);
 }
 
+/* A file name that is not UTF-8 (Latin-1 "é" is the byte 0xe9) still gives a result; the byte
+ * shows as U+FFFD. */
+static void test_latin1_name(const struct ex_schema *s)
+{
+	struct ex_validation *v = NULL;
+	vlm_err err = {0};
+	CHECK_INT(ex_validation_failed("x", &v, &err), 0);
+	struct ex_provenance prov = provenance();
+	prov.source_name = "inbox/factur\xe9.pdf";
+	json_t *doc = NULL;
+	CHECK_INT(ex_result_build(s, v, &prov, &doc, &err), 0);
+	ex_validation_free(v);
+	if (!doc)
+		return;
+	CHECK_STR(json_string_value(get(get(doc, "source"), "name")), "inbox/factur\xef\xbf\xbd.pdf");
+	json_decref(doc);
+}
+
 int main(void)
 {
 	scratch_init();
@@ -183,6 +201,7 @@ int main(void)
 	test_sha256();
 	test_shape(s);
 	test_failed();
+	test_latin1_name(s);
 	ex_schema_free(s);
 	scratch_done();
 	return CHECK_DONE();

@@ -361,6 +361,40 @@ static void test_value_failures(const struct ex_schema *s)
 	ex_validation_free(v);
 }
 
+/* Values as long as the grammar lets a value be (512 bytes) in 3-byte characters, as a
+ * random-weight model writes them. Messages quote the first 80 bytes cut back to a character
+ * boundary (26 characters) and "…", so the reason survives; before, a message cut inside a
+ * character was refused by jansson and validation failed as "out of memory". */
+static void test_long_values(const struct ex_schema *s)
+{
+	char long_text[171 * 3], json[4 * sizeof long_text + 128], expected[200];
+	size_t n = 0;
+	for (int k = 0; k < 170; k++)
+		n += (size_t)snprintf(long_text + n, sizeof long_text - n, "中");
+	char quoted[26 * 3 + 1];
+	memcpy(quoted, long_text, 26 * 3);
+	quoted[26 * 3] = '\0';
+	snprintf(json, sizeof json, "{\"code\": \"%s\", \"day\": \"%s\", \"level\": \"%s\","
+		 " \"party\": {\"name\": \"n\", \"iban\": \"%s\"}}", long_text, long_text,
+		 long_text, long_text);
+	struct ex_validation *v = run(s, json, NULL, 0);
+	CHECK_INT(v->status, EX_STATUS_NEEDS_REVIEW);
+	snprintf(expected, sizeof expected, "'%s…' does not match the pattern [A-Z]{2}[0-9]{3}",
+		 quoted);
+	expect_valid(v, "code", expected);
+	snprintf(expected, sizeof expected, "'%s…': not a date", quoted);
+	expect_valid(v, "day", expected);
+	snprintf(expected, sizeof expected, "'%s…' is not one of: H, L, normal", quoted);
+	expect_valid(v, "level", expected);
+	snprintf(expected, sizeof expected, "'%s…' fails the ", quoted);
+	expect_valid(v, "party.iban", expected);
+	/* The value itself is kept whole. */
+	char *value = value_text(v, "code");
+	CHECK(value && strlen(value) == 170 * 3 + 2);
+	free(value);
+	ex_validation_free(v);
+}
+
 static void test_rule_failures(const struct ex_schema *s)
 {
 	struct ex_validation *v = run(
@@ -607,6 +641,7 @@ int main(void)
 	struct ex_schema *s = load_schema();
 	test_all_valid(s);
 	test_value_failures(s);
+	test_long_values(s);
 	test_rule_failures(s);
 	test_compare_rules();
 	test_confidence(s);
