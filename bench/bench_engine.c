@@ -11,7 +11,7 @@
  *   tokens, <|end_of_image|> (vision encode, then the decoder over those 1371 tokens and the
  *   last token's logits); its text part is image prefill minus vision encode;
  * - prefill 1k / 2k: vlm_session_prefill of 1024 / 2048 pseudo-random text ids (below the
- *   tokenizer's size) into a fresh sequence, last token's logits only;
+ *   tokenizer's size, special tokens skipped) into a fresh sequence, last token's logits only;
  * - decode: 32 vlm_session_decode steps after the 1k prefill (pseudo-random ids fed in; the
  *   step's cost does not depend on which id);
  * - peak RSS: getrusage's ru_maxrss after all of the above (weights mmapped and touched, KV cache,
@@ -59,13 +59,18 @@ static uint8_t *synthetic_image(int side)
 	return rgb;
 }
 
-/* A 32-bit LCG (Numerical Recipes constants): the same ids in C and in Python. */
-static void pseudo_random_ids(int32_t *ids, int64_t n, int32_t below, uint32_t seed)
+/* A 32-bit LCG (Numerical Recipes constants) over [0, n_tokens), skipping special tokens (an
+ * image or video placeholder would make the text prompt a malformed multimodal one): the same
+ * ids in C and in Python. */
+static void pseudo_random_ids(const struct vlm_model *model, int32_t *ids, int64_t n,
+			      uint32_t seed)
 {
-	uint32_t s = seed;
+	uint32_t s = seed, below = (uint32_t)vlm_model_n_tokens(model);
 	for (int64_t i = 0; i < n; i++) {
-		s = s * 1664525u + 1013904223u;
-		ids[i] = (int32_t)((s >> 8) % (uint32_t)below);
+		do {
+			s = s * 1664525u + 1013904223u;
+			ids[i] = (int32_t)((s >> 8) % below);
+		} while (vlm_model_token_is_special(model, ids[i]));
 	}
 }
 
@@ -123,7 +128,6 @@ static int run(struct vlm_model *model, struct results *r, vlm_err *err)
 {
 	struct vlm_model_info info;
 	vlm_model_get_info(model, &info);
-	int32_t below = vlm_model_n_tokens(model);
 	int64_t n_ctx = PREFILL_LONG + DECODE_STEPS;
 	struct vlm_session *s = NULL;
 	struct vlm_prepped warm = {0}, page = {0};
@@ -170,7 +174,7 @@ static int run(struct vlm_model *model, struct results *r, vlm_err *err)
 
 	static const int64_t lengths[2] = {PREFILL_SHORT, PREFILL_LONG};
 	for (int i = 1; i >= 0; i--) { /* 2k first, so the 1k sequence is the one decode extends */
-		pseudo_random_ids(ids, lengths[i], below, 1u + (uint32_t)i);
+		pseudo_random_ids(model, ids, lengths[i], 1u + (uint32_t)i);
 		t0 = membw_now_s();
 		if ((rc = vlm_session_prefill(s, ids, lengths[i], NULL, NULL, 0, logits, false,
 					      err)) < 0)
@@ -178,7 +182,7 @@ static int run(struct vlm_model *model, struct results *r, vlm_err *err)
 		r->prefill_s[i] = membw_now_s() - t0;
 	}
 
-	pseudo_random_ids(ids, DECODE_STEPS, below, 3u);
+	pseudo_random_ids(model, ids, DECODE_STEPS, 3u);
 	r->decode_best_s = 1e30;
 	t0 = membw_now_s();
 	for (int i = 0; i < DECODE_STEPS; i++) {
@@ -210,15 +214,21 @@ static void print_table(const struct results *r)
 	double roof = r->bw_gb_s * 1e9 / r->bytes_per_token, decode = DECODE_STEPS / r->decode_s;
 	printf("%-44s %14s\n", "measurement", "value");
 	printf("%-44s %11.2f s\n", "model load (mmap, checks)", r->load_s);
-	printf("%-44s %11.1f ms\n", "image prep 1024x1024 -> 1036x1036", r->prep_s * 1e3);
-	printf("%-44s %11.2f s\n", "vision encode (5476 patches -> 1369 tokens)", r->vision_s);
-	printf("%-44s %11.2f s\n", "image prefill (vision + 1371-token decoder)", r->image_prefill_s);
+	printf("%-44s %11.1f ms\n", "image prep 1024x1024 (resize, normalise, patches)",
+	       r->prep_s * 1e3);
+	char what[2][64];
+	snprintf(what[0], sizeof what[0], "vision encode (%lld patches -> %lld tokens)",
+		 (long long)r->image_patches, (long long)r->image_tokens);
+	snprintf(what[1], sizeof what[1], "image prefill (vision + %lld-token decoder)",
+		 (long long)r->image_tokens + 2);
+	printf("%-44s %11.2f s\n", what[0], r->vision_s);
+	printf("%-44s %11.2f s\n", what[1], r->image_prefill_s);
 	printf("%-44s %11.2f s\n", "  of which decoder", r->image_prefill_s - r->vision_s);
 	printf("%-44s %9.1f tok/s\n", "prefill 1024 text tokens", PREFILL_SHORT / r->prefill_s[0]);
 	printf("%-44s %9.1f tok/s\n", "prefill 2048 text tokens", PREFILL_LONG / r->prefill_s[1]);
 	printf("%-44s %9.2f tok/s   (%.1f ms/token, best step %.1f ms)\n",
 	       "decode, 32 steps after 1024 tokens", decode, 1e3 / decode, r->decode_best_s * 1e3);
-	printf("%-44s %11.2f GB\n", "weights read per decoded token", r->bytes_per_token / 1e9);
+	printf("%-44s %11.3f GB\n", "weights read per decoded token", r->bytes_per_token / 1e9);
 	printf("%-44s %9.1f GB/s\n", "memory read bandwidth (membw, all threads)", r->bw_gb_s);
 	printf("%-44s %9.2f tok/s\n", "decode roofline (bytes / bandwidth)", roof);
 	printf("%-44s %11.0f %%\n", "decode of roofline", 100.0 * decode / roof);

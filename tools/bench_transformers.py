@@ -41,20 +41,23 @@ def synthetic_image(side):
 	return rgb.astype(np.uint8)
 
 
-def pseudo_random_ids(n, below, seed):
-	"""bench_engine.c pseudo_random_ids: the 32-bit LCG, (s >> 8) % below."""
+def pseudo_random_ids(n, below, special, seed):
+	"""bench_engine.c pseudo_random_ids: the 32-bit LCG, (s >> 8) % below, special ids skipped."""
 	s, out = seed, []
-	for _ in range(n):
+	while len(out) < n:
 		s = (s * 1664525 + 1013904223) & 0xFFFFFFFF
-		out.append((s >> 8) % below)
+		if (s >> 8) % below not in special:
+			out.append((s >> 8) % below)
 	return out
 
 
-def tokenizer_size(model_dir):
-	"""What the engine's vlm_model_n_tokens gives: one past the largest id in tokenizer.json."""
+def tokenizer_ids(model_dir):
+	"""What the engine's vlm_model_n_tokens gives (one past the largest id in tokenizer.json) and
+	the ids of the added tokens marked special."""
 	tok = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
-	ids = list(tok["model"]["vocab"].values()) + [t["id"] for t in tok.get("added_tokens", [])]
-	return max(ids) + 1
+	added = tok.get("added_tokens", [])
+	ids = list(tok["model"]["vocab"].values()) + [t["id"] for t in added]
+	return max(ids) + 1, {t["id"] for t in added if t.get("special")}
 
 
 class Bench:
@@ -103,7 +106,7 @@ class Bench:
 def run(model_dir, n_threads):
 	torch.set_num_threads(n_threads)
 	b = Bench(model_dir)
-	below = tokenizer_size(model_dir)
+	below, special = tokenizer_ids(model_dir)
 	r = {"engine": "transformers", "transformers": transformers.__version__,
 		"torch": torch.__version__, "threads": torch.get_num_threads(), "load_s": b.load_s}
 	with torch.inference_mode():
@@ -122,10 +125,10 @@ def run(model_dir, n_threads):
 		del cache
 
 		for name, n, seed in (("prefill_2k_s", PREFILL_LONG, 2), ("prefill_1k_s", PREFILL_SHORT, 1)):
-			cache, r[name] = b.prefill(pseudo_random_ids(n, below, seed))
+			cache, r[name] = b.prefill(pseudo_random_ids(n, below, special, seed))
 		best = float("inf")
 		t0 = time.perf_counter()
-		for token in pseudo_random_ids(DECODE_STEPS, below, 3):
+		for token in pseudo_random_ids(DECODE_STEPS, below, special, 3):
 			t_step = time.perf_counter()
 			cache = b.decode(cache, token)
 			best = min(best, time.perf_counter() - t_step)
