@@ -76,8 +76,8 @@ def rates(r):
 
 
 ra, rb = rates(a), rates(b)
-print(f"threads {a['threads']} / {b['threads']}; transformers {b['transformers']}, torch {b['torch']}; "
-	f"best of {n} run(s)")
+print(f"threads {a['threads']} / {b['threads']}; transformers {b['transformers']}, "
+	f"torch {b['torch']}; best of {n} run(s)")
 print(f"{'measurement':44} {'intake':>10} {'transformers':>13} {'speed ratio':>12}")
 for (name, x), y in zip(ra.items(), rb.values()):
 	# speed ratio > 1: intake is faster (or, for RSS, smaller)
