@@ -259,7 +259,8 @@ int main(int argc, char **argv)
 {
 	const char *dir = NULL, *json = NULL;
 	int n_threads = 0;
-	for (int i = 1; i < argc; i++) {
+	bool usage = false;
+	for (int i = 1; i < argc && !usage; i++) {
 		if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
 			n_threads = (int)strtol(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc)
@@ -267,9 +268,9 @@ int main(int argc, char **argv)
 		else if (!dir && argv[i][0] != '-')
 			dir = argv[i];
 		else
-			dir = NULL, i = argc;
+			usage = true;
 	}
-	if (!dir) {
+	if (!dir || usage || n_threads < 0) {
 		fprintf(stderr, "usage: bench_engine MODEL_DIR [--threads N] [--json FILE]\n");
 		return 2;
 	}
