@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# bench/engine: bench_engine and tools/bench_transformers.py on the same model directory, one after
+# the other (never side by side: they would share the cores), then one table with the speed ratios
+# and decode against the memory-bandwidth roofline measured by bench_engine in the same run.
+#
+# Usage: bench/engine.sh MODEL_DIR [THREADS]
+#   BUILD_DIR (default build-rel) holds a Release build with bin/bench_engine.
+#   RUNS (default 1): run both RUNS times, alternating, and keep each figure's best run (the one
+#   least disturbed by other processes on a shared machine; the bandwidth is then the highest).
+# A random-weight model at the real shapes: tools/gen_random_model.py DIR --text-layers 2
+# --vision-layers 2, plus tokenizer.json, tokenizer_config.json and preprocessor_config.json
+# copied from tests/fixtures/tiny-glm4v (see bench/README.md).
+set -euo pipefail
+
+if [[ $# -lt 1 || $# -gt 2 ]]; then
+	echo "usage: bench/engine.sh MODEL_DIR [THREADS]" >&2
+	exit 2
+fi
+root=$(cd "$(dirname "$0")/.." && pwd)
+model=$1
+threads=${2:-$(nproc)}
+bench="${BUILD_DIR:-$root/build-rel}/bin/bench_engine"
+if [[ ! -x $bench ]]; then
+	echo "bench/engine.sh: $bench not found: build it first (bench/README.md)" >&2
+	exit 1
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+runs=${RUNS:-1}
+engine_cmd=("$bench" "$model" --threads "$threads" --json)
+tf_cmd=(python3 "$root/tools/bench_transformers.py" "$model" --threads "$threads")
+echo "load before: $(uptime)"
+for ((i = 1; i <= runs; i++)); do
+	echo "+ ${engine_cmd[*]} $tmp/intake.$i.json"
+	"${engine_cmd[@]}" "$tmp/intake.$i.json" >"$tmp/intake.$i.txt"
+	echo "+ ${tf_cmd[*]}"
+	"${tf_cmd[@]}" >"$tmp/transformers.$i.json"
+done
+echo "load after:  $(uptime)"
+echo
+
+python3 - "$tmp" "$runs" <<'EOF'
+import json, sys
+
+
+def best(paths):
+	"""Each figure from its best run: the shortest time, the highest bandwidth."""
+	runs = [json.load(open(p)) for p in paths]
+	out = dict(runs[0])
+	for k in out:
+		if k.endswith("_s"):
+			out[k] = min(r[k] for r in runs)
+	if "bandwidth_gb_s" in out:
+		out["bandwidth_gb_s"] = max(r["bandwidth_gb_s"] for r in runs)
+	out["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
+	return out
+
+
+tmp, n = sys.argv[1], int(sys.argv[2])
+a = best([f"{tmp}/intake.{i}.json" for i in range(1, n + 1)])
+b = best([f"{tmp}/transformers.{i}.json" for i in range(1, n + 1)])
+roof = a["bandwidth_gb_s"] * 1e9 / a["bytes_per_token"]  # tok/s if decode only streamed weights
+
+
+def rates(r):
+	return {
+		"image prep 1024x1024 (s)": r["prep_s"],
+		f"vision encode, {r['image_patches']} patches (s)": r["vision_s"],
+		f"image prefill, {r['image_tokens'] + 2} tokens (s)": r["image_prefill_s"],
+		"prefill 1024 tokens (tok/s)": 1024 / r["prefill_1k_s"],
+		"prefill 2048 tokens (tok/s)": 2048 / r["prefill_2k_s"],
+		f"decode, {r['decode_steps']} steps after 1024 (tok/s)": r["decode_steps"] / r["decode_s"],
+		"peak RSS (MiB)": r["peak_rss_mib"],
+	}
+
+
+ra, rb = rates(a), rates(b)
+print(f"threads {a['threads']} / {b['threads']}; transformers {b['transformers']}, "
+	f"torch {b['torch']}; best of {n} run(s)")
+print(f"{'measurement':44} {'intake':>10} {'transformers':>13} {'speed ratio':>12}")
+for (name, x), y in zip(ra.items(), rb.values()):
+	# speed ratio > 1: intake is faster (or, for RSS, smaller)
+	ratio = x / y if "tok/s" in name else y / x
+	print(f"{name:44} {x:10.2f} {y:13.2f} {ratio:11.2f}x")
+print()
+print(f"weights read per decoded token  {a['bytes_per_token'] / 1e9:.3f} GB")
+print(f"memory read bandwidth (membw)   {a['bandwidth_gb_s']:.1f} GB/s")
+print(f"decode roofline                 {roof:.2f} tok/s")
+for r in (a, b):
+	tps = r["decode_steps"] / r["decode_s"]
+	best = 1 / r["decode_best_step_s"]
+	print(f"decode of roofline, {r['engine']:12} {100 * tps / roof:5.1f} % (mean), "
+		f"{100 * best / roof:5.1f} % (best step)")
+EOF
