@@ -40,6 +40,10 @@ assert r["model"]["id"].startswith("unpinned@sha256:"), r["model"]
 assert re.fullmatch("[0-9a-f]{64}", r["model"]["weights_sha256"]), r["model"]
 assert r["device"] == "cpu"
 assert list(r["timings_s"]) == ["ingest", "layout", "prefill", "decode", "validate"], r
+# One page per prompt (the shipped schemas' policy): every value knows its page (a list of line
+# items as a whole has none; each item's values do).
+assert all(isinstance(f["value"], list) or 1 <= f["page"] <= int(pages)
+           for f in r["fields"].values()), r["fields"]
 # Every top-level key of the schema is in data, in order (read from the YAML's field list).
 keys, inside = [], False
 for line in open(schema_path, encoding="utf-8"):
