@@ -349,6 +349,37 @@ out:
 	return rc;
 }
 
+/* Sniffs src->data and hands it to its decoder; the one path both entry points share. */
+static int doc_decode(const struct ex_source *src, struct ex_doc **out, vlm_err *err)
+{
+	int rc = 0;
+	struct ex_doc *doc = calloc(1, sizeof *doc);
+	if (!doc || !(doc->path = strdup(src->path))) {
+		rc = ex_ingest_fail(err, src, 0, EX_REASON_INTERNAL, "out of memory");
+		goto out;
+	}
+	if (!sniff(src->data, src->size, &doc->format)) {
+		rc = ex_ingest_fail(err, src, 0, EX_REASON_UNSUPPORTED, "%s",
+				    guess_other(src->data, src->size));
+		goto out;
+	}
+	switch (doc->format) {
+	case EX_FORMAT_PDF: rc = ex_ingest_pdf(src, doc, err); break;
+	case EX_FORMAT_TIFF: rc = ex_ingest_tiff(src, doc, err); break;
+	case EX_FORMAT_JPEG: rc = ex_ingest_jpeg(src, doc, err); break;
+	default: rc = ex_ingest_png(src, doc, err); break;
+	}
+	if (rc == 0 && doc->n_pages == 0)
+		rc = ex_ingest_fail(err, src, 0, EX_REASON_NO_PAGES, "the document has no pages");
+out:
+	if (rc < 0) {
+		ex_doc_free(doc);
+		return rc;
+	}
+	*out = doc;
+	return 0;
+}
+
 int ex_doc_load(const char *path, const struct ex_limits *limits, struct ex_doc **out,
 		vlm_err *err)
 {
@@ -364,31 +395,26 @@ int ex_doc_load(const char *path, const struct ex_limits *limits, struct ex_doc 
 	if (rc < 0)
 		return rc;
 	src.data = data;
-
-	struct ex_doc *doc = calloc(1, sizeof *doc);
-	if (!doc || !(doc->path = strdup(path))) {
-		rc = ex_ingest_fail(err, &src, 0, EX_REASON_INTERNAL, "out of memory");
-		goto out;
-	}
-	if (!sniff(data, src.size, &doc->format)) {
-		rc = ex_ingest_fail(err, &src, 0, EX_REASON_UNSUPPORTED, "%s",
-				    guess_other(data, src.size));
-		goto out;
-	}
-	switch (doc->format) {
-	case EX_FORMAT_PDF: rc = ex_ingest_pdf(&src, doc, err); break;
-	case EX_FORMAT_TIFF: rc = ex_ingest_tiff(&src, doc, err); break;
-	case EX_FORMAT_JPEG: rc = ex_ingest_jpeg(&src, doc, err); break;
-	default: rc = ex_ingest_png(&src, doc, err); break;
-	}
-	if (rc == 0 && doc->n_pages == 0)
-		rc = ex_ingest_fail(err, &src, 0, EX_REASON_NO_PAGES, "the document has no pages");
-out:
+	rc = doc_decode(&src, out, err);
 	free(data);
-	if (rc < 0) {
-		ex_doc_free(doc);
-		return rc;
+	return rc;
+}
+
+int ex_doc_load_mem(const char *name, const void *data, size_t size,
+		    const struct ex_limits *limits, struct ex_doc **out, vlm_err *err)
+{
+	struct ex_limits defaults;
+	if (!limits) {
+		ex_limits_default(&defaults);
+		limits = &defaults;
 	}
-	*out = doc;
-	return 0;
+	*out = NULL;
+	struct ex_source src = {.path = name, .data = data, .size = size, .limits = limits};
+	if (size == 0)
+		return ex_ingest_fail(err, &src, 0, EX_REASON_EMPTY, "the document has no bytes");
+	if ((uint64_t)size > limits->max_file_bytes)
+		return ex_ingest_fail(err, &src, 0, EX_REASON_FILE_TOO_LARGE,
+				      "%zu bytes, the limit is %llu", size,
+				      (unsigned long long)limits->max_file_bytes);
+	return doc_decode(&src, out, err);
 }
