@@ -70,10 +70,17 @@ static int reason_errno(enum ex_ingest_reason reason)
 	}
 }
 
+/* The path as messages show it: a file name may hold a newline, and an error is one line. */
+#define SHOWN_PATH_SIZE 320
+static const char *shown_path(char *buf, const struct ex_source *src)
+{
+	return vlm_err_escape(buf, SHOWN_PATH_SIZE, src->path);
+}
+
 int ex_ingest_fail(vlm_err *err, const struct ex_source *src, int page,
 		   enum ex_ingest_reason reason, const char *fmt, ...)
 {
-	char detail[384];
+	char detail[384], shown[SHOWN_PATH_SIZE];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof detail, fmt, ap);
@@ -81,9 +88,10 @@ int ex_ingest_fail(vlm_err *err, const struct ex_source *src, int page,
 	int code = reason_errno(reason);
 	if (page > 0)
 		return vlm_err_set_reason(err, code, reason, "ingest: '%s' page %d: %s: %s",
-					  src->path, page, ex_reason_name(reason), detail);
-	return vlm_err_set_reason(err, code, reason, "ingest: '%s': %s: %s", src->path,
-				  ex_reason_name(reason), detail);
+					  shown_path(shown, src), page, ex_reason_name(reason),
+					  detail);
+	return vlm_err_set_reason(err, code, reason, "ingest: '%s': %s: %s",
+				  shown_path(shown, src), ex_reason_name(reason), detail);
 }
 
 int ex_doc_reserve_pages(struct ex_doc *doc, const struct ex_source *src, size_t n_pages,
@@ -279,6 +287,7 @@ static const char *guess_other(const uint8_t *d, size_t n)
 /* Reads the whole regular file at `path` into memory, refusing anything that is not one. */
 static int read_file(const struct ex_source *src, uint8_t **data, size_t *size, vlm_err *err)
 {
+	char shown[SHOWN_PATH_SIZE];
 	int fd = open(src->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
 		int e = errno;
@@ -286,7 +295,7 @@ static int read_file(const struct ex_source *src, uint8_t **data, size_t *size, 
 			return ex_ingest_fail(err, src, 0, EX_REASON_NOT_REGULAR,
 					      "is a symbolic link");
 		vlm_err_set_reason(err, -e, EX_REASON_IO, "ingest: '%s': io: cannot open: %s",
-				   src->path, strerror(e));
+				   shown_path(shown, src), strerror(e));
 		return -e;
 	}
 	int rc = 0;
@@ -294,7 +303,7 @@ static int read_file(const struct ex_source *src, uint8_t **data, size_t *size, 
 	uint8_t *buf = NULL;
 	if (fstat(fd, &st) < 0) {
 		rc = vlm_err_set_reason(err, -errno, EX_REASON_IO, "ingest: '%s': io: fstat: %s",
-					src->path, strerror(errno));
+					shown_path(shown, src), strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
@@ -329,8 +338,8 @@ static int read_file(const struct ex_source *src, uint8_t **data, size_t *size, 
 			continue;
 		if (r < 0) {
 			rc = vlm_err_set_reason(err, -errno, EX_REASON_IO,
-						"ingest: '%s': io: read: %s", src->path,
-						strerror(errno));
+						"ingest: '%s': io: read: %s",
+						shown_path(shown, src), strerror(errno));
 			goto out;
 		}
 		if (r == 0) {
