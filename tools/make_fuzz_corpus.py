@@ -3,7 +3,7 @@
 
 Small on purpose (a few KB per target): libFuzzer grows its own corpus from these in the build
 tree. Images come from Pillow in every variant the decoders handle; the PDF, schema,
-configuration, weights index and tokenizer seeds come from the project's samples, shipped schemas,
+configuration, weights index, tokenizer and grammar seeds come from the project's samples, shipped schemas,
 default configuration and the tiny fixture model. Run: python3 tools/make_fuzz_corpus.py
 """
 import io
@@ -235,11 +235,23 @@ limits:
     put("validate", "not-object.json", '[null, true, "2024-02-30", -0.0]')
 
 
+def grammar():
+    """Step streams for fuzz_grammar: a schema byte, then 16-bit steps (top bit clear: the n-th
+    allowed token; set: a raw id)."""
+    for schema in range(3):
+        for name, steps in (("first", [0] * 400), ("second", [1] * 400),
+                            ("mixed", [(i * 7919) % 97 for i in range(400)]),
+                            ("raw", [0x8000 | (i * 31) for i in range(8)])):
+            put("grammar", f"{schema}-{name}", bytes([schema]) +
+                b"".join(struct.pack("<H", v) for v in steps))
+
+
 def main():
     shutil.rmtree(OUT, ignore_errors=True)
     images()
     pdfs()
     texts()
+    grammar()
     for target in sorted(os.listdir(OUT)):
         files = os.listdir(os.path.join(OUT, target))
         size = sum(os.path.getsize(os.path.join(OUT, target, f)) for f in files)
