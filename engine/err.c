@@ -54,6 +54,13 @@ const char *vlm_err_escape(char *dst, size_t size, const char *text)
 	return dst;
 }
 
+void vlm_err_flatten(char *text)
+{
+	for (unsigned char *c = (unsigned char *)text; *c; c++)
+		if (*c < 0x20 || *c == 0x7f)
+			*c = ' ';
+}
+
 const char *vlm_version(void)
 {
 	return INTAKE_VERSION;

@@ -87,9 +87,7 @@ int ex_ingest_fail(vlm_err *err, const struct ex_source *src, int page,
 	va_end(ap);
 	/* Library messages are prose that may span lines (libtiff: "Improper JPEG sampling
 	 * factors 3,1\nApparently should be 1,1."); the error stays one line. */
-	for (char *c = detail; *c; c++)
-		if ((unsigned char)*c < 0x20 || *c == 0x7f)
-			*c = ' ';
+	vlm_err_flatten(detail);
 	int code = reason_errno(reason);
 	if (page > 0)
 		return vlm_err_set_reason(err, code, reason, "ingest: '%s' page %d: %s: %s",

@@ -161,6 +161,7 @@ static void diag_at(struct loader *ld, int line, int column, const char *fmt, ..
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof reason, fmt, ap);
 	va_end(ap);
+	vlm_err_flatten(reason); /* a value quoted from the file may span lines */
 	if (!ld->errors.lines) {
 		ld->errors.lines = calloc(EX_SCHEMA_MAX_ERRORS, sizeof *ld->errors.lines);
 		if (!ld->errors.lines) {

@@ -64,6 +64,12 @@ static void test_yaml_errors(void)
 		      (const char *const[]){"6:11: unknown type 'strnig' for field 'a' (expected: "
 					    "string, integer, number, decimal, date, boolean, enum, "
 					    "object, array)", NULL});
+	/* A value with control characters is quoted back on one line: by YAML's folding the
+	 * scalar below is "str\tin\ng" (the empty line is the line feed), shown with spaces. */
+	expect_errors("multiline.yaml", HEAD "fields:\n  a:\n    type: \"str\\tin\n\n  g\"\n",
+		      (const char *const[]){"6:11: unknown type 'str in g' for field 'a' (expected: "
+					    "string, integer, number, decimal, date, boolean, enum, "
+					    "object, array)", NULL});
 	/* PCRE2's own message and the offset in the pattern. */
 	expect_errors("regex.yaml", HEAD "fields:\n  code:\n    type: string\n    pattern: '[0-9'\n",
 		      (const char *const[]){"7:14: bad pattern for field 'code': missing terminating "

@@ -40,6 +40,11 @@ int vlm_err_set_reason(vlm_err *err, int code, int reason, const char *fmt, ...)
  * keeps an error message or log line on one line. Returns dst. */
 const char *vlm_err_escape(char *dst, size_t size, const char *text);
 
+/* Replaces every control character of `text` (a NUL-terminated message in the making) with a
+ * space: prose that may span lines, such as a library's message or a value quoted from a file,
+ * then keeps the message on one line. */
+void vlm_err_flatten(char *text);
+
 /* Number of CUDA devices usable by the engine: 0 when built without CUDA or when no device (or no
  * driver) is present. Never fails. */
 int vlm_cuda_device_count(void);
