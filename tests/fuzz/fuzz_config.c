@@ -8,7 +8,7 @@
 
 static void count_report(void *user, const char *msg)
 {
-	FUZZ_CHECK(msg[0] != '\0');
+	FUZZ_CHECK(msg[0] != '\0' && !strchr(msg, '\n'));
 	(*(int *)user)++;
 }
 
