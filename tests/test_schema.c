@@ -136,6 +136,8 @@ static void test_yaml_errors(void)
 	     "      qty: {type: integer}\n"                                                 \
 	     "rules:\n" /* line 17 */
 
+#define MINUS16 "----------------"
+
 static void test_rule_errors(void)
 {
 	expect_errors("rules.yaml",
@@ -153,7 +155,11 @@ static void test_rule_errors(void)
 		      "  - checksum: iban\n"                                   /* 31 */
 		      "  - range_flag:\n      value: items[].amount\n      flag: items[].flag\n"
 		      "  - check: total == 1\n    checksum: luhn\n    field: note\n" /* 35 */
-		      "  - check: (subtotal == total\n",                       /* 38 */
+		      "  - check: (subtotal == total\n"                        /* 38 */
+		      /* a failed operand at the end of nested parentheses (fuzz_schema: read past
+		       * the text), and minus signs nested past the limit */
+		      "  - check: \"((((((((((((((((((((subtotal + [\"\n"     /* 39 */
+		      "  - check: " MINUS16 MINUS16 MINUS16 MINUS16 "-total == 1\n", /* 40 */
 		      (const char *const[]){
 			      "18:35: rule references unknown field 'totl'",
 			      "19:24: type mismatch: 'note' is string, arithmetic needs integer, "
@@ -170,7 +176,9 @@ static void test_rule_errors(void)
 			      "31:5: missing required key 'field' in checksum rule",
 			      "33:7: range_flag needs either 'range' or 'low'/'high'",
 			      "35:5: a rule has exactly one of 'check', 'checksum', 'range_flag'",
-			      "38:22: expected ')'", NULL});
+			      "38:22: expected ')'",
+			      "39:44: expected a number, a field or sum(...) at '['",
+			      "40:76: expression nested more than 64 deep", NULL});
 	/* A field whose type did not load is not reported again by the rules naming it. */
 	expect_errors("untyped.yaml",
 		      HEAD "fields:\n  a: {type: decimel}\n  b: {type: decimal}\nrules:\n"
