@@ -379,6 +379,11 @@ static void add_error(struct vctx *c, struct ex_field_result *r, const char *rea
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	/* A long quoted value is cut at the buffer's end, maybe inside a character; jansson takes
+	 * only valid UTF-8, so the message ends before the partial character. */
+	const gchar *valid_end;
+	if (!g_utf8_validate(msg, -1, &valid_end))
+		msg[valid_end - msg] = '\0';
 	r->valid = false;
 	if (json_array_append_new(r->errors, json_string(msg)) < 0 ||
 	    json_array_append_new(c->v->review, json_pack("{s:s, s:s, s:s}", "field", r->path,
