@@ -51,6 +51,7 @@ __attribute__((format(printf, 4, 5))) static void problem(struct loader *l,
 			 node->start_mark.line + 1, what);
 	else
 		snprintf(line, sizeof line, "config: '%s': %s", l->file, what);
+	vlm_err_flatten(line); /* keys and values quoted from the file may span lines */
 	l->n_problems++;
 	if (l->report)
 		l->report(l->user, line);

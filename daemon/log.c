@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "vlm.h"
 
 static bool to_journal;
 
@@ -45,20 +46,5 @@ void log_msg(int priority, const char *fmt, ...)
 
 const char *log_escape(char *dst, size_t size, const char *name)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-	for (const unsigned char *s = (const unsigned char *)name; *s && o + 1 < size; s++) {
-		if (*s < 0x20 || *s == 0x7f || *s == '\\') {
-			if (o + 5 >= size)
-				break;
-			dst[o++] = '\\';
-			dst[o++] = 'x';
-			dst[o++] = hex[*s >> 4];
-			dst[o++] = hex[*s & 15];
-		} else {
-			dst[o++] = (char)*s;
-		}
-	}
-	dst[o] = '\0';
-	return dst;
+	return vlm_err_escape(dst, size, name);
 }

@@ -70,20 +70,31 @@ static int reason_errno(enum ex_ingest_reason reason)
 	}
 }
 
+/* The path as messages show it: a file name may hold a newline, and an error is one line. */
+#define SHOWN_PATH_SIZE 320
+static const char *shown_path(char *buf, const struct ex_source *src)
+{
+	return vlm_err_escape(buf, SHOWN_PATH_SIZE, src->path);
+}
+
 int ex_ingest_fail(vlm_err *err, const struct ex_source *src, int page,
 		   enum ex_ingest_reason reason, const char *fmt, ...)
 {
-	char detail[384];
+	char detail[384], shown[SHOWN_PATH_SIZE];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof detail, fmt, ap);
 	va_end(ap);
+	/* Library messages are prose that may span lines (libtiff: "Improper JPEG sampling
+	 * factors 3,1\nApparently should be 1,1."); the error stays one line. */
+	vlm_err_flatten(detail);
 	int code = reason_errno(reason);
 	if (page > 0)
 		return vlm_err_set_reason(err, code, reason, "ingest: '%s' page %d: %s: %s",
-					  src->path, page, ex_reason_name(reason), detail);
-	return vlm_err_set_reason(err, code, reason, "ingest: '%s': %s: %s", src->path,
-				  ex_reason_name(reason), detail);
+					  shown_path(shown, src), page, ex_reason_name(reason),
+					  detail);
+	return vlm_err_set_reason(err, code, reason, "ingest: '%s': %s: %s",
+				  shown_path(shown, src), ex_reason_name(reason), detail);
 }
 
 int ex_doc_reserve_pages(struct ex_doc *doc, const struct ex_source *src, size_t n_pages,
@@ -279,6 +290,7 @@ static const char *guess_other(const uint8_t *d, size_t n)
 /* Reads the whole regular file at `path` into memory, refusing anything that is not one. */
 static int read_file(const struct ex_source *src, uint8_t **data, size_t *size, vlm_err *err)
 {
+	char shown[SHOWN_PATH_SIZE];
 	int fd = open(src->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
 		int e = errno;
@@ -286,7 +298,7 @@ static int read_file(const struct ex_source *src, uint8_t **data, size_t *size, 
 			return ex_ingest_fail(err, src, 0, EX_REASON_NOT_REGULAR,
 					      "is a symbolic link");
 		vlm_err_set_reason(err, -e, EX_REASON_IO, "ingest: '%s': io: cannot open: %s",
-				   src->path, strerror(e));
+				   shown_path(shown, src), strerror(e));
 		return -e;
 	}
 	int rc = 0;
@@ -294,7 +306,7 @@ static int read_file(const struct ex_source *src, uint8_t **data, size_t *size, 
 	uint8_t *buf = NULL;
 	if (fstat(fd, &st) < 0) {
 		rc = vlm_err_set_reason(err, -errno, EX_REASON_IO, "ingest: '%s': io: fstat: %s",
-					src->path, strerror(errno));
+					shown_path(shown, src), strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
@@ -329,8 +341,8 @@ static int read_file(const struct ex_source *src, uint8_t **data, size_t *size, 
 			continue;
 		if (r < 0) {
 			rc = vlm_err_set_reason(err, -errno, EX_REASON_IO,
-						"ingest: '%s': io: read: %s", src->path,
-						strerror(errno));
+						"ingest: '%s': io: read: %s",
+						shown_path(shown, src), strerror(errno));
 			goto out;
 		}
 		if (r == 0) {
@@ -349,6 +361,37 @@ out:
 	return rc;
 }
 
+/* Sniffs src->data and hands it to its decoder; the one path both entry points share. */
+static int doc_decode(const struct ex_source *src, struct ex_doc **out, vlm_err *err)
+{
+	int rc = 0;
+	struct ex_doc *doc = calloc(1, sizeof *doc);
+	if (!doc || !(doc->path = strdup(src->path))) {
+		rc = ex_ingest_fail(err, src, 0, EX_REASON_INTERNAL, "out of memory");
+		goto out;
+	}
+	if (!sniff(src->data, src->size, &doc->format)) {
+		rc = ex_ingest_fail(err, src, 0, EX_REASON_UNSUPPORTED, "%s",
+				    guess_other(src->data, src->size));
+		goto out;
+	}
+	switch (doc->format) {
+	case EX_FORMAT_PDF: rc = ex_ingest_pdf(src, doc, err); break;
+	case EX_FORMAT_TIFF: rc = ex_ingest_tiff(src, doc, err); break;
+	case EX_FORMAT_JPEG: rc = ex_ingest_jpeg(src, doc, err); break;
+	default: rc = ex_ingest_png(src, doc, err); break;
+	}
+	if (rc == 0 && doc->n_pages == 0)
+		rc = ex_ingest_fail(err, src, 0, EX_REASON_NO_PAGES, "the document has no pages");
+out:
+	if (rc < 0) {
+		ex_doc_free(doc);
+		return rc;
+	}
+	*out = doc;
+	return 0;
+}
+
 int ex_doc_load(const char *path, const struct ex_limits *limits, struct ex_doc **out,
 		vlm_err *err)
 {
@@ -364,31 +407,26 @@ int ex_doc_load(const char *path, const struct ex_limits *limits, struct ex_doc 
 	if (rc < 0)
 		return rc;
 	src.data = data;
-
-	struct ex_doc *doc = calloc(1, sizeof *doc);
-	if (!doc || !(doc->path = strdup(path))) {
-		rc = ex_ingest_fail(err, &src, 0, EX_REASON_INTERNAL, "out of memory");
-		goto out;
-	}
-	if (!sniff(data, src.size, &doc->format)) {
-		rc = ex_ingest_fail(err, &src, 0, EX_REASON_UNSUPPORTED, "%s",
-				    guess_other(data, src.size));
-		goto out;
-	}
-	switch (doc->format) {
-	case EX_FORMAT_PDF: rc = ex_ingest_pdf(&src, doc, err); break;
-	case EX_FORMAT_TIFF: rc = ex_ingest_tiff(&src, doc, err); break;
-	case EX_FORMAT_JPEG: rc = ex_ingest_jpeg(&src, doc, err); break;
-	default: rc = ex_ingest_png(&src, doc, err); break;
-	}
-	if (rc == 0 && doc->n_pages == 0)
-		rc = ex_ingest_fail(err, &src, 0, EX_REASON_NO_PAGES, "the document has no pages");
-out:
+	rc = doc_decode(&src, out, err);
 	free(data);
-	if (rc < 0) {
-		ex_doc_free(doc);
-		return rc;
+	return rc;
+}
+
+int ex_doc_load_mem(const char *name, const void *data, size_t size,
+		    const struct ex_limits *limits, struct ex_doc **out, vlm_err *err)
+{
+	struct ex_limits defaults;
+	if (!limits) {
+		ex_limits_default(&defaults);
+		limits = &defaults;
 	}
-	*out = doc;
-	return 0;
+	*out = NULL;
+	struct ex_source src = {.path = name, .data = data, .size = size, .limits = limits};
+	if (size == 0)
+		return ex_ingest_fail(err, &src, 0, EX_REASON_EMPTY, "the document has no bytes");
+	if ((uint64_t)size > limits->max_file_bytes)
+		return ex_ingest_fail(err, &src, 0, EX_REASON_FILE_TOO_LARGE,
+				      "%zu bytes, the limit is %llu", size,
+				      (unsigned long long)limits->max_file_bytes);
+	return doc_decode(&src, out, err);
 }

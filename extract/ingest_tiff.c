@@ -82,6 +82,8 @@ static toff_t input_size(thandle_t h)
  * versions error "might cause an IFD loop"). libtiff gives no error codes, only text, so the
  * wording "IFD loop" is what we can key on; the loop tests in test_ingest_tiff.c guard it. */
 static void input_note(struct tiff_input *in, const char *module, const char *fmt, va_list ap,
+		       bool is_error) __attribute__((format(printf, 3, 0)));
+static void input_note(struct tiff_input *in, const char *module, const char *fmt, va_list ap,
 		       bool is_error)
 {
 	char text[sizeof in->msg];
@@ -96,11 +98,15 @@ static void input_note(struct tiff_input *in, const char *module, const char *fm
 }
 
 static int input_error(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
+static int input_error(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
 {
 	input_note(user, module, fmt, ap, true);
 	return 1; /* handled: libtiff must not call its global handlers (which print) */
 }
 
+static int input_warning(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
 static int input_warning(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
 {
 	input_note(user, module, fmt, ap, false);

@@ -161,6 +161,7 @@ static void diag_at(struct loader *ld, int line, int column, const char *fmt, ..
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof reason, fmt, ap);
 	va_end(ap);
+	vlm_err_flatten(reason); /* a value quoted from the file may span lines */
 	if (!ld->errors.lines) {
 		ld->errors.lines = calloc(EX_SCHEMA_MAX_ERRORS, sizeof *ld->errors.lines);
 		if (!ld->errors.lines) {
@@ -734,10 +735,15 @@ static const struct ex_field *rule_field(struct loader *ld, struct rule_src *rs,
 	return f;
 }
 
+/* Parentheses and minus signs nest factors; deeper than this is refused rather than recursed
+ * into (a rule's text is bounded only by the file). */
+#define EXPR_MAX_DEPTH 64
+
 struct expr_parser {
 	struct loader *ld;
 	struct rule_src *rs;
 	size_t pos;
+	int depth; /* factors open around the one being parsed */
 };
 
 static void skip_space(struct expr_parser *p)
@@ -779,6 +785,39 @@ static struct ex_expr *expr_new(struct expr_parser *p, enum ex_expr_op op, struc
 static const char *numeric_types = "integer, number or decimal";
 
 static struct ex_expr *parse_sum(struct expr_parser *p);
+static struct ex_expr *parse_factor(struct expr_parser *p);
+
+/* '-' factor and '(' sum ')', one level deeper. */
+static struct ex_expr *parse_nested(struct expr_parser *p)
+{
+	const char *s = p->rs->text;
+	size_t start = p->pos;
+	if (p->depth >= EXPR_MAX_DEPTH) {
+		rule_diag(p->ld, p->rs, start, "expression nested more than %d deep",
+			  EXPR_MAX_DEPTH);
+		return NULL;
+	}
+	p->depth++;
+	p->pos++;
+	struct ex_expr *e;
+	if (s[start] == '-') {
+		struct ex_expr *a = parse_factor(p);
+		e = a ? expr_new(p, EX_EXPR_NEG, a, NULL) : NULL;
+	} else {
+		e = parse_sum(p);
+		skip_space(p);
+		/* After a failed operand pos may sit on the terminating NUL: never step past it. */
+		if (e && s[p->pos] != ')') {
+			rule_diag(p->ld, p->rs, p->pos, "expected ')'");
+			expr_free(e);
+			e = NULL;
+		} else if (e) {
+			p->pos++;
+		}
+	}
+	p->depth--;
+	return e;
+}
 
 /* factor := NUMBER | PATH | 'sum' '(' PATH ')' | '(' sum ')' | '-' factor */
 static struct ex_expr *parse_factor(struct expr_parser *p)
@@ -786,23 +825,8 @@ static struct ex_expr *parse_factor(struct expr_parser *p)
 	const char *s = p->rs->text;
 	skip_space(p);
 	size_t start = p->pos;
-	if (s[start] == '-') {
-		p->pos++;
-		struct ex_expr *a = parse_factor(p);
-		return a ? expr_new(p, EX_EXPR_NEG, a, NULL) : NULL;
-	}
-	if (s[start] == '(') {
-		p->pos++;
-		struct ex_expr *e = parse_sum(p);
-		skip_space(p);
-		if (e && s[p->pos] != ')') {
-			rule_diag(p->ld, p->rs, p->pos, "expected ')'");
-			expr_free(e);
-			return NULL;
-		}
-		p->pos++;
-		return e;
-	}
+	if (s[start] == '-' || s[start] == '(')
+		return parse_nested(p);
 	if (isdigit((unsigned char)s[start])) {
 		while (isdigit((unsigned char)s[p->pos]))
 			p->pos++;
@@ -899,7 +923,7 @@ static struct ex_expr *parse_sum(struct expr_parser *p)
 static void parse_check(struct loader *ld, struct rule_src *rs, struct ex_rule *r)
 {
 	static const char *const ops[EX_CMP_COUNT] = {"==", "<=", ">="};
-	struct expr_parser p = {ld, rs, 0};
+	struct expr_parser p = {.ld = ld, .rs = rs};
 	r->lhs = parse_sum(&p);
 	if (!r->lhs)
 		return;

@@ -165,6 +165,11 @@ static void test_syntax_and_missing(void)
 	path = write_file("empty.yaml", "outbox: out\n");
 	CHECK_INT(config_load(path, &cfg, collect, NULL, &err), -EINVAL);
 	CHECK(reported("key 'inboxes'", "is missing"));
+	/* A value spanning lines ("x\n\ny" by YAML's folding) is quoted back on one line. */
+	n_problems = 0;
+	path = write_file("multiline.yaml", "inboxes:\n  - path: in\nworkers: \"x\n\n  y\"\n");
+	CHECK_INT(config_load(path, &cfg, collect, NULL, &err), -EINVAL);
+	CHECK(reported("key 'workers'", "'x y' is not a whole number"));
 	char missing[300];
 	snprintf(missing, sizeof missing, "%s/nonexistent.yaml", dir);
 	CHECK_INT(config_load(missing, &cfg, collect, NULL, &err), -ENOENT);

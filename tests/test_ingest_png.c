@@ -7,11 +7,10 @@
 #include <math.h>
 #include <png.h>
 #include <sys/stat.h>
-#include <zlib.h>
 
 #include "check.h"
 #include "ex.h"
-#include "testfiles.h"
+#include "testpng.h"
 
 struct png_spec {
 	int width, height, depth, color_type;
@@ -352,20 +351,6 @@ static void test_writer_round_trip(void)
 	CHECK_CONTAINS(err.msg, "missing/x.png");
 }
 
-/* Appends a chunk with its length and CRC (zlib's crc32, over type and data). */
-static void put_chunk(struct bytes *b, const char *type, const void *data, uint32_t n)
-{
-	uint8_t be[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
-	bytes_append(b, be, 4);
-	bytes_append(b, type, 4);
-	if (n)
-		bytes_append(b, data, n);
-	uLong crc = crc32(crc32(0, (const Bytef *)type, 4), (const Bytef *)data, n);
-	uint8_t c[4] = {(uint8_t)(crc >> 24), (uint8_t)(crc >> 16), (uint8_t)(crc >> 8),
-			(uint8_t)crc};
-	bytes_append(b, c, 4);
-}
-
 static void expect_refused(const char *name, const struct bytes *file, int code, int reason,
 			   const char *detail)
 {
@@ -393,26 +378,6 @@ static size_t find_chunk(const struct bytes *f, const char *type)
 		off += 12 + n;
 	}
 	abort();
-}
-
-/* Appends a zlib stream of `mib` MiB of zeros (about 1 KiB of output per MiB). */
-static void append_zeros_deflated(struct bytes *out, int mib)
-{
-	static uint8_t zeros[1 << 20], buf[1 << 16];
-	z_stream z = {0};
-	deflateInit(&z, 9);
-	for (int i = 0; i < mib; i++) {
-		z.next_in = zeros;
-		z.avail_in = sizeof zeros;
-		int flush = i == mib - 1 ? Z_FINISH : Z_NO_FLUSH;
-		do {
-			z.next_out = buf;
-			z.avail_out = sizeof buf;
-			deflate(&z, flush);
-			bytes_append(out, buf, sizeof buf - z.avail_out);
-		} while (z.avail_out == 0);
-	}
-	deflateEnd(&z);
 }
 
 /* A copy of PNG `f` with a chunk inserted after the signature and IHDR (33 bytes). */

@@ -64,6 +64,12 @@ static void test_yaml_errors(void)
 		      (const char *const[]){"6:11: unknown type 'strnig' for field 'a' (expected: "
 					    "string, integer, number, decimal, date, boolean, enum, "
 					    "object, array)", NULL});
+	/* A value with control characters is quoted back on one line: by YAML's folding the
+	 * scalar below is "str\tin\ng" (the empty line is the line feed), shown with spaces. */
+	expect_errors("multiline.yaml", HEAD "fields:\n  a:\n    type: \"str\\tin\n\n  g\"\n",
+		      (const char *const[]){"6:11: unknown type 'str in g' for field 'a' (expected: "
+					    "string, integer, number, decimal, date, boolean, enum, "
+					    "object, array)", NULL});
 	/* PCRE2's own message and the offset in the pattern. */
 	expect_errors("regex.yaml", HEAD "fields:\n  code:\n    type: string\n    pattern: '[0-9'\n",
 		      (const char *const[]){"7:14: bad pattern for field 'code': missing terminating "
@@ -130,6 +136,8 @@ static void test_yaml_errors(void)
 	     "      qty: {type: integer}\n"                                                 \
 	     "rules:\n" /* line 17 */
 
+#define MINUS16 "----------------"
+
 static void test_rule_errors(void)
 {
 	expect_errors("rules.yaml",
@@ -147,7 +155,11 @@ static void test_rule_errors(void)
 		      "  - checksum: iban\n"                                   /* 31 */
 		      "  - range_flag:\n      value: items[].amount\n      flag: items[].flag\n"
 		      "  - check: total == 1\n    checksum: luhn\n    field: note\n" /* 35 */
-		      "  - check: (subtotal == total\n",                       /* 38 */
+		      "  - check: (subtotal == total\n"                        /* 38 */
+		      /* a failed operand at the end of nested parentheses (fuzz_schema: read past
+		       * the text), and minus signs nested past the limit */
+		      "  - check: \"((((((((((((((((((((subtotal + [\"\n"     /* 39 */
+		      "  - check: " MINUS16 MINUS16 MINUS16 MINUS16 "-total == 1\n", /* 40 */
 		      (const char *const[]){
 			      "18:35: rule references unknown field 'totl'",
 			      "19:24: type mismatch: 'note' is string, arithmetic needs integer, "
@@ -164,7 +176,9 @@ static void test_rule_errors(void)
 			      "31:5: missing required key 'field' in checksum rule",
 			      "33:7: range_flag needs either 'range' or 'low'/'high'",
 			      "35:5: a rule has exactly one of 'check', 'checksum', 'range_flag'",
-			      "38:22: expected ')'", NULL});
+			      "38:22: expected ')'",
+			      "39:44: expected a number, a field or sum(...) at '['",
+			      "40:76: expression nested more than 64 deep", NULL});
 	/* A field whose type did not load is not reported again by the rules naming it. */
 	expect_errors("untyped.yaml",
 		      HEAD "fields:\n  a: {type: decimel}\n  b: {type: decimal}\nrules:\n"

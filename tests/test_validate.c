@@ -395,6 +395,24 @@ static void test_long_values(const struct ex_schema *s)
 	ex_validation_free(v);
 }
 
+/* A long unreadable value is quoted in its error message, cut to fit: the cut never splits a
+ * character (found by fuzz_grammar: the split made the message invalid UTF-8, which jansson
+ * refused, and validation failed as if out of memory). Two lengths of prefix, so that with
+ * two-byte characters one of them puts the buffer's end inside a character. */
+static void test_long_value(const struct ex_schema *s)
+{
+	for (int odd = 0; odd < 2; odd++) {
+		char json[1200];
+		size_t n = (size_t)snprintf(json, sizeof json, "{\"day\": \"%s", odd ? "x" : "xy");
+		for (int k = 0; k < 300; k++)
+			n += (size_t)snprintf(json + n, sizeof json - n, "\u00e9");
+		snprintf(json + n, sizeof json - n, "\"}");
+		struct ex_validation *v = run(s, json, NULL, 0);
+		expect_valid(v, "day", odd ? "'x\u00e9\u00e9" : "'xy\u00e9\u00e9");
+		ex_validation_free(v);
+	}
+}
+
 static void test_rule_failures(const struct ex_schema *s)
 {
 	struct ex_validation *v = run(
@@ -642,6 +660,7 @@ int main(void)
 	test_all_valid(s);
 	test_value_failures(s);
 	test_long_values(s);
+	test_long_value(s);
 	test_rule_failures(s);
 	test_compare_rules();
 	test_confidence(s);

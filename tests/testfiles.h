@@ -46,7 +46,7 @@ static void scratch_init(void)
 }
 
 /* The path of `name` inside the scratch directory, in a buffer of SCRATCH_PATH_SIZE bytes. */
-#define SCRATCH_PATH_SIZE 256
+#define SCRATCH_PATH_SIZE 512
 static inline const char *scratch_path(char *buf, const char *name)
 {
 	int n = snprintf(buf, SCRATCH_PATH_SIZE, "%s/%s", scratch_dir, name);

@@ -35,6 +35,16 @@ int vlm_err_setv(vlm_err *err, int code, const char *fmt, va_list ap)
 int vlm_err_set_reason(vlm_err *err, int code, int reason, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* Copies `text` into dst[size] (always NUL-terminated, cut short when it does not fit) with
+ * control characters, DEL and backslash written as \xNN, so outside text such as a file name
+ * keeps an error message or log line on one line. Returns dst. */
+const char *vlm_err_escape(char *dst, size_t size, const char *text);
+
+/* Replaces every control character of `text` (a NUL-terminated message in the making) with a
+ * space: prose that may span lines, such as a library's message or a value quoted from a file,
+ * then keeps the message on one line. */
+void vlm_err_flatten(char *text);
+
 /* Number of CUDA devices usable by the engine: 0 when built without CUDA or when no device (or no
  * driver) is present. Never fails. */
 int vlm_cuda_device_count(void);

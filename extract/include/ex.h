@@ -93,6 +93,11 @@ struct ex_doc {
  * *out is NULL. Never follows a symlink and never blocks on a FIFO. */
 int ex_doc_load(const char *path, const struct ex_limits *limits, struct ex_doc **out,
 		vlm_err *err);
+/* The same from `size` bytes in memory (borrowed for the call; a decoder may read `data` while
+ * it runs and keeps no pointer into it). `name` stands for the path in the document and in
+ * errors. Applies every limit except the file checks (a zero size is refused as empty). */
+int ex_doc_load_mem(const char *name, const void *data, size_t size,
+		    const struct ex_limits *limits, struct ex_doc **out, vlm_err *err);
 void ex_doc_free(struct ex_doc *doc);
 
 /* Writes one page as an 8-bit RGB PNG file (for a person to look at), with pHYs when its DPI is
