@@ -849,21 +849,14 @@ bool jobs_reprocess_pending(struct jobs *j)
 
 double jobs_next_deadline(struct jobs *j, double now, double mono_now)
 {
-	double t = 1e300;
+	double t = 1e300, next_try;
 	for (size_t i = 0; i < j->n_slots; i++)
 		if (j->slots[i].busy && j->slots[i].child.deadline < t)
 			t = j->slots[i].child.deadline;
-	if (j->n_running < (size_t)j->cfg->workers) {
-		struct ex_job *list;
-		struct ex_job_filter f = EX_JOB_FILTER_ANY;
-		f.states = 1u << EX_JOB_QUEUED;
-		int n = ex_journal_list(j->journal, &f, &list, NULL);
-		for (int i = 0; i < n; i++)
-			if (mono_now + (list[i].next_try - now) < t)
-				t = mono_now + (list[i].next_try - now);
-		if (n > 0)
-			free(list);
-	}
+	if (j->n_running < (size_t)j->cfg->workers &&
+	    ex_journal_next_try(j->journal, false, &next_try, NULL) == 1 &&
+	    mono_now + (next_try - now) < t)
+		t = mono_now + (next_try - now);
 	return t;
 }
 
@@ -877,17 +870,12 @@ bool jobs_idle(struct jobs *j, double now)
 	if (j->n_running)
 		return false;
 	/* Queued jobs count unless they are backing off after a failure (a duplicate waiting for
-	 * its original is not). The queue is bounded by max_claimed. */
-	struct ex_job *list;
-	struct ex_job_filter f = EX_JOB_FILTER_ANY;
-	f.states = 1u << EX_JOB_QUEUED;
-	int n = ex_journal_list(j->journal, &f, &list, NULL);
-	bool idle = true;
-	for (int i = 0; i < n && idle; i++)
-		idle = list[i].next_try > now && (list[i].attempts || list[i].transient);
-	if (n > 0)
-		free(list);
-	return idle;
+	 * its original is not): idle when no job is due and none is waiting without a failure. */
+	double next_try;
+	int due = ex_journal_next_try(j->journal, false, &next_try, NULL);
+	if (due < 0 || (due == 1 && next_try <= now))
+		return false;
+	return ex_journal_next_try(j->journal, true, &next_try, NULL) == 0;
 }
 
 void jobs_status(struct jobs *j, char *buf, size_t size)

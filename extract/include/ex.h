@@ -259,6 +259,11 @@ int ex_journal_list(struct ex_journal *j, const struct ex_job_filter *f, struct 
 /* Number of jobs matching `f`, or a negative errno. */
 int64_t ex_journal_count(struct ex_journal *j, const struct ex_job_filter *f, vlm_err *err);
 
+/* The earliest next_try of the QUEUED jobs (only of those that never failed, attempts and
+ * transient both 0, when `fresh_only`): 1 and *out set, 0 when there is none, or a negative
+ * errno. An index seek, cheap enough for every round of the daemon's loop. */
+int ex_journal_next_try(struct ex_journal *j, bool fresh_only, double *out, vlm_err *err);
+
 struct ex_inbox_stats {
 	char inbox[72];
 	int64_t jobs[EX_JOB_STATE_COUNT]; /* per state */
