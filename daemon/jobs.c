@@ -139,6 +139,37 @@ static int write_error_json(int dirfd, const struct ex_job *job, vlm_err *err)
 	return rc < 0 ? rc : 0;
 }
 
+/* A job refused at claim (over max_file_bytes) was never copied: its original is still in the
+ * inbox, under its name. */
+static bool refused_at_claim(const struct jobs *j, const struct ex_job *job)
+{
+	return job->state == EX_JOB_FAILED &&
+	       strcmp(job->reason, ex_reason_name(EX_REASON_FILE_TOO_LARGE)) == 0 &&
+	       !spool_has(j->spool, job->id);
+}
+
+/* Moves the original (from the spool, or from the inbox when refused at claim) to `dest` in
+ * `dirfd`, or deletes the spool copy when dirfd is -1. As spool_settle. */
+static int move_original(struct jobs *j, const struct ex_job *job, int dirfd, vlm_err *err)
+{
+	if (!refused_at_claim(j, job))
+		return spool_settle(j->spool, job->id, dirfd, job->dest, err);
+	const char *path = NULL;
+	for (size_t i = 0; i < j->cfg->n_inboxes && !path; i++)
+		if (strcmp(j->cfg->inboxes[i].name, job->inbox) == 0)
+			path = j->cfg->inboxes[i].path;
+	if (!path)
+		return vlm_err_set(err, -ENOENT, "jobs: inbox '%s': no longer configured",
+				   job->inbox);
+	int inbox_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (inbox_fd < 0)
+		return vlm_err_set(err, -errno, "jobs: inbox '%s': cannot open: %s", job->inbox,
+				   strerror(errno));
+	int rc = spool_settle_source(inbox_fd, job, dirfd, job->dest, err);
+	close(inbox_fd);
+	return rc;
+}
+
 /* Moves (or deletes) the original of a finished job and marks it settled. Returns 0, or a
  * negative errno: journal errors are fatal, file errors leave the job unsettled for later. */
 static int settle(struct jobs *j, struct ex_job *job)
@@ -160,7 +191,7 @@ static int settle(struct jobs *j, struct ex_job *job)
 		if (failed && (rc = write_error_json(dirfd, job, &err)) < 0)
 			goto file_error;
 	}
-	rc = spool_settle(j->spool, job->id, dirfd, job->dest, &err);
+	rc = move_original(j, job, dirfd, &err);
 	if (rc == -EEXIST) {
 		/* Someone put a file under the chosen name since: take the job-unique name. */
 		snprintf(job->dest, sizeof job->dest, "%s-%.200s", job->id, job->name);
@@ -168,7 +199,7 @@ static int settle(struct jobs *j, struct ex_job *job)
 			goto out;
 		if (failed && (rc = write_error_json(dirfd, job, &err)) < 0)
 			goto file_error;
-		rc = spool_settle(j->spool, job->id, dirfd, job->dest, &err);
+		rc = move_original(j, job, dirfd, &err);
 	}
 	if (rc < 0)
 		goto file_error;
@@ -187,21 +218,31 @@ out:
 	return rc;
 }
 
+static void mark_failed(struct ex_job *job, const char *reason, const char *error, double now)
+{
+	job->state = EX_JOB_FAILED;
+	job->finished_at = now;
+	snprintf(job->reason, sizeof job->reason, "%s", reason);
+	snprintf(job->error, sizeof job->error, "%s", error);
+}
+
+static void log_failed(const struct ex_job *job)
+{
+	char e1[512], e2[512];
+	log_msg(LOG_WARNING, "job %s '%s': failed (%s): %s", job->id, esc(e1, job->name),
+		job->reason, esc(e2, job->error));
+}
+
 /* Quarantines a job: FAILED with its reason, then the original and <name>.error.json go to the
  * failed folder. */
 static int fail_job(struct jobs *j, struct ex_job *job, const char *reason, const char *error,
 		    double now)
 {
-	char e1[512], e2[512];
-	job->state = EX_JOB_FAILED;
-	job->finished_at = now;
-	snprintf(job->reason, sizeof job->reason, "%s", reason);
-	snprintf(job->error, sizeof job->error, "%s", error);
+	mark_failed(job, reason, error, now);
 	int rc = save(j, job);
 	if (rc < 0)
 		return rc;
-	log_msg(LOG_WARNING, "job %s '%s': failed (%s): %s", job->id, esc(e1, job->name), reason,
-		esc(e2, error));
+	log_failed(job);
 	return settle(j, job);
 }
 
@@ -534,7 +575,14 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 	snprintf(job.inbox, sizeof job.inbox, "%s", box->name);
 	snprintf(job.schema, sizeof job.schema, "%s", box->schema ? box->schema : "");
 	vlm_err err = {0};
-	int rc = dirfd < 0 ? -ENOENT : spool_claim(j->spool, dirfd, name, &job, &err);
+	int rc = dirfd < 0 ? -ENOENT
+			   : spool_claim(j->spool, dirfd, name, j->cfg->limits.max_file_bytes,
+					       &job, &err);
+	bool too_large = rc == -EFBIG;
+	if (too_large) {
+		mark_failed(&job, ex_reason_name(EX_REASON_FILE_TOO_LARGE), err.msg, now);
+		rc = 0;
+	}
 	if (rc == -EINVAL) {
 		log_msg(LOG_WARNING, "inbox '%s': '%s' is never taken: %s", box->name,
 			esc(e1, name), err.msg);
@@ -555,6 +603,12 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 
 	struct ex_job same;
 	int found = ex_journal_find_claim(j->journal, &job, &same, &err);
+	if (found > 0 && too_large && !same.settled) {
+		/* Refused and committed before a stop that came before the move to failed/. */
+		log_msg(LOG_INFO, "job %s '%s': already refused; moving it to the failed folder",
+			same.id, esc(e1, name));
+		return settle(j, &same);
+	}
 	if (found > 0) {
 		/* Claimed and committed before a stop that came before the unlink. */
 		spool_discard(j->spool, job.id, NULL);
@@ -563,7 +617,7 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 			esc(e1, name), rc < 0 ? ": " : "", rc < 0 ? err.msg : "");
 		return 0;
 	}
-	if (found == 0)
+	if (found == 0 && !too_large)
 		found = ex_journal_find_sha(j->journal, job.inbox, job.sha256, &same, &err);
 	if (found < 0) {
 		log_msg(LOG_CRIT, "%s", err.msg);
@@ -578,6 +632,10 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 		return rc;
 	}
 	j->unsettled++;
+	if (too_large) {
+		log_failed(&job);
+		return settle(j, &job);
+	}
 	log_msg(LOG_INFO, "job %s '%s': claimed from inbox '%s' (%lld bytes, sha256 %.16s)", job.id,
 		esc(e1, name), job.inbox, (long long)job.size, job.sha256);
 	if ((rc = spool_release_source(dirfd, name, &job, &err)) < 0)
@@ -784,7 +842,8 @@ static int reprocess_one(struct jobs *j, struct ex_job *old, double now)
 	struct ex_job job = {.state = EX_JOB_QUEUED, .claimed_at = now, .next_try = now};
 	if (!old->dest[0] || !old->settled ||
 	    open_inbox_dir(failed ? j->cfg->failed : j->cfg->archive, old->inbox, &dirfd, &err) < 0 ||
-	    spool_claim(j->spool, dirfd, old->dest, &job, &err) < 0) {
+	    /* No size limit here: the parser refuses a file still too large with its reason. */
+	    spool_claim(j->spool, dirfd, old->dest, UINT64_MAX, &job, &err) < 0) {
 		log_msg(LOG_WARNING, "job %s '%s': cannot reprocess, the original is not in the %s "
 			"folder%s%s", old->id, esc(e1, old->name), failed ? "failed" : "archive",
 			err.msg[0] ? ": " : "", err.msg);

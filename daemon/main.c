@@ -75,6 +75,12 @@ static void report_problem(void *user, const char *msg)
 	log_msg(LOG_ERR, "%s", msg);
 }
 
+#ifdef INTAKE_TEST_HOOKS
+static const char test_hooks[] = " (test hooks: INTAKE_TEST_PARSER)";
+#else
+static const char test_hooks[] = "";
+#endif
+
 static int parse_options(int argc, char **argv, struct options *opt)
 {
 	static const struct option longopts[] = {
@@ -88,7 +94,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		case 'c': opt->config = optarg; break;
 		case 'o': opt->once = true; break;
 		case 'k': opt->check = true; break;
-		case 'V': printf("intaked %s\n", vlm_version()); return 0;
+		case 'V': printf("intaked %s%s\n", vlm_version(), test_hooks); return 0;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: fputs(usage_text, stderr); return 2;
 		}
