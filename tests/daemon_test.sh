@@ -102,9 +102,9 @@ stop() { # stop [SIGNAL]: signal the daemon and wait for it; its exit status goe
   pid=""
 }
 published() { find "$tmp/out" "$tmp/failed" -name '*.json' 2>/dev/null | grep -vc '/\.intake-'; }
-wait_published() { # wait_published N SECONDS
+wait_published() { # wait_published N SECONDS [INTERVAL]
   local n=$1 deadline=$((SECONDS + $2))
-  while [ "$(published)" -lt "$n" ] && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+  while [ "$(published)" -lt "$n" ] && [ $SECONDS -lt $deadline ]; do sleep "${3:-0.1}"; done
   [ "$(published)" -ge "$n" ]
 }
 no_leftovers() { # nothing in the inbox, the spool or temporary names in the outbox
@@ -294,6 +294,31 @@ cli) # intake status and intake reprocess against the journal
   check "one error record" test "$(ls "$tmp"/failed/a/*.error.json | wc -l)" -eq 1
   check "no leftovers" no_leftovers
   ;;
+sigstop) # manual (not in CTest): the daemon stopped by SIGSTOP while INTAKE_STOP_FILES (20,000)
+  # files are moved in, far more than the inotify queue holds (fs.inotify.max_queued_events,
+  # usually 16,384): after SIGCONT the overflow makes it list the inbox, and every file must
+  # come out exactly once. Run: INTAKE_BIN_DIR=build/bin bash tests/daemon_test.sh sigstop
+  n=${INTAKE_STOP_FILES:-20000}
+  make_pngs "$tmp/stage" 1 "$n"
+  hash_inputs
+  start
+  sleep 1
+  kill -STOP "$pid"
+  t0=$SECONDS
+  find "$tmp/stage" -name '*.png' -exec mv -t "$tmp/in/a/" {} +
+  echo "sigstop: $n files moved in while stopped ($((SECONDS - t0)) s)"
+  t0=$SECONDS
+  kill -CONT "$pid"
+  check "$n published" wait_published "$n" $((n / 5 + 120)) 2
+  echo "sigstop: $n files in $((SECONDS - t0)) s after SIGCONT; peak RSS $(grep VmHWM /proc/$pid/status)"
+  check "overflow seen" grep -q "inotify queue overflowed" "$tmp/log"
+  stop TERM
+  check "exit 0" test $rc -eq 0
+  read -r res dup bad missing extra <<<"$(account)"
+  echo "sigstop: $res results, $dup duplicates, $bad failed, $missing missing, $extra extra"
+  check "$n results exactly once" test "$res $dup $bad $missing $extra" = "$n 0 0 0 0"
+  check "no leftovers" no_leftovers
+  ;;
 timeout | crash) # a parser child that hangs (killed at the timeout) or crashes: retried, then quarantined
   needs_hooks
   write_config "limits: {parse_timeout: 1s}" "retry: {attempts: 2, backoff: 200ms, max_backoff: 1s}"
@@ -413,6 +438,19 @@ assert d["reason"] == "file too large" and d["size"] == 3000000 and "1048576" in
   check "the original moved to failed" test "$(stat -c %s "$tmp/failed/a/big.pdf")" -eq 3000000
   check "never copied into the spool" test -z "$(grep "'big.pdf': claimed" "$tmp/log")"
   check "no leftovers" no_leftovers
+  ;;
+syscalls) # every system call of the daemon and its parser children passes the unit's SystemCallFilter=
+  command -v strace >/dev/null && command -v systemd-analyze >/dev/null ||
+    { echo "skipped: needs strace and systemd-analyze"; exit 77; }
+  src=$(cd "$(dirname "$0")/.." && pwd)
+  cp "$src"/samples/*.pdf "$src"/samples/*.png "$src"/samples/*.tiff "$src"/samples/*.jpg "$tmp/in/a/"
+  # LeakSanitizer cannot work under ptrace.
+  (cd "$tmp" && ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 timeout 120 \
+    strace -f -qq -c -o "$tmp/strace.txt" "$bin" --config intake.yaml --once >>"$tmp/log" 2>&1)
+  check "--once under strace exits 0" test $? -eq 0
+  check "4 results" test "$(ls "$tmp"/out/a/*.json | wc -l)" -eq 4
+  check "every call allowed by the unit" python3 "$src/tests/unit_syscalls.py" "$tmp/strace.txt" \
+    "$src/systemd/intaked.service"
   ;;
 *)
   echo "unknown scenario $scenario"
