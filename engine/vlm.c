@@ -164,6 +164,18 @@ bool vlm_model_token_is_stop(const struct vlm_model *m, int32_t id)
 	return is_stop(&m->cfg.gen, id);
 }
 
+int vlm_model_count_tokens(const struct vlm_model *m, const char *text, size_t len,
+			   size_t *n_tokens, vlm_err *err)
+{
+	/* Every token spells at least one byte, so len + 1 ids always suffice. */
+	int32_t *ids = malloc((len + 1) * sizeof *ids);
+	if (!ids)
+		return vlm_err_set(err, -ENOMEM, "engine: out of memory for %zu bytes of text", len);
+	int rc = vlm_tokenize(m->tok, text, len, ids, len + 1, n_tokens, err);
+	free(ids);
+	return rc;
+}
+
 int vlm_session_new(struct vlm_model *m, int64_t n_ctx, struct vlm_session **out, vlm_err *err)
 {
 	*out = NULL;

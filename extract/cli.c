@@ -512,6 +512,7 @@ static int cmd_reprocess(int argc, char **argv)
 
 
 static const struct command commands[] = {
+	{"extract", cmd_extract, "extract a schema's fields from a document as checked JSON"},
 	{"pages", cmd_pages, "decode a document into page images (PDF, TIFF, JPEG, PNG)"},
 	{"schema", cmd_schema, "check extraction schemas: intake schema check FILE..."},
 	{"model", cmd_model, "get, check, inspect and try the model (pull, verify, info, generate)"},

@@ -15,6 +15,7 @@ struct command {
 };
 
 int cmd_model(int argc, char **argv); /* cli_model.c */
+int cmd_extract(int argc, char **argv); /* cli_extract.c */
 
 /* Parses a positive decimal integer no larger than max. */
 bool cli_parse_u64(const char *s, uint64_t max, uint64_t *out);

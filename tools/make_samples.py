@@ -6,7 +6,9 @@ matches the shipped schemas (an invoice, a lab report, an equipment nameplate).
 
 Deterministic: the same Pillow version and fonts give the same bytes. The PDF is written by hand
 (standard Helvetica, no embedded font) so it has a real text layer, like a born-digital invoice.
-Needs Pillow (tools/requirements.txt) and the DejaVu fonts (fonts-dejavu-core)."""
+Needs Pillow (tools/requirements.txt), the DejaVu fonts (fonts-dejavu-core) and, for the Chinese
+VAT invoice, a CJK font: WenQuanYi Zen Hei (fonts-wqy-zenhei), or any TrueType collection named by
+$CJK_FONT. Only this script needs the CJK font; intake itself never does."""
 import os
 import sys
 
@@ -14,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 FONT_BOLD = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+CJK_FONT = os.environ.get("CJK_FONT", "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
 
 INVOICE_LINES = [
     (50, 780, 20, "INVOICE"),
@@ -108,6 +111,42 @@ def png_screenshot(path):
     img.save(path, dpi=(96, 96), optimize=True)
 
 
+# A China VAT invoice (增值税专用发票) as a rendered page. The taxpayer numbers carry valid
+# GB 32100 check digits, and the amounts satisfy the invoice schema's rules.
+CN_VAT_LINES = [
+    ("发票代码: 044031900111", (60, 110)), ("发票号码: 12345678", (560, 110)),
+    ("开票日期: 2026年03月15日", (960, 110)),
+    ("购买方  名称: 深圳市云帆科技有限公司", (60, 190)),
+    ("纳税人识别号: 91440300MA5F3K7Q2E", (60, 230)),
+    ("销售方  名称: 上海恒泰设备有限公司", (60, 290)),
+    ("纳税人识别号: 91310115MA1H8N4W61", (60, 330)),
+]
+CN_VAT_ITEMS = [
+    ("货物或应税劳务、服务名称", "规格型号", "单位", "数量", "单价", "金额", "税率", "税额"),
+    ("服务器机柜", "42U", "台", "2", "3500.00", "7000.00", "13%", "910.00"),
+    ("技术服务费", "", "次", "1", "1000.00", "1000.00", "6%", "60.00"),
+]
+
+
+def png_cn_vat(path):
+    img = Image.new("RGB", (1400, 900), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    title, body = ImageFont.truetype(CJK_FONT, 40), ImageFont.truetype(CJK_FONT, 24)
+    d.text((470, 30), "增值税专用发票", font=title, fill=(150, 40, 40))
+    for text, xy in CN_VAT_LINES:
+        d.text(xy, text, font=body, fill=(20, 20, 20))
+    d.rectangle((50, 390, 1350, 640), outline=(150, 40, 40), width=2)
+    y = 410
+    for row in CN_VAT_ITEMS:
+        for x, cell in zip((60, 400, 540, 640, 740, 880, 1040, 1160), row):
+            d.text((x, y), cell, font=body, fill=(20, 20, 20))
+        y += 60
+    d.text((60, 670), "合计  金额: 8000.00    税额: 970.00", font=body, fill=(20, 20, 20))
+    d.text((60, 720), "价税合计 (大写): 捌仟玖佰柒拾元整    (小写): ¥8970.00", font=body,
+           fill=(20, 20, 20))
+    img.save(path, dpi=(150, 150), optimize=True)
+
+
 def jpeg_nameplate(path):
     img = Image.new("RGB", (1200, 800), (120, 124, 128))
     d = ImageDraw.Draw(img)
@@ -120,7 +159,12 @@ def jpeg_nameplate(path):
                               "400 V  3~  50 Hz   7.5 kW   14.2 A", "IP55   Made 2026-03"]):
         d.text((150, 240 + 90 * i), line, font=b, fill=(25, 25, 25))
     img = img.filter(ImageFilter.GaussianBlur(0.8))
-    img.save(path, quality=88, dpi=(72, 72))
+    # Stored as a phone held sideways saves it: pixels turned 90 degrees counter-clockwise, with
+    # EXIF Orientation 6 (turn clockwise to view), so ingest must rotate it back to 1200x800.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img.transpose(Image.Transpose.ROTATE_90).save(path, quality=88, dpi=(72, 72),
+                                                  exif=exif.tobytes())
 
 
 def main():
@@ -131,6 +175,7 @@ def main():
     tiff_lab_report(os.path.join(out, "lab_report.tiff"))
     png_screenshot(os.path.join(out, "invoice_screenshot.png"))
     jpeg_nameplate(os.path.join(out, "nameplate.jpg"))
+    png_cn_vat(os.path.join(out, "cn_vat_invoice.png"))
 
 
 if __name__ == "__main__":

@@ -103,6 +103,11 @@ const char *vlm_model_token_bytes(const struct vlm_model *model, int32_t id, siz
 /* Tokens that are special (control) tokens, and those that end generation. */
 bool vlm_model_token_is_special(const struct vlm_model *model, int32_t id);
 bool vlm_model_token_is_stop(const struct vlm_model *model, int32_t id);
+/* How many tokens `len` bytes of UTF-8 `text` encode to as a prompt's text (no template, no
+ * special tokens added), so a caller can size images to fit a context before generating.
+ * Errors: -EINVAL for invalid UTF-8, -ENOMEM. */
+int vlm_model_count_tokens(const struct vlm_model *model, const char *text, size_t len,
+			   size_t *n_tokens, vlm_err *err);
 
 /* ---- Sessions and generation ----------------------------------------------------------------
  * A session is one sequence: its KV cache (n_ctx tokens) and its working memory, allocated when

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "vlm.h"
 
 #ifdef __cplusplus
@@ -274,6 +276,64 @@ struct ex_inbox_stats {
  * Returns the count or a negative errno. */
 int ex_journal_stats(struct ex_journal *j, double since, struct ex_inbox_stats **out,
 		     vlm_err *err);
+
+/* ---- Extraction (extract.c) -------------------------------------------------------------------
+ * An extractor holds what every document reuses: the model, one session (its KV cache), the
+ * vocabulary and a compiled grammar per schema. The daemon makes one and calls ex_extract per
+ * document; the CLI makes one for one document. One document at a time per extractor (one
+ * session); separate extractors may run in separate threads, each with its own model memory. */
+struct ex_schema; /* schema.h */
+struct ex_extractor;
+
+/* Where a long extraction is, for a progress line. */
+struct ex_progress {
+	size_t prompt, n_prompts; /* 1-based prompt being generated, of n_prompts */
+	int first_page, last_page, n_pages; /* its pages, of the document's */
+	size_t n_tokens;          /* tokens generated in this prompt so far */
+	double tokens_per_s;      /* decode rate of this prompt (0 until the second token) */
+};
+typedef void ex_progress_fn(void *user, const struct ex_progress *p);
+
+struct ex_extract_opts {
+	const char *model_dir;
+	const char *device;   /* "cpu", "cuda" or "auto" (NULL: auto, which is the CPU today) */
+	int n_threads;        /* 0: every online CPU */
+	int max_tokens;       /* per prompt; 0: 2048 */
+	int64_t n_ctx;        /* context per prompt; 0: 16384, or the model's maximum if smaller */
+	size_t text_budget;   /* PDF text-layer bytes per prompt; 0: 6000 (EX_PROMPT_TEXT_BUDGET) */
+	bool no_text_hint;    /* give the model no text layer */
+	const struct ex_limits *limits; /* ingest limits; NULL: defaults */
+	ex_progress_fn *progress;       /* called after each generated token; may be NULL */
+	void *user;
+};
+
+/* Loads the model and prepares a session. Errors: -ENODEV (--device cuda without a CUDA device),
+ * -ENOTSUP (cuda asked of an engine that runs models on the CPU only), -EINVAL (bad options), the
+ * model loader's errors. *out is caller-owned (ex_extractor_free). */
+int ex_extractor_new(const struct ex_extract_opts *opts, struct ex_extractor **out,
+		     vlm_err *err);
+void ex_extractor_free(struct ex_extractor *x); /* accepts NULL */
+/* The model id results carry ("repo@commit" or "unpinned@sha256:..."), and the device name. */
+const char *ex_extractor_model_id(const struct ex_extractor *x);
+const char *ex_extractor_device(const struct ex_extractor *x);
+
+/* Extracts `schema` from the document at `path`: ingest, pages split into prompts and sized by
+ * the schema's page policy, the prompt, generation under the schema's grammar, merge, validation,
+ * and the result JSON (docs/result-format.md) with provenance and timings. The schema is
+ * borrowed; its compiled grammar is kept in the extractor until ex_extractor_forget (call that
+ * before freeing a schema the extractor has seen).
+ * Returns 0 with *result a new reference whose status is ok, needs_review, or failed (the model's
+ * answer was cut off by max_tokens: "error" says so). Returns a negative errno with no result
+ * when the document is refused (err->reason is its enum ex_ingest_reason, and
+ * ex_reason_is_refusal() is true), or on an internal failure (engine, memory, I/O). */
+int ex_extract(struct ex_extractor *x, const char *path, const struct ex_schema *schema,
+	       json_t **result, vlm_err *err);
+/* Drops the compiled grammar the extractor keeps for `schema` (no-op if none). */
+void ex_extractor_forget(struct ex_extractor *x, const struct ex_schema *schema);
+
+/* The directory `--schema NAME` is looked up in: $INTAKE_SCHEMA_DIR, else the installed
+ * share/intake/schemas when it exists, else the source tree's schemas/ (a build tree). */
+const char *ex_schema_dir_default(void);
 
 #ifdef __cplusplus
 }
