@@ -28,22 +28,35 @@
 
 #include "jobs.h"
 #include "log.h"
+#include "model.h"
 #include "sandbox.h"
 #include "spool.h"
 
 #define DUPLICATE_WAIT_S 0.5 /* a duplicate whose original is unfinished looks again after this */
 
+/* A document handed to the model worker, with what the worker reads: on the heap, because a
+ * reload may move the slots while the worker holds it. */
+struct extraction {
+	struct model_job m; /* first: model_take's pointer is the extraction's */
+	size_t slot;
+	struct ex_doc *doc; /* its path is the job's name */
+	char sha256[65];
+};
+
+/* A worker slot: a parser child (child.pid > 0), then for a schema job the extraction (ext). */
 struct slot {
 	bool busy;
 	bool abandoned; /* killed by a stop, not by its document: requeued without an attempt */
 	struct ex_job job;
 	struct sandbox_child child;
+	struct extraction *ext;
 };
 
 struct jobs {
 	const struct config *cfg;
 	struct ex_journal *journal;
 	struct spool *spool;
+	struct model *model;
 	struct slot *slots;
 	size_t n_slots, n_running, turn;
 	int64_t unsettled; /* claimed jobs whose spool copy is still in the spool */
@@ -246,49 +259,25 @@ static int fail_job(struct jobs *j, struct ex_job *job, const char *reason, cons
 	return settle(j, job);
 }
 
-/* ---- processors ------------------------------------------------------------------------------ */
+/* ---- results ------------------------------------------------------------------------------- */
 
-typedef int processor_fn(const struct jobs *j, const struct ex_job *job,
-			 const struct ex_doc *doc, json_t **out, vlm_err *err);
-
-/* pages: the decoded document as `intake pages --json --text` prints it, plus provenance. */
-static int process_pages(const struct jobs *j, const struct ex_job *job, const struct ex_doc *doc,
-			 json_t **out, vlm_err *err)
+/* A job without a schema: the decoded document as `intake pages --json --text` prints it, plus
+ * provenance. */
+static json_t *pages_result(const struct ex_job *job, const struct ex_doc *doc)
 {
 	double now = (double)time(NULL);
 	json_t *root = ex_doc_to_json(doc, true);
 	if (!root)
-		return vlm_err_set(err, -ENOMEM, "jobs: job '%s': out of memory", job->id);
+		return NULL;
 	json_object_set_new(root, "job", json_string(job->id));
 	json_object_set_new(root, "processor", json_string("pages"));
-	json_object_set_new(root, "schema", job->schema[0] ? json_string(job->schema) : json_null());
-	if (job->schema[0])
-		json_object_set_new(root, "note", json_string(
-			"schema extraction is not available yet; this result holds the decoded "
-			"pages only"));
+	json_object_set_new(root, "schema", json_null());
 	json_object_set_new(root, "source", source_json(job));
 	json_object_set_new(root, "timings",
 			    json_pack("{s:f, s:f, s:f}", "queued_s",
 				      job->started_at - job->claimed_at, "parse_s",
 				      now - job->started_at, "total_s", now - job->claimed_at));
-	(void)j;
-	*out = root;
-	return 0;
-}
-
-struct processor {
-	const char *name;
-	processor_fn *run;
-};
-
-static const struct processor processors[] = {{"pages", process_pages}};
-
-/* Every inbox uses `pages` until schema extraction exists; then a job with a schema will map to
- * the extraction processor here. */
-static const struct processor *processor_for(const struct ex_job *job)
-{
-	(void)job;
-	return &processors[0];
+	return root;
 }
 
 /* Publishes `root` as `name` in the job's outbox folder. */
@@ -339,23 +328,36 @@ static int finish_done(struct jobs *j, struct ex_job *job, const char *result, d
 	return settle(j, job);
 }
 
-static int complete_with_doc(struct jobs *j, struct ex_job *job, const struct ex_doc *doc,
-			     double now)
+/* Publishes `root` as <job id>.json and finishes the job as DONE; a failure to publish is
+ * transient. */
+static int publish_result(struct jobs *j, struct ex_job *job, json_t *root, int pages,
+			  double now)
 {
 	vlm_err err = {0};
-	json_t *root = NULL;
-	const struct processor *p = processor_for(job);
-	int rc = p->run(j, job, doc, &root, &err);
 	char name[96];
 	snprintf(name, sizeof name, "%s.json", job->id);
-	if (rc == 0)
-		rc = publish_json(j, job, name, root, &err);
-	json_decref(root);
+	int rc = publish_json(j, job, name, root, &err);
 	if (rc < 0)
 		return retry_transient(j, job, err.msg, now);
 	job->state = EX_JOB_DONE;
-	job->pages = (int)doc->n_pages;
+	job->pages = pages;
 	return finish_done(j, job, name, now);
+}
+
+/* A crash, a timeout or a failed extraction: one attempt used; quarantined with `reason` when
+ * none is left. */
+static int count_attempt(struct jobs *j, struct ex_job *job, const char *reason, const char *msg,
+			 double now)
+{
+	char e1[512];
+	job->attempts++;
+	if (job->attempts >= j->cfg->max_attempts)
+		return fail_job(j, job, reason, msg, now);
+	snprintf(job->error, sizeof job->error, "%s", msg);
+	backoff(j, job, job->attempts, now);
+	log_msg(LOG_WARNING, "job %s '%s': attempt %d of %d failed, retry in %.0fs: %s", job->id,
+		esc(e1, job->name), job->attempts, j->cfg->max_attempts, job->next_try - now, msg);
+	return save(j, job);
 }
 
 /* The earlier result, when `duplicates: reuse` and it is still in the outbox. */
@@ -418,6 +420,21 @@ static int complete_duplicate(struct jobs *j, struct ex_job *job, double now)
 
 /* ---- life cycle -------------------------------------------------------------------------------- */
 
+static void release_slot(struct jobs *j, struct slot *s);
+
+static bool grow_slots(struct jobs *j, size_t want)
+{
+	if (want <= j->n_slots)
+		return true; /* fewer workers: busy slots above the count drain and are not refilled */
+	struct slot *grown = realloc(j->slots, want * sizeof *grown);
+	if (!grown)
+		return false;
+	memset(grown + j->n_slots, 0, (want - j->n_slots) * sizeof *grown);
+	j->slots = grown;
+	j->n_slots = want;
+	return true;
+}
+
 int jobs_new(const struct config *cfg, struct jobs **out, vlm_err *err)
 {
 	*out = NULL;
@@ -432,10 +449,10 @@ int jobs_new(const struct config *cfg, struct jobs **out, vlm_err *err)
 	close(dirfd);
 	snprintf(path, sizeof path, "%s/journal.db", cfg->state);
 	if ((rc = ex_journal_open(path, false, &j->journal, err)) < 0 ||
-	    (rc = spool_open(cfg->state, &j->spool, err)) < 0)
+	    (rc = spool_open(cfg->state, &j->spool, err)) < 0 ||
+	    (rc = model_new(cfg, &j->model, err)) < 0)
 		goto fail;
-	jobs_set_config(j, cfg);
-	if (!j->slots) {
+	if (!grow_slots(j, (size_t)cfg->workers)) {
 		rc = vlm_err_set(err, -ENOMEM, "jobs: out of memory");
 		goto fail;
 	}
@@ -450,27 +467,31 @@ void jobs_free(struct jobs *j)
 {
 	if (!j)
 		return;
-	for (size_t i = 0; i < j->n_slots; i++)
-		if (j->slots[i].busy && j->slots[i].child.memfd >= 0)
-			close(j->slots[i].child.memfd);
+	/* The model first: it waits for the extraction in progress, which reads a slot's
+	 * document. */
+	model_free(j->model);
+	for (size_t i = 0; i < j->n_slots; i++) {
+		struct slot *s = &j->slots[i];
+		if (s->busy && s->child.memfd >= 0)
+			close(s->child.memfd);
+		if (s->busy && s->ext)
+			release_slot(j, s);
+	}
 	free(j->slots);
 	spool_close(j->spool);
 	ex_journal_close(j->journal);
 	free(j);
 }
 
-void jobs_set_config(struct jobs *j, const struct config *cfg)
+int jobs_set_config(struct jobs *j, const struct config *cfg, vlm_err *err)
 {
+	int rc = model_set_config(j->model, cfg, err);
+	if (rc < 0)
+		return rc;
 	j->cfg = cfg;
-	size_t want = (size_t)cfg->workers;
-	if (want <= j->n_slots)
-		return; /* fewer workers: busy slots above the count drain and are not refilled */
-	struct slot *grown = realloc(j->slots, want * sizeof *grown);
-	if (!grown)
-		return;
-	memset(grown + j->n_slots, 0, (want - j->n_slots) * sizeof *grown);
-	j->slots = grown;
-	j->n_slots = want;
+	/* Without room for more slots the old count stays in force. */
+	grow_slots(j, (size_t)cfg->workers);
+	return 0;
 }
 
 static bool job_known(void *user, const char *id)
@@ -687,9 +708,11 @@ int jobs_start(struct jobs *j, double now)
 			continue;
 		}
 		struct slot *s = NULL;
-		for (size_t i = 0; i < (size_t)j->cfg->workers && !s; i++)
+		for (size_t i = 0; i < j->n_slots && i < (size_t)j->cfg->workers && !s; i++)
 			if (!j->slots[i].busy)
 				s = &j->slots[i];
+		if (!s)
+			return 0; /* the slots above a count that could not grow stay unused */
 		char path[4096];
 		vlm_err err = {0};
 		spool_job_path(j->spool, job.id, path, sizeof path);
@@ -710,51 +733,87 @@ int jobs_start(struct jobs *j, double now)
 	return 0;
 }
 
-static int finish_slot(struct jobs *j, struct slot *s, int wstatus, double now)
+static void release_slot(struct jobs *j, struct slot *s)
+{
+	if (s->ext) {
+		ex_doc_free(s->ext->doc);
+		json_decref(s->ext->m.result);
+		free(s->ext);
+		s->ext = NULL;
+	}
+	s->busy = false;
+	j->n_running--;
+}
+
+static int requeue_stopped(struct jobs *j, struct ex_job *job, double now)
 {
 	char e1[512];
+	job->state = EX_JOB_QUEUED;
+	job->next_try = now;
+	log_msg(LOG_INFO, "job %s '%s': requeued (stopping)", job->id, esc(e1, job->name));
+	return save(j, job);
+}
+
+/* Hands a decoded document of a schema job to the model worker; the slot stays busy until
+ * jobs_collect. Returns 1 when handed over, else what the job became (0 or a fatal errno). */
+static int start_extraction(struct jobs *j, struct slot *s, struct ex_doc *doc, double now)
+{
+	struct ex_job *job = &s->job;
+	vlm_err err = {0};
+	const struct ex_schema *schema = model_schema(j->model, job->schema, &err);
+	if (!schema)
+		return retry_transient(j, job, err.msg, now);
+	struct extraction *e = calloc(1, sizeof *e);
+	if (!e)
+		return retry_transient(j, job, "out of memory", now);
+	e->slot = (size_t)(s - j->slots);
+	e->doc = doc;
+	snprintf(e->sha256, sizeof e->sha256, "%s", job->sha256);
+	/* The worker reads only the extraction and the document, never the slot. */
+	e->m = (struct model_job){.doc = doc, .schema = schema,
+				  .src = {.name = doc->path, .size = (uint64_t)job->size,
+					  .sha256 = e->sha256, .ingest_s = now - job->started_at}};
+	s->ext = e;
+	model_submit(j->model, &e->m);
+	return 1;
+}
+
+static int finish_slot(struct jobs *j, struct slot *s, int wstatus, double now)
+{
 	struct ex_job *job = &s->job;
 	struct ex_doc *doc = NULL;
 	vlm_err err = {0};
 	char shown[512];
 	log_escape(shown, sizeof shown, job->name);
 	enum sandbox_outcome outcome = sandbox_finish(&s->child, wstatus, j->cfg, shown, &doc, &err);
-	if (s->abandoned) {
-		ex_doc_free(doc);
-		job->state = EX_JOB_QUEUED;
-		job->next_try = now;
-		log_msg(LOG_INFO, "job %s '%s': requeued (stopping)", job->id, esc(e1, job->name));
-		return save(j, job);
-	}
 	int rc;
-	switch (outcome) {
-	case SANDBOX_OK:
+	if (s->abandoned) {
+		rc = requeue_stopped(j, job, now);
+	} else if (outcome == SANDBOX_OK) {
 		/* The document's own name, not the spool path, is what results show. */
 		free(doc->path);
 		doc->path = strdup(job->name);
-		rc = doc->path ? complete_with_doc(j, job, doc, now)
-			       : retry_transient(j, job, "out of memory", now);
-		break;
-	case SANDBOX_REFUSED:
+		if (!doc->path) {
+			rc = retry_transient(j, job, "out of memory", now);
+		} else if (job->schema[0]) {
+			rc = start_extraction(j, s, doc, now);
+			if (rc == 1)
+				return 0; /* the document now belongs to the extraction */
+		} else {
+			json_t *root = pages_result(job, doc);
+			rc = root ? publish_result(j, job, root, (int)doc->n_pages, now)
+				  : retry_transient(j, job, "out of memory", now);
+			json_decref(root);
+		}
+	} else if (outcome == SANDBOX_REFUSED) {
 		rc = fail_job(j, job, ex_reason_name((enum ex_ingest_reason)err.reason), err.msg,
 			      now);
-		break;
-	default:
-		job->attempts++;
-		if (job->attempts >= j->cfg->max_attempts) {
-			rc = fail_job(j, job, err.code == -ETIMEDOUT ? "timeout" : "crashed", err.msg,
-				      now);
-		} else {
-			snprintf(job->error, sizeof job->error, "%s", err.msg);
-			backoff(j, job, job->attempts, now);
-			log_msg(LOG_WARNING, "job %s '%s': attempt %d of %d failed, retry in %.0fs: %s",
-				job->id, esc(e1, job->name), job->attempts, j->cfg->max_attempts,
-				job->next_try - now, err.msg);
-			rc = save(j, job);
-		}
-		break;
+	} else {
+		rc = count_attempt(j, job, err.code == -ETIMEDOUT ? "timeout" : "crashed", err.msg,
+				   now);
 	}
 	ex_doc_free(doc);
+	release_slot(j, s);
 	return rc;
 }
 
@@ -769,8 +828,6 @@ int jobs_reap(struct jobs *j, double now)
 			struct slot *s = &j->slots[i];
 			if (!s->busy || s->child.pid != pid)
 				continue;
-			s->busy = false;
-			j->n_running--;
 			int rc = finish_slot(j, s, wstatus, now);
 			if (rc < 0)
 				return rc;
@@ -779,20 +836,65 @@ int jobs_reap(struct jobs *j, double now)
 	}
 }
 
+/* What an extraction's outcome makes of its job. */
+static int finish_extraction(struct jobs *j, struct slot *s, double now)
+{
+	struct ex_job *job = &s->job;
+	struct model_job *m = &s->ext->m;
+	if (m->rc == 0) {
+		json_object_set_new(m->result, "job", json_string(job->id));
+		return publish_result(j, job, m->result, (int)s->ext->doc->n_pages, now);
+	}
+	if (m->transient)
+		return retry_transient(j, job, m->err.msg, now);
+	if (m->err.reason > EX_REASON_NONE && m->err.reason < EX_REASON_COUNT &&
+	    ex_reason_is_refusal((enum ex_ingest_reason)m->err.reason))
+		return fail_job(j, job, ex_reason_name((enum ex_ingest_reason)m->err.reason),
+				m->err.msg, now);
+	return count_attempt(j, job, "extraction failed", m->err.msg, now);
+}
+
+int jobs_collect(struct jobs *j, double now)
+{
+	struct model_job *m;
+	while ((m = model_take(j->model))) {
+		struct slot *s = &j->slots[((struct extraction *)m)->slot];
+		int rc = finish_extraction(j, s, now);
+		release_slot(j, s);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int jobs_fd(const struct jobs *j)
+{
+	return model_fd(j->model);
+}
+
 void jobs_check_timeouts(struct jobs *j, double mono_now)
 {
 	for (size_t i = 0; i < j->n_slots; i++)
-		if (j->slots[i].busy && mono_now >= j->slots[i].child.deadline)
+		if (j->slots[i].busy && j->slots[i].child.pid > 0 &&
+		    mono_now >= j->slots[i].child.deadline)
 			sandbox_kill(&j->slots[i].child);
 }
 
-int jobs_abandon(struct jobs *j)
+int jobs_abandon(struct jobs *j, double now)
 {
 	for (size_t i = 0; i < j->n_slots; i++) {
 		struct slot *s = &j->slots[i];
-		if (s->busy && !s->abandoned) {
+		if (!s->busy || s->abandoned)
+			continue;
+		if (s->child.pid > 0) {
 			s->abandoned = true;
 			kill(s->child.pid, SIGKILL);
+		} else if (s->ext && model_cancel(j->model, &s->ext->m)) {
+			/* Waiting for the model: requeued now. One being extracted finishes. */
+			int rc = requeue_stopped(j, &s->job, now);
+			release_slot(j, s);
+			if (rc < 0)
+				return rc;
 		}
 	}
 	return 0;
@@ -910,7 +1012,7 @@ double jobs_next_deadline(struct jobs *j, double now, double mono_now)
 {
 	double t = 1e300, next_try;
 	for (size_t i = 0; i < j->n_slots; i++)
-		if (j->slots[i].busy && j->slots[i].child.deadline < t)
+		if (j->slots[i].busy && j->slots[i].child.pid > 0 && j->slots[i].child.deadline < t)
 			t = j->slots[i].child.deadline;
 	if (j->n_running < (size_t)j->cfg->workers &&
 	    ex_journal_next_try(j->journal, false, &next_try, NULL) == 1 &&

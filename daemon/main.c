@@ -1,7 +1,8 @@
 /* intaked: the watched-folder daemon. run() is the table of contents: set up, recover, watch,
- * READY=1, the loop, STOPPING=1. The loop is single-threaded; the only concurrency is the parser
- * children, and every event (inotify, signals through a signalfd, timers) arrives through one
- * poll(). Modules: config.c, watch.c, spool.c, jobs.c, sandbox.c, notify.c, log.c. */
+ * READY=1, the loop, STOPPING=1. The loop is single-threaded; beside it run the parser children
+ * and the model worker thread (model.c), and every event (inotify, signals through a signalfd,
+ * finished extractions through an eventfd, timers) arrives through one poll(). Modules:
+ * config.c, watch.c, spool.c, jobs.c, sandbox.c, model.c, notify.c, log.c. */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -173,10 +174,11 @@ static void reload(struct daemon *d)
 	struct watch *w = NULL;
 	vlm_err err = {0};
 	if (load_config(d->opt.config, &cfg) < 0 || make_dirs(cfg, &err) < 0 ||
-	    watch_new(cfg, now_mono(), &w, &err) < 0) {
+	    watch_new(cfg, now_mono(), &w, &err) < 0 || jobs_set_config(d->jobs, cfg, &err) < 0) {
 		if (err.msg[0])
 			log_msg(LOG_ERR, "%s", err.msg);
 		log_msg(LOG_ERR, "reload failed; keeping the running configuration");
+		watch_free(w);
 		config_free(cfg);
 		notify_ready();
 		return;
@@ -186,7 +188,6 @@ static void reload(struct daemon *d)
 			"after a restart");
 	watch_free(d->watch);
 	d->watch = w;
-	jobs_set_config(d->jobs, cfg);
 	config_free(d->cfg);
 	d->cfg = cfg;
 	log_msg(LOG_NOTICE, "configuration reloaded from %s: %zu inbox%s", cfg->source,
@@ -214,7 +215,7 @@ static void handle_signals(struct daemon *d)
 		case SIGINT:
 			if (d->stopping) {
 				log_msg(LOG_NOTICE, "second stop signal: requeueing running jobs");
-				jobs_abandon(d->jobs);
+				jobs_abandon(d->jobs, now_real());
 			}
 			begin_stop(d, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 			break;
@@ -264,19 +265,21 @@ static int poll_timeout_ms(struct daemon *d, double real, double mono)
 /* One round of the loop: wait, then handle whatever is due. Returns <0 on a fatal error. */
 static int loop_once(struct daemon *d)
 {
-	struct pollfd fds[2] = {{.fd = d->sigfd, .events = POLLIN},
+	/* A negative descriptor (no inotify: every inbox polled) is skipped by poll(). */
+	struct pollfd fds[3] = {{.fd = d->sigfd, .events = POLLIN},
+				{.fd = jobs_fd(d->jobs), .events = POLLIN},
 				{.fd = watch_fd(d->watch), .events = POLLIN}};
 	int timeout = poll_timeout_ms(d, now_real(), now_mono());
-	if (poll(fds, fds[1].fd >= 0 ? 2 : 1, timeout) < 0 && errno != EINTR)
+	if (poll(fds, 3, timeout) < 0 && errno != EINTR)
 		return -errno;
 	double real = now_real(), mono = now_mono();
 	handle_signals(d);
 	int rc;
-	if ((rc = jobs_reap(d->jobs, real)) < 0)
+	if ((rc = jobs_reap(d->jobs, real)) < 0 || (rc = jobs_collect(d->jobs, real)) < 0)
 		return rc;
 	jobs_check_timeouts(d->jobs, mono);
-	if (d->stopping && mono >= d->stop_deadline)
-		jobs_abandon(d->jobs);
+	if (d->stopping && mono >= d->stop_deadline && (rc = jobs_abandon(d->jobs, real)) < 0)
+		return rc;
 	if (!d->stopping) {
 		if (watch_fd(d->watch) >= 0)
 			watch_read_events(d->watch, mono);
@@ -346,7 +349,7 @@ static int run(struct daemon *d)
 		if ((rc = loop_once(d)) < 0) {
 			log_msg(LOG_CRIT, "stopping after a fatal error; recovery at the next start "
 				"finishes the work");
-			jobs_abandon(d->jobs);
+			jobs_abandon(d->jobs, now_real());
 			return rc;
 		}
 	}

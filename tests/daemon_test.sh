@@ -452,6 +452,75 @@ syscalls) # every system call of the daemon and its parser children passes the u
   check "every call allowed by the unit" python3 "$src/tests/unit_syscalls.py" "$tmp/strace.txt" \
     "$src/systemd/intaked.service"
   ;;
+schema) # a schema inbox: the tiny fixture model (loaded once, in the daemon) extracts from the
+  # pages the sandboxed child decoded; the model directory missing at first is a transient failure
+  src=$(cd "$(dirname "$0")/.." && pwd)
+  mkdir -p "$tmp/in/b"
+  {
+    echo "inboxes:"
+    echo "  - {path: in/a, schema: invoice}"
+    echo "  - {path: in/b}"
+    echo "outbox: out"
+    echo "state: state"
+    echo "model: model" # not there yet
+    echo "schemas: $src/schemas"
+    echo "max_tokens: 600"
+    echo "context: 2048"
+    echo "stability: 300ms"
+    echo "spool_min_free: 0"
+    echo "retry: {backoff: 200ms, max_backoff: 1s}"
+  } >"$tmp/intake.yaml"
+  cp "$src/samples/invoice.pdf" "$src/samples/invoice_screenshot.png" "$tmp/stage/"
+  make_pngs "$tmp/stage" 1 1
+  hash_inputs
+  start
+  mv "$tmp/stage/doc-1.png" "$tmp/in/b/"
+  mv "$tmp/stage/invoice.pdf" "$tmp/stage/invoice_screenshot.png" "$tmp/in/a/"
+  check "the pages inbox is served without a model" wait_published 1 20
+  sleep 1
+  check "no model yet: transient" grep -q "transient failure, retry in .*model" "$tmp/log"
+  cp -r "$src/tests/fixtures/tiny-glm4v" "$tmp/model"
+  check "3 results once the model is there" wait_published 3 120
+  stop TERM
+  check "exit 0" test $rc -eq 0
+  read -r res dup bad missing extra <<<"$(account)"
+  check "3 results exactly once ($res $dup $bad $missing $extra)" \
+    test "$res $dup $bad $missing $extra" = "3 0 0 0 0"
+  check "model loaded once" test "$(grep -c "model: .* loaded on cpu" "$tmp/log")" -eq 1
+  check "schema-shaped results" python3 - "$tmp" "$src/schemas/invoice.yaml" <<'EOF'
+import glob, json, re, sys
+t, schema_path = sys.argv[1:]
+keys, inside = [], False
+for line in open(schema_path, encoding="utf-8"):
+    if line.startswith("fields:"):
+        inside = True
+    elif inside and re.match(r"^\S", line):
+        break
+    elif inside:
+        m = re.match(r"^  ([A-Za-z_][A-Za-z0-9_]*):\s*$", line)
+        if m:
+            keys.append(m.group(1))
+results = [json.load(open(f)) for f in glob.glob(f"{t}/out/a/*.json")]
+assert sorted(r["source"]["name"] for r in results) == ["invoice.pdf", "invoice_screenshot.png"]
+for r in results:
+    assert r["schema"]["name"] == "invoice", r["schema"]
+    # Random weights may talk until max_tokens: then `failed`, data null, error says so.
+    if r["status"] == "failed":
+        assert r["data"] is None and "cut off" in r["error"], r
+    else:
+        assert r["status"] in ("ok", "needs_review") and list(r["data"]) == keys, r
+    assert r["model"]["id"].startswith("unpinned@sha256:"), r["model"]
+    assert re.fullmatch(r"\d{10}-[0-9a-f]{12}", r["job"]), r["job"]
+    assert glob.glob(f"{t}/out/a/{r['job']}.json"), r["job"]
+pages = [json.load(open(f)) for f in glob.glob(f"{t}/out/b/*.json")]
+assert pages[0]["processor"] == "pages" and pages[0]["schema"] is None, pages[0]
+EOF
+  check "attempts untouched" python3 -c '
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+assert db.execute("select max(attempts) from jobs").fetchone()[0] == 0' "$tmp/state/journal.db"
+  check "no leftovers" no_leftovers
+  ;;
 *)
   echo "unknown scenario $scenario"
   exit 2
