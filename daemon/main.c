@@ -20,6 +20,7 @@
 #include "config.h"
 #include "jobs.h"
 #include "log.h"
+#include "model.h"
 #include "notify.h"
 #include "sandbox.h"
 #include "spool.h"
@@ -324,6 +325,13 @@ static int run(struct daemon *d)
 	if ((rc = load_config(d->opt.config, &d->cfg)) < 0)
 		return rc;
 	if (d->opt.check) {
+		/* The inboxes' schemas are part of the configuration: they must load too. */
+		struct model *m = NULL;
+		if ((rc = model_new(d->cfg, &m, &err)) < 0) {
+			log_msg(LOG_ERR, "%s", err.msg);
+			return rc;
+		}
+		model_free(m);
 		printf("intaked: configuration %s is valid (%zu inbox%s)\n", d->cfg->source,
 		       d->cfg->n_inboxes, d->cfg->n_inboxes == 1 ? "" : "es");
 		return 0;
