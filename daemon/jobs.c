@@ -4,8 +4,11 @@
  *             A crash before the journal commit leaves an unknown spool file (deleted at start);
  *             after it, the inbox file is claimed again, recognised (ex_journal_find_claim) and
  *             only unlinked.
- *   run:      journal RUNNING -> parser child -> processor -> result published under its final
- *             name (tmp, fsync, rename without overwrite, fsync dir) -> journal DONE.
+ *             Over max_file_bytes: hashed, not copied -> journal FAILED -> settled from the
+ *             inbox. A crash before the settling finds the inbox file recognised as refused
+ *             (start-up recovery or the claim) and moves it then.
+ *   run:      journal RUNNING -> parser child -> (schema: the model worker) -> result published
+ *             under its final name (tmp, fsync, rename without overwrite, fsync dir) -> DONE.
  *             RUNNING is requeued at start; a result already published is recognised by its
  *             deterministic name (<job id>.json) and not written twice.
  *   settle:   journal DONE/FAILED/DUPLICATE with the destination name -> original moved to the

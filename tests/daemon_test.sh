@@ -443,12 +443,18 @@ syscalls) # every system call of the daemon and its parser children passes the u
   command -v strace >/dev/null && command -v systemd-analyze >/dev/null ||
     { echo "skipped: needs strace and systemd-analyze"; exit 77; }
   src=$(cd "$(dirname "$0")/.." && pwd)
+  # Inbox b has a schema: the model's worker thread (and its engine threads) are traced too.
+  mkdir -p "$tmp/in/b"
+  write_config "  - {path: in/b, schema: invoice}" "model: $src/tests/fixtures/tiny-glm4v" \
+    "schemas: $src/schemas" "max_tokens: 600" "context: 2048"
   cp "$src"/samples/*.pdf "$src"/samples/*.png "$src"/samples/*.tiff "$src"/samples/*.jpg "$tmp/in/a/"
+  cp "$src/samples/invoice.pdf" "$tmp/in/b/"
+  n=$(find "$tmp/in" -type f | wc -l)
   # LeakSanitizer cannot work under ptrace.
   (cd "$tmp" && ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 timeout 120 \
     strace -f -qq -c -o "$tmp/strace.txt" "$bin" --config intake.yaml --once >>"$tmp/log" 2>&1)
   check "--once under strace exits 0" test $? -eq 0
-  check "4 results" test "$(ls "$tmp"/out/a/*.json | wc -l)" -eq 4
+  check "$n results" test "$(ls "$tmp"/out/[ab]/*.json | wc -l)" -eq "$n"
   check "every call allowed by the unit" python3 "$src/tests/unit_syscalls.py" "$tmp/strace.txt" \
     "$src/systemd/intaked.service"
   ;;
