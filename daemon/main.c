@@ -78,7 +78,7 @@ static void report_problem(void *user, const char *msg)
 }
 
 #ifdef INTAKE_TEST_HOOKS
-static const char test_hooks[] = " (test hooks: INTAKE_TEST_PARSER)";
+static const char test_hooks[] = " (test hooks: INTAKE_TEST_PARSER, INTAKE_TEST_MODEL)";
 #else
 static const char test_hooks[] = "";
 #endif

@@ -167,6 +167,24 @@ static double mono(void)
 	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+#ifdef INTAKE_TEST_HOOKS
+/* Test builds only: INTAKE_TEST_MODEL=oom:N makes the first N extractions fail as an engine out
+ * of (GPU) memory does, so the daemon tests see them retried without using attempts. The
+ * worker thread is the only caller. */
+static bool test_oom(void)
+{
+	static long left = -1;
+	if (left < 0) {
+		const char *v = getenv("INTAKE_TEST_MODEL");
+		left = v && strncmp(v, "oom:", 4) == 0 ? strtol(v + 4, NULL, 10) : 0;
+	}
+	if (left == 0)
+		return false;
+	left--;
+	return true;
+}
+#endif
+
 /* The worker's part of one job: load the model when there is none, then extract. */
 static void run_job(struct model *m, struct model_job *job)
 {
@@ -183,6 +201,13 @@ static void run_job(struct model *m, struct model_job *job)
 		log_msg(LOG_NOTICE, "model: %s loaded on %s in %.1fs", ex_extractor_model_id(m->x),
 			ex_extractor_device(m->x), mono() - t0);
 	}
+#ifdef INTAKE_TEST_HOOKS
+	if (test_oom()) {
+		job->rc = vlm_err_set(&job->err, -ENOMEM, "model: out of memory (INTAKE_TEST_MODEL)");
+		job->transient = true;
+		return;
+	}
+#endif
 	job->rc = ex_extract_doc(m->x, job->doc, &job->src, job->schema, &job->result, &job->err);
 	/* Out of (GPU) memory is the machine's state, not the document's fault. */
 	job->transient = job->rc == -ENOMEM;
