@@ -426,7 +426,13 @@ static void top_pair(struct loader *l, const char *key, const yaml_node_t *knode
 	else if (strcmp(key, "device") == 0) {
 		if (set_enum(l, v, key, device_names, 3, &e))
 			set_string(l, v, key, &cfg->device);
-	} else if (strcmp(key, "workers") == 0)
+	} else if (strcmp(key, "schemas") == 0)
+		set_path(l, v, key, &cfg->schemas);
+	else if (strcmp(key, "max_tokens") == 0)
+		set_int(l, v, key, 1, 1 << 20, &cfg->max_tokens);
+	else if (strcmp(key, "context") == 0)
+		set_int(l, v, key, 256, 1 << 24, &cfg->context);
+	else if (strcmp(key, "workers") == 0)
 		set_int(l, v, key, 1, 256, &cfg->workers);
 	else if (strcmp(key, "max_claimed") == 0)
 		set_int(l, v, key, 1, 100000, &cfg->max_claimed);
@@ -450,7 +456,8 @@ static void top_pair(struct loader *l, const char *key, const yaml_node_t *knode
 		each_pair(l, v, key, limits_pair, cfg);
 	else
 		problem(l, knode, key, "unknown key (known: inboxes, outbox, archive, failed, "
-			"state, model, device, workers, max_claimed, spool_min_free, stability, "
+			"state, model, device, schemas, max_tokens, context, workers, max_claimed, "
+			"spool_min_free, stability, "
 			"poll_interval, rescan_interval, originals, duplicates, retry, limits)");
 }
 
@@ -652,5 +659,6 @@ void config_free(struct config *cfg)
 	free(cfg->state);
 	free(cfg->model);
 	free(cfg->device);
+	free(cfg->schemas);
 	free(cfg);
 }

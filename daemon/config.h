@@ -30,6 +30,9 @@ struct config {
 	size_t n_inboxes;
 	char *outbox, *archive, *failed, *state, *model; /* absolute paths */
 	char *device;                                    /* "auto", "cpu" or "cuda" */
+	char *schemas;   /* where inboxes' schemas are found; NULL: ex_schema_dir_default() */
+	int max_tokens;  /* per prompt of schema extraction; 0: the extractor's default */
+	int context;     /* tokens per prompt; 0: the extractor's default */
 	int workers;                                     /* sandboxed parser children at once */
 	int max_claimed;          /* jobs claimed but unfinished before claiming pauses */
 	uint64_t spool_min_free;  /* bytes free on the state file system below which claiming pauses */

@@ -4,8 +4,11 @@
  *             A crash before the journal commit leaves an unknown spool file (deleted at start);
  *             after it, the inbox file is claimed again, recognised (ex_journal_find_claim) and
  *             only unlinked.
- *   run:      journal RUNNING -> parser child -> processor -> result published under its final
- *             name (tmp, fsync, rename without overwrite, fsync dir) -> journal DONE.
+ *             Over max_file_bytes: hashed, not copied -> journal FAILED -> settled from the
+ *             inbox. A crash before the settling finds the inbox file recognised as refused
+ *             (start-up recovery or the claim) and moves it then.
+ *   run:      journal RUNNING -> parser child -> (schema: the model worker) -> result published
+ *             under its final name (tmp, fsync, rename without overwrite, fsync dir) -> DONE.
  *             RUNNING is requeued at start; a result already published is recognised by its
  *             deterministic name (<job id>.json) and not written twice.
  *   settle:   journal DONE/FAILED/DUPLICATE with the destination name -> original moved to the
@@ -28,22 +31,35 @@
 
 #include "jobs.h"
 #include "log.h"
+#include "model.h"
 #include "sandbox.h"
 #include "spool.h"
 
 #define DUPLICATE_WAIT_S 0.5 /* a duplicate whose original is unfinished looks again after this */
 
+/* A document handed to the model worker, with what the worker reads: on the heap, because a
+ * reload may move the slots while the worker holds it. */
+struct extraction {
+	struct model_job m; /* first: model_take's pointer is the extraction's */
+	size_t slot;
+	struct ex_doc *doc; /* its path is the job's name */
+	char sha256[65];
+};
+
+/* A worker slot: a parser child (child.pid > 0), then for a schema job the extraction (ext). */
 struct slot {
 	bool busy;
 	bool abandoned; /* killed by a stop, not by its document: requeued without an attempt */
 	struct ex_job job;
 	struct sandbox_child child;
+	struct extraction *ext;
 };
 
 struct jobs {
 	const struct config *cfg;
 	struct ex_journal *journal;
 	struct spool *spool;
+	struct model *model;
 	struct slot *slots;
 	size_t n_slots, n_running, turn;
 	int64_t unsettled; /* claimed jobs whose spool copy is still in the spool */
@@ -139,6 +155,37 @@ static int write_error_json(int dirfd, const struct ex_job *job, vlm_err *err)
 	return rc < 0 ? rc : 0;
 }
 
+/* A job refused at claim (over max_file_bytes) was never copied: its original is still in the
+ * inbox, under its name. */
+static bool refused_at_claim(const struct jobs *j, const struct ex_job *job)
+{
+	return job->state == EX_JOB_FAILED &&
+	       strcmp(job->reason, ex_reason_name(EX_REASON_FILE_TOO_LARGE)) == 0 &&
+	       !spool_has(j->spool, job->id);
+}
+
+/* Moves the original (from the spool, or from the inbox when refused at claim) to `dest` in
+ * `dirfd`, or deletes the spool copy when dirfd is -1. As spool_settle. */
+static int move_original(struct jobs *j, const struct ex_job *job, int dirfd, vlm_err *err)
+{
+	if (!refused_at_claim(j, job))
+		return spool_settle(j->spool, job->id, dirfd, job->dest, err);
+	const char *path = NULL;
+	for (size_t i = 0; i < j->cfg->n_inboxes && !path; i++)
+		if (strcmp(j->cfg->inboxes[i].name, job->inbox) == 0)
+			path = j->cfg->inboxes[i].path;
+	if (!path)
+		return vlm_err_set(err, -ENOENT, "jobs: inbox '%s': no longer configured",
+				   job->inbox);
+	int inbox_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (inbox_fd < 0)
+		return vlm_err_set(err, -errno, "jobs: inbox '%s': cannot open: %s", job->inbox,
+				   strerror(errno));
+	int rc = spool_settle_source(inbox_fd, job, dirfd, job->dest, err);
+	close(inbox_fd);
+	return rc;
+}
+
 /* Moves (or deletes) the original of a finished job and marks it settled. Returns 0, or a
  * negative errno: journal errors are fatal, file errors leave the job unsettled for later. */
 static int settle(struct jobs *j, struct ex_job *job)
@@ -160,7 +207,7 @@ static int settle(struct jobs *j, struct ex_job *job)
 		if (failed && (rc = write_error_json(dirfd, job, &err)) < 0)
 			goto file_error;
 	}
-	rc = spool_settle(j->spool, job->id, dirfd, job->dest, &err);
+	rc = move_original(j, job, dirfd, &err);
 	if (rc == -EEXIST) {
 		/* Someone put a file under the chosen name since: take the job-unique name. */
 		snprintf(job->dest, sizeof job->dest, "%s-%.200s", job->id, job->name);
@@ -168,7 +215,7 @@ static int settle(struct jobs *j, struct ex_job *job)
 			goto out;
 		if (failed && (rc = write_error_json(dirfd, job, &err)) < 0)
 			goto file_error;
-		rc = spool_settle(j->spool, job->id, dirfd, job->dest, &err);
+		rc = move_original(j, job, dirfd, &err);
 	}
 	if (rc < 0)
 		goto file_error;
@@ -187,67 +234,53 @@ out:
 	return rc;
 }
 
+static void mark_failed(struct ex_job *job, const char *reason, const char *error, double now)
+{
+	job->state = EX_JOB_FAILED;
+	job->finished_at = now;
+	snprintf(job->reason, sizeof job->reason, "%s", reason);
+	snprintf(job->error, sizeof job->error, "%s", error);
+}
+
+static void log_failed(const struct ex_job *job)
+{
+	char e1[512], e2[512];
+	log_msg(LOG_WARNING, "job %s '%s': failed (%s): %s", job->id, esc(e1, job->name),
+		job->reason, esc(e2, job->error));
+}
+
 /* Quarantines a job: FAILED with its reason, then the original and <name>.error.json go to the
  * failed folder. */
 static int fail_job(struct jobs *j, struct ex_job *job, const char *reason, const char *error,
 		    double now)
 {
-	char e1[512], e2[512];
-	job->state = EX_JOB_FAILED;
-	job->finished_at = now;
-	snprintf(job->reason, sizeof job->reason, "%s", reason);
-	snprintf(job->error, sizeof job->error, "%s", error);
+	mark_failed(job, reason, error, now);
 	int rc = save(j, job);
 	if (rc < 0)
 		return rc;
-	log_msg(LOG_WARNING, "job %s '%s': failed (%s): %s", job->id, esc(e1, job->name), reason,
-		esc(e2, error));
+	log_failed(job);
 	return settle(j, job);
 }
 
-/* ---- processors ------------------------------------------------------------------------------ */
+/* ---- results ------------------------------------------------------------------------------- */
 
-typedef int processor_fn(const struct jobs *j, const struct ex_job *job,
-			 const struct ex_doc *doc, json_t **out, vlm_err *err);
-
-/* pages: the decoded document as `intake pages --json --text` prints it, plus provenance. */
-static int process_pages(const struct jobs *j, const struct ex_job *job, const struct ex_doc *doc,
-			 json_t **out, vlm_err *err)
+/* A job without a schema: the decoded document as `intake pages --json --text` prints it, plus
+ * provenance. */
+static json_t *pages_result(const struct ex_job *job, const struct ex_doc *doc)
 {
 	double now = (double)time(NULL);
 	json_t *root = ex_doc_to_json(doc, true);
 	if (!root)
-		return vlm_err_set(err, -ENOMEM, "jobs: job '%s': out of memory", job->id);
+		return NULL;
 	json_object_set_new(root, "job", json_string(job->id));
 	json_object_set_new(root, "processor", json_string("pages"));
-	json_object_set_new(root, "schema", job->schema[0] ? json_string(job->schema) : json_null());
-	if (job->schema[0])
-		json_object_set_new(root, "note", json_string(
-			"schema extraction is not available yet; this result holds the decoded "
-			"pages only"));
+	json_object_set_new(root, "schema", json_null());
 	json_object_set_new(root, "source", source_json(job));
 	json_object_set_new(root, "timings",
 			    json_pack("{s:f, s:f, s:f}", "queued_s",
 				      job->started_at - job->claimed_at, "parse_s",
 				      now - job->started_at, "total_s", now - job->claimed_at));
-	(void)j;
-	*out = root;
-	return 0;
-}
-
-struct processor {
-	const char *name;
-	processor_fn *run;
-};
-
-static const struct processor processors[] = {{"pages", process_pages}};
-
-/* Every inbox uses `pages` until schema extraction exists; then a job with a schema will map to
- * the extraction processor here. */
-static const struct processor *processor_for(const struct ex_job *job)
-{
-	(void)job;
-	return &processors[0];
+	return root;
 }
 
 /* Publishes `root` as `name` in the job's outbox folder. */
@@ -298,23 +331,36 @@ static int finish_done(struct jobs *j, struct ex_job *job, const char *result, d
 	return settle(j, job);
 }
 
-static int complete_with_doc(struct jobs *j, struct ex_job *job, const struct ex_doc *doc,
-			     double now)
+/* Publishes `root` as <job id>.json and finishes the job as DONE; a failure to publish is
+ * transient. */
+static int publish_result(struct jobs *j, struct ex_job *job, json_t *root, int pages,
+			  double now)
 {
 	vlm_err err = {0};
-	json_t *root = NULL;
-	const struct processor *p = processor_for(job);
-	int rc = p->run(j, job, doc, &root, &err);
 	char name[96];
 	snprintf(name, sizeof name, "%s.json", job->id);
-	if (rc == 0)
-		rc = publish_json(j, job, name, root, &err);
-	json_decref(root);
+	int rc = publish_json(j, job, name, root, &err);
 	if (rc < 0)
 		return retry_transient(j, job, err.msg, now);
 	job->state = EX_JOB_DONE;
-	job->pages = (int)doc->n_pages;
+	job->pages = pages;
 	return finish_done(j, job, name, now);
+}
+
+/* A crash, a timeout or a failed extraction: one attempt used; quarantined with `reason` when
+ * none is left. */
+static int count_attempt(struct jobs *j, struct ex_job *job, const char *reason, const char *msg,
+			 double now)
+{
+	char e1[512];
+	job->attempts++;
+	if (job->attempts >= j->cfg->max_attempts)
+		return fail_job(j, job, reason, msg, now);
+	snprintf(job->error, sizeof job->error, "%s", msg);
+	backoff(j, job, job->attempts, now);
+	log_msg(LOG_WARNING, "job %s '%s': attempt %d of %d failed, retry in %.0fs: %s", job->id,
+		esc(e1, job->name), job->attempts, j->cfg->max_attempts, job->next_try - now, msg);
+	return save(j, job);
 }
 
 /* The earlier result, when `duplicates: reuse` and it is still in the outbox. */
@@ -377,6 +423,21 @@ static int complete_duplicate(struct jobs *j, struct ex_job *job, double now)
 
 /* ---- life cycle -------------------------------------------------------------------------------- */
 
+static void release_slot(struct jobs *j, struct slot *s);
+
+static bool grow_slots(struct jobs *j, size_t want)
+{
+	if (want <= j->n_slots)
+		return true; /* fewer workers: busy slots above the count drain and are not refilled */
+	struct slot *grown = realloc(j->slots, want * sizeof *grown);
+	if (!grown)
+		return false;
+	memset(grown + j->n_slots, 0, (want - j->n_slots) * sizeof *grown);
+	j->slots = grown;
+	j->n_slots = want;
+	return true;
+}
+
 int jobs_new(const struct config *cfg, struct jobs **out, vlm_err *err)
 {
 	*out = NULL;
@@ -391,10 +452,10 @@ int jobs_new(const struct config *cfg, struct jobs **out, vlm_err *err)
 	close(dirfd);
 	snprintf(path, sizeof path, "%s/journal.db", cfg->state);
 	if ((rc = ex_journal_open(path, false, &j->journal, err)) < 0 ||
-	    (rc = spool_open(cfg->state, &j->spool, err)) < 0)
+	    (rc = spool_open(cfg->state, &j->spool, err)) < 0 ||
+	    (rc = model_new(cfg, &j->model, err)) < 0)
 		goto fail;
-	jobs_set_config(j, cfg);
-	if (!j->slots) {
+	if (!grow_slots(j, (size_t)cfg->workers)) {
 		rc = vlm_err_set(err, -ENOMEM, "jobs: out of memory");
 		goto fail;
 	}
@@ -409,27 +470,31 @@ void jobs_free(struct jobs *j)
 {
 	if (!j)
 		return;
-	for (size_t i = 0; i < j->n_slots; i++)
-		if (j->slots[i].busy && j->slots[i].child.memfd >= 0)
-			close(j->slots[i].child.memfd);
+	/* The model first: it waits for the extraction in progress, which reads a slot's
+	 * document. */
+	model_free(j->model);
+	for (size_t i = 0; i < j->n_slots; i++) {
+		struct slot *s = &j->slots[i];
+		if (s->busy && s->child.memfd >= 0)
+			close(s->child.memfd);
+		if (s->busy && s->ext)
+			release_slot(j, s);
+	}
 	free(j->slots);
 	spool_close(j->spool);
 	ex_journal_close(j->journal);
 	free(j);
 }
 
-void jobs_set_config(struct jobs *j, const struct config *cfg)
+int jobs_set_config(struct jobs *j, const struct config *cfg, vlm_err *err)
 {
+	int rc = model_set_config(j->model, cfg, err);
+	if (rc < 0)
+		return rc;
 	j->cfg = cfg;
-	size_t want = (size_t)cfg->workers;
-	if (want <= j->n_slots)
-		return; /* fewer workers: busy slots above the count drain and are not refilled */
-	struct slot *grown = realloc(j->slots, want * sizeof *grown);
-	if (!grown)
-		return;
-	memset(grown + j->n_slots, 0, (want - j->n_slots) * sizeof *grown);
-	j->slots = grown;
-	j->n_slots = want;
+	/* Without room for more slots the old count stays in force. */
+	grow_slots(j, (size_t)cfg->workers);
+	return 0;
 }
 
 static bool job_known(void *user, const char *id)
@@ -534,7 +599,14 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 	snprintf(job.inbox, sizeof job.inbox, "%s", box->name);
 	snprintf(job.schema, sizeof job.schema, "%s", box->schema ? box->schema : "");
 	vlm_err err = {0};
-	int rc = dirfd < 0 ? -ENOENT : spool_claim(j->spool, dirfd, name, &job, &err);
+	int rc = dirfd < 0 ? -ENOENT
+			   : spool_claim(j->spool, dirfd, name, j->cfg->limits.max_file_bytes,
+					       &job, &err);
+	bool too_large = rc == -EFBIG;
+	if (too_large) {
+		mark_failed(&job, ex_reason_name(EX_REASON_FILE_TOO_LARGE), err.msg, now);
+		rc = 0;
+	}
 	if (rc == -EINVAL) {
 		log_msg(LOG_WARNING, "inbox '%s': '%s' is never taken: %s", box->name,
 			esc(e1, name), err.msg);
@@ -555,6 +627,12 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 
 	struct ex_job same;
 	int found = ex_journal_find_claim(j->journal, &job, &same, &err);
+	if (found > 0 && too_large && !same.settled) {
+		/* Refused and committed before a stop that came before the move to failed/. */
+		log_msg(LOG_INFO, "job %s '%s': already refused; moving it to the failed folder",
+			same.id, esc(e1, name));
+		return settle(j, &same);
+	}
 	if (found > 0) {
 		/* Claimed and committed before a stop that came before the unlink. */
 		spool_discard(j->spool, job.id, NULL);
@@ -563,7 +641,7 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 			esc(e1, name), rc < 0 ? ": " : "", rc < 0 ? err.msg : "");
 		return 0;
 	}
-	if (found == 0)
+	if (found == 0 && !too_large)
 		found = ex_journal_find_sha(j->journal, job.inbox, job.sha256, &same, &err);
 	if (found < 0) {
 		log_msg(LOG_CRIT, "%s", err.msg);
@@ -578,6 +656,10 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 		return rc;
 	}
 	j->unsettled++;
+	if (too_large) {
+		log_failed(&job);
+		return settle(j, &job);
+	}
 	log_msg(LOG_INFO, "job %s '%s': claimed from inbox '%s' (%lld bytes, sha256 %.16s)", job.id,
 		esc(e1, name), job.inbox, (long long)job.size, job.sha256);
 	if ((rc = spool_release_source(dirfd, name, &job, &err)) < 0)
@@ -629,9 +711,11 @@ int jobs_start(struct jobs *j, double now)
 			continue;
 		}
 		struct slot *s = NULL;
-		for (size_t i = 0; i < (size_t)j->cfg->workers && !s; i++)
+		for (size_t i = 0; i < j->n_slots && i < (size_t)j->cfg->workers && !s; i++)
 			if (!j->slots[i].busy)
 				s = &j->slots[i];
+		if (!s)
+			return 0; /* the slots above a count that could not grow stay unused */
 		char path[4096];
 		vlm_err err = {0};
 		spool_job_path(j->spool, job.id, path, sizeof path);
@@ -652,51 +736,87 @@ int jobs_start(struct jobs *j, double now)
 	return 0;
 }
 
-static int finish_slot(struct jobs *j, struct slot *s, int wstatus, double now)
+static void release_slot(struct jobs *j, struct slot *s)
+{
+	if (s->ext) {
+		ex_doc_free(s->ext->doc);
+		json_decref(s->ext->m.result);
+		free(s->ext);
+		s->ext = NULL;
+	}
+	s->busy = false;
+	j->n_running--;
+}
+
+static int requeue_stopped(struct jobs *j, struct ex_job *job, double now)
 {
 	char e1[512];
+	job->state = EX_JOB_QUEUED;
+	job->next_try = now;
+	log_msg(LOG_INFO, "job %s '%s': requeued (stopping)", job->id, esc(e1, job->name));
+	return save(j, job);
+}
+
+/* Hands a decoded document of a schema job to the model worker; the slot stays busy until
+ * jobs_collect. Returns 1 when handed over, else what the job became (0 or a fatal errno). */
+static int start_extraction(struct jobs *j, struct slot *s, struct ex_doc *doc, double now)
+{
+	struct ex_job *job = &s->job;
+	vlm_err err = {0};
+	const struct ex_schema *schema = model_schema(j->model, job->schema, &err);
+	if (!schema)
+		return retry_transient(j, job, err.msg, now);
+	struct extraction *e = calloc(1, sizeof *e);
+	if (!e)
+		return retry_transient(j, job, "out of memory", now);
+	e->slot = (size_t)(s - j->slots);
+	e->doc = doc;
+	snprintf(e->sha256, sizeof e->sha256, "%s", job->sha256);
+	/* The worker reads only the extraction and the document, never the slot. */
+	e->m = (struct model_job){.doc = doc, .schema = schema,
+				  .src = {.name = doc->path, .size = (uint64_t)job->size,
+					  .sha256 = e->sha256, .ingest_s = now - job->started_at}};
+	s->ext = e;
+	model_submit(j->model, &e->m);
+	return 1;
+}
+
+static int finish_slot(struct jobs *j, struct slot *s, int wstatus, double now)
+{
 	struct ex_job *job = &s->job;
 	struct ex_doc *doc = NULL;
 	vlm_err err = {0};
 	char shown[512];
 	log_escape(shown, sizeof shown, job->name);
 	enum sandbox_outcome outcome = sandbox_finish(&s->child, wstatus, j->cfg, shown, &doc, &err);
-	if (s->abandoned) {
-		ex_doc_free(doc);
-		job->state = EX_JOB_QUEUED;
-		job->next_try = now;
-		log_msg(LOG_INFO, "job %s '%s': requeued (stopping)", job->id, esc(e1, job->name));
-		return save(j, job);
-	}
 	int rc;
-	switch (outcome) {
-	case SANDBOX_OK:
+	if (s->abandoned) {
+		rc = requeue_stopped(j, job, now);
+	} else if (outcome == SANDBOX_OK) {
 		/* The document's own name, not the spool path, is what results show. */
 		free(doc->path);
 		doc->path = strdup(job->name);
-		rc = doc->path ? complete_with_doc(j, job, doc, now)
-			       : retry_transient(j, job, "out of memory", now);
-		break;
-	case SANDBOX_REFUSED:
+		if (!doc->path) {
+			rc = retry_transient(j, job, "out of memory", now);
+		} else if (job->schema[0]) {
+			rc = start_extraction(j, s, doc, now);
+			if (rc == 1)
+				return 0; /* the document now belongs to the extraction */
+		} else {
+			json_t *root = pages_result(job, doc);
+			rc = root ? publish_result(j, job, root, (int)doc->n_pages, now)
+				  : retry_transient(j, job, "out of memory", now);
+			json_decref(root);
+		}
+	} else if (outcome == SANDBOX_REFUSED) {
 		rc = fail_job(j, job, ex_reason_name((enum ex_ingest_reason)err.reason), err.msg,
 			      now);
-		break;
-	default:
-		job->attempts++;
-		if (job->attempts >= j->cfg->max_attempts) {
-			rc = fail_job(j, job, err.code == -ETIMEDOUT ? "timeout" : "crashed", err.msg,
-				      now);
-		} else {
-			snprintf(job->error, sizeof job->error, "%s", err.msg);
-			backoff(j, job, job->attempts, now);
-			log_msg(LOG_WARNING, "job %s '%s': attempt %d of %d failed, retry in %.0fs: %s",
-				job->id, esc(e1, job->name), job->attempts, j->cfg->max_attempts,
-				job->next_try - now, err.msg);
-			rc = save(j, job);
-		}
-		break;
+	} else {
+		rc = count_attempt(j, job, err.code == -ETIMEDOUT ? "timeout" : "crashed", err.msg,
+				   now);
 	}
 	ex_doc_free(doc);
+	release_slot(j, s);
 	return rc;
 }
 
@@ -711,8 +831,6 @@ int jobs_reap(struct jobs *j, double now)
 			struct slot *s = &j->slots[i];
 			if (!s->busy || s->child.pid != pid)
 				continue;
-			s->busy = false;
-			j->n_running--;
 			int rc = finish_slot(j, s, wstatus, now);
 			if (rc < 0)
 				return rc;
@@ -721,20 +839,65 @@ int jobs_reap(struct jobs *j, double now)
 	}
 }
 
+/* What an extraction's outcome makes of its job. */
+static int finish_extraction(struct jobs *j, struct slot *s, double now)
+{
+	struct ex_job *job = &s->job;
+	struct model_job *m = &s->ext->m;
+	if (m->rc == 0) {
+		json_object_set_new(m->result, "job", json_string(job->id));
+		return publish_result(j, job, m->result, (int)s->ext->doc->n_pages, now);
+	}
+	if (m->transient)
+		return retry_transient(j, job, m->err.msg, now);
+	if (m->err.reason > EX_REASON_NONE && m->err.reason < EX_REASON_COUNT &&
+	    ex_reason_is_refusal((enum ex_ingest_reason)m->err.reason))
+		return fail_job(j, job, ex_reason_name((enum ex_ingest_reason)m->err.reason),
+				m->err.msg, now);
+	return count_attempt(j, job, "extraction failed", m->err.msg, now);
+}
+
+int jobs_collect(struct jobs *j, double now)
+{
+	struct model_job *m;
+	while ((m = model_take(j->model))) {
+		struct slot *s = &j->slots[((struct extraction *)m)->slot];
+		int rc = finish_extraction(j, s, now);
+		release_slot(j, s);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int jobs_fd(const struct jobs *j)
+{
+	return model_fd(j->model);
+}
+
 void jobs_check_timeouts(struct jobs *j, double mono_now)
 {
 	for (size_t i = 0; i < j->n_slots; i++)
-		if (j->slots[i].busy && mono_now >= j->slots[i].child.deadline)
+		if (j->slots[i].busy && j->slots[i].child.pid > 0 &&
+		    mono_now >= j->slots[i].child.deadline)
 			sandbox_kill(&j->slots[i].child);
 }
 
-int jobs_abandon(struct jobs *j)
+int jobs_abandon(struct jobs *j, double now)
 {
 	for (size_t i = 0; i < j->n_slots; i++) {
 		struct slot *s = &j->slots[i];
-		if (s->busy && !s->abandoned) {
+		if (!s->busy || s->abandoned)
+			continue;
+		if (s->child.pid > 0) {
 			s->abandoned = true;
 			kill(s->child.pid, SIGKILL);
+		} else if (s->ext && model_cancel(j->model, &s->ext->m)) {
+			/* Waiting for the model: requeued now. One being extracted finishes. */
+			int rc = requeue_stopped(j, &s->job, now);
+			release_slot(j, s);
+			if (rc < 0)
+				return rc;
 		}
 	}
 	return 0;
@@ -784,7 +947,8 @@ static int reprocess_one(struct jobs *j, struct ex_job *old, double now)
 	struct ex_job job = {.state = EX_JOB_QUEUED, .claimed_at = now, .next_try = now};
 	if (!old->dest[0] || !old->settled ||
 	    open_inbox_dir(failed ? j->cfg->failed : j->cfg->archive, old->inbox, &dirfd, &err) < 0 ||
-	    spool_claim(j->spool, dirfd, old->dest, &job, &err) < 0) {
+	    /* No size limit here: the parser refuses a file still too large with its reason. */
+	    spool_claim(j->spool, dirfd, old->dest, UINT64_MAX, &job, &err) < 0) {
 		log_msg(LOG_WARNING, "job %s '%s': cannot reprocess, the original is not in the %s "
 			"folder%s%s", old->id, esc(e1, old->name), failed ? "failed" : "archive",
 			err.msg[0] ? ": " : "", err.msg);
@@ -849,21 +1013,14 @@ bool jobs_reprocess_pending(struct jobs *j)
 
 double jobs_next_deadline(struct jobs *j, double now, double mono_now)
 {
-	double t = 1e300;
+	double t = 1e300, next_try;
 	for (size_t i = 0; i < j->n_slots; i++)
-		if (j->slots[i].busy && j->slots[i].child.deadline < t)
+		if (j->slots[i].busy && j->slots[i].child.pid > 0 && j->slots[i].child.deadline < t)
 			t = j->slots[i].child.deadline;
-	if (j->n_running < (size_t)j->cfg->workers) {
-		struct ex_job *list;
-		struct ex_job_filter f = EX_JOB_FILTER_ANY;
-		f.states = 1u << EX_JOB_QUEUED;
-		int n = ex_journal_list(j->journal, &f, &list, NULL);
-		for (int i = 0; i < n; i++)
-			if (mono_now + (list[i].next_try - now) < t)
-				t = mono_now + (list[i].next_try - now);
-		if (n > 0)
-			free(list);
-	}
+	if (j->n_running < (size_t)j->cfg->workers &&
+	    ex_journal_next_try(j->journal, false, &next_try, NULL) == 1 &&
+	    mono_now + (next_try - now) < t)
+		t = mono_now + (next_try - now);
 	return t;
 }
 
@@ -877,17 +1034,12 @@ bool jobs_idle(struct jobs *j, double now)
 	if (j->n_running)
 		return false;
 	/* Queued jobs count unless they are backing off after a failure (a duplicate waiting for
-	 * its original is not). The queue is bounded by max_claimed. */
-	struct ex_job *list;
-	struct ex_job_filter f = EX_JOB_FILTER_ANY;
-	f.states = 1u << EX_JOB_QUEUED;
-	int n = ex_journal_list(j->journal, &f, &list, NULL);
-	bool idle = true;
-	for (int i = 0; i < n && idle; i++)
-		idle = list[i].next_try > now && (list[i].attempts || list[i].transient);
-	if (n > 0)
-		free(list);
-	return idle;
+	 * its original is not): idle when no job is due and none is waiting without a failure. */
+	double next_try;
+	int due = ex_journal_next_try(j->journal, false, &next_try, NULL);
+	if (due < 0 || (due == 1 && next_try <= now))
+		return false;
+	return ex_journal_next_try(j->journal, true, &next_try, NULL) == 0;
 }
 
 void jobs_status(struct jobs *j, char *buf, size_t size)

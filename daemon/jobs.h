@@ -5,10 +5,9 @@
  * recovery. Every state change follows the order in spool.h and ex.h, so a crash at any point
  * leaves something jobs_recover finishes.
  *
- * Processors: `pages` (the decoded pages, text and words plus provenance) is the only one so far.
- * An inbox's `schema` is recorded with each job; schema-based extraction will become the
- * processor for such inboxes when the schema layer exists. Until then they get `pages` too.
- * Not thread-safe; the main loop is the only caller. */
+ * Results: a job of an inbox with a `schema` is extracted by the model worker (model.h) from the
+ * pages its parser child decoded; a job without one publishes those pages (text, words and
+ * provenance). Not thread-safe; the main loop is the only caller. */
 #ifndef INTAKED_JOBS_H
 #define INTAKED_JOBS_H
 
@@ -20,10 +19,13 @@
 
 struct jobs;
 
-/* Opens STATE/journal.db and STATE/spool. `cfg` must stay valid until jobs_set_config. */
+/* Opens STATE/journal.db and STATE/spool, and loads the inboxes' schemas (model.h). `cfg` must
+ * stay valid until jobs_set_config. */
 int jobs_new(const struct config *cfg, struct jobs **out, vlm_err *err);
-void jobs_free(struct jobs *j); /* accepts NULL; kills nothing: see jobs_abandon */
-void jobs_set_config(struct jobs *j, const struct config *cfg);
+/* Accepts NULL; kills nothing (see jobs_abandon) but waits for an extraction in progress. */
+void jobs_free(struct jobs *j);
+/* A reload: refused (the running configuration kept) when a schema cannot be loaded. */
+int jobs_set_config(struct jobs *j, const struct config *cfg, vlm_err *err);
 
 /* Start-up recovery: clears unfinished claims and temporary files, requeues jobs that were
  * running, and finishes the settling of jobs that were done or failed. */
@@ -39,8 +41,13 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name, 
 
 /* Starts parser children for queued jobs while workers are free (never while stopping). */
 int jobs_start(struct jobs *j, double now);
-/* Collects finished children and finishes their jobs. */
+/* Collects finished children and finishes their jobs (a schema job's document goes on to the
+ * model worker). */
 int jobs_reap(struct jobs *j, double now);
+/* Finishes the jobs whose extraction is done; call when jobs_fd is readable. */
+int jobs_collect(struct jobs *j, double now);
+/* The descriptor to poll for finished extractions. */
+int jobs_fd(const struct jobs *j);
 /* Kills children past their deadline. */
 void jobs_check_timeouts(struct jobs *j, double mono_now);
 /* Takes the `intake reprocess` requests from the journal. */
@@ -55,8 +62,9 @@ size_t jobs_running(const struct jobs *j);
 /* True when nothing is running and every queued job is backing off after a failure (what
  * --once waits for). */
 bool jobs_idle(struct jobs *j, double now);
-/* Kills every child and requeues its job (a stop that cannot wait any longer). */
-int jobs_abandon(struct jobs *j);
+/* Kills every child and requeues its job, and requeues the jobs waiting for the model (a stop
+ * that cannot wait any longer); a document being extracted finishes. */
+int jobs_abandon(struct jobs *j, double now);
 /* "queued N, running N, done N, failed N, duplicates N" */
 void jobs_status(struct jobs *j, char *buf, size_t size);
 

@@ -1,7 +1,8 @@
 /* intaked: the watched-folder daemon. run() is the table of contents: set up, recover, watch,
- * READY=1, the loop, STOPPING=1. The loop is single-threaded; the only concurrency is the parser
- * children, and every event (inotify, signals through a signalfd, timers) arrives through one
- * poll(). Modules: config.c, watch.c, spool.c, jobs.c, sandbox.c, notify.c, log.c. */
+ * READY=1, the loop, STOPPING=1. The loop is single-threaded; beside it run the parser children
+ * and the model worker thread (model.c), and every event (inotify, signals through a signalfd,
+ * finished extractions through an eventfd, timers) arrives through one poll(). Modules:
+ * config.c, watch.c, spool.c, jobs.c, sandbox.c, model.c, notify.c, log.c. */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -19,6 +20,7 @@
 #include "config.h"
 #include "jobs.h"
 #include "log.h"
+#include "model.h"
 #include "notify.h"
 #include "sandbox.h"
 #include "spool.h"
@@ -75,6 +77,12 @@ static void report_problem(void *user, const char *msg)
 	log_msg(LOG_ERR, "%s", msg);
 }
 
+#ifdef INTAKE_TEST_HOOKS
+static const char test_hooks[] = " (test hooks: INTAKE_TEST_PARSER, INTAKE_TEST_MODEL)";
+#else
+static const char test_hooks[] = "";
+#endif
+
 static int parse_options(int argc, char **argv, struct options *opt)
 {
 	static const struct option longopts[] = {
@@ -88,7 +96,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		case 'c': opt->config = optarg; break;
 		case 'o': opt->once = true; break;
 		case 'k': opt->check = true; break;
-		case 'V': printf("intaked %s\n", vlm_version()); return 0;
+		case 'V': printf("intaked %s%s\n", vlm_version(), test_hooks); return 0;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: fputs(usage_text, stderr); return 2;
 		}
@@ -167,10 +175,11 @@ static void reload(struct daemon *d)
 	struct watch *w = NULL;
 	vlm_err err = {0};
 	if (load_config(d->opt.config, &cfg) < 0 || make_dirs(cfg, &err) < 0 ||
-	    watch_new(cfg, now_mono(), &w, &err) < 0) {
+	    watch_new(cfg, now_mono(), &w, &err) < 0 || jobs_set_config(d->jobs, cfg, &err) < 0) {
 		if (err.msg[0])
 			log_msg(LOG_ERR, "%s", err.msg);
 		log_msg(LOG_ERR, "reload failed; keeping the running configuration");
+		watch_free(w);
 		config_free(cfg);
 		notify_ready();
 		return;
@@ -180,7 +189,6 @@ static void reload(struct daemon *d)
 			"after a restart");
 	watch_free(d->watch);
 	d->watch = w;
-	jobs_set_config(d->jobs, cfg);
 	config_free(d->cfg);
 	d->cfg = cfg;
 	log_msg(LOG_NOTICE, "configuration reloaded from %s: %zu inbox%s", cfg->source,
@@ -208,7 +216,7 @@ static void handle_signals(struct daemon *d)
 		case SIGINT:
 			if (d->stopping) {
 				log_msg(LOG_NOTICE, "second stop signal: requeueing running jobs");
-				jobs_abandon(d->jobs);
+				jobs_abandon(d->jobs, now_real());
 			}
 			begin_stop(d, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 			break;
@@ -258,19 +266,21 @@ static int poll_timeout_ms(struct daemon *d, double real, double mono)
 /* One round of the loop: wait, then handle whatever is due. Returns <0 on a fatal error. */
 static int loop_once(struct daemon *d)
 {
-	struct pollfd fds[2] = {{.fd = d->sigfd, .events = POLLIN},
+	/* A negative descriptor (no inotify: every inbox polled) is skipped by poll(). */
+	struct pollfd fds[3] = {{.fd = d->sigfd, .events = POLLIN},
+				{.fd = jobs_fd(d->jobs), .events = POLLIN},
 				{.fd = watch_fd(d->watch), .events = POLLIN}};
 	int timeout = poll_timeout_ms(d, now_real(), now_mono());
-	if (poll(fds, fds[1].fd >= 0 ? 2 : 1, timeout) < 0 && errno != EINTR)
+	if (poll(fds, 3, timeout) < 0 && errno != EINTR)
 		return -errno;
 	double real = now_real(), mono = now_mono();
 	handle_signals(d);
 	int rc;
-	if ((rc = jobs_reap(d->jobs, real)) < 0)
+	if ((rc = jobs_reap(d->jobs, real)) < 0 || (rc = jobs_collect(d->jobs, real)) < 0)
 		return rc;
 	jobs_check_timeouts(d->jobs, mono);
-	if (d->stopping && mono >= d->stop_deadline)
-		jobs_abandon(d->jobs);
+	if (d->stopping && mono >= d->stop_deadline && (rc = jobs_abandon(d->jobs, real)) < 0)
+		return rc;
 	if (!d->stopping) {
 		if (watch_fd(d->watch) >= 0)
 			watch_read_events(d->watch, mono);
@@ -315,6 +325,13 @@ static int run(struct daemon *d)
 	if ((rc = load_config(d->opt.config, &d->cfg)) < 0)
 		return rc;
 	if (d->opt.check) {
+		/* The inboxes' schemas are part of the configuration: they must load too. */
+		struct model *m = NULL;
+		if ((rc = model_new(d->cfg, &m, &err)) < 0) {
+			log_msg(LOG_ERR, "%s", err.msg);
+			return rc;
+		}
+		model_free(m);
 		printf("intaked: configuration %s is valid (%zu inbox%s)\n", d->cfg->source,
 		       d->cfg->n_inboxes, d->cfg->n_inboxes == 1 ? "" : "es");
 		return 0;
@@ -340,7 +357,7 @@ static int run(struct daemon *d)
 		if ((rc = loop_once(d)) < 0) {
 			log_msg(LOG_CRIT, "stopping after a fatal error; recovery at the next start "
 				"finishes the work");
-			jobs_abandon(d->jobs);
+			jobs_abandon(d->jobs, now_real());
 			return rc;
 		}
 	}

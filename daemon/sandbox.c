@@ -220,6 +220,55 @@ static void child_exit(int code)
 	_exit(code);
 }
 
+#ifdef INTAKE_TEST_HOOKS
+/* One attempt of the sandbox probe: prints whether the confinement refused it. */
+static void probe_report(const char *what, bool refused, int e)
+{
+	fprintf(stderr, "sandbox probe: %s: %s (%s)\n", what, refused ? "blocked" : "ALLOWED",
+		refused ? strerror(e) : "no error");
+}
+
+/* Test builds only: INTAKE_TEST_PARSER makes every parser child misbehave on purpose, after
+ * its confinement is in place, so the daemon tests see what the parent does with it: "hang"
+ * (sleeps until killed at the timeout), "crash" (abort), "probe" (tries to write files, exec,
+ * open a socket, fork and delete its own input, reports each on stderr, then parses as usual). */
+static void test_hook(const char *path)
+{
+	const char *mode = getenv("INTAKE_TEST_PARSER");
+	if (!mode)
+		return;
+	if (strcmp(mode, "hang") == 0)
+		for (;;)
+			pause();
+	if (strcmp(mode, "crash") == 0)
+		abort();
+	if (strcmp(mode, "probe") != 0)
+		return;
+	char probe[4200];
+	snprintf(probe, sizeof probe, "%s.probe", path);
+	int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	probe_report("create a file in the spool", fd < 0, errno);
+	fd = open("/tmp/intake-sandbox-probe", O_WRONLY | O_CREAT | O_EXCL, 0600);
+	probe_report("create a file in /tmp", fd < 0, errno);
+	fd = open(path, O_RDWR);
+	probe_report("open its input for writing", fd < 0, errno);
+	int rc = unlink(path);
+	probe_report("delete its input", rc < 0, errno);
+	char *const argv[] = {"/bin/true", NULL};
+	rc = execv("/bin/true", argv);
+	probe_report("exec /bin/true", rc < 0, errno);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	probe_report("open a TCP socket", fd < 0, errno);
+	fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	probe_report("open a Unix socket", fd < 0, errno);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(0);
+	probe_report("fork", pid < 0, errno);
+	fflush(stderr);
+}
+#endif
+
 static void child_main(const char *path, const struct config *cfg, pid_t parent)
 {
 	/* The child must not outlive a daemon killed with SIGKILL: recovery requeues its job. */
@@ -231,6 +280,9 @@ static void child_main(const char *path, const struct config *cfg, pid_t parent)
 	apply_landlock(path);
 	if (!apply_seccomp())
 		child_exit(121);
+#ifdef INTAKE_TEST_HOOKS
+	test_hook(path);
+#endif
 	FILE *out = fdopen(CHILD_OUT_FD, "wb");
 	if (!out)
 		child_exit(122);

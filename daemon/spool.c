@@ -132,8 +132,8 @@ static int write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
-/* Copies `src` to `dst` from the start, hashing when `sum` is not NULL; returns the byte count
- * or a negative errno. */
+/* Copies `src` to `dst` (-1: reads only) from the start, hashing when `sum` is not NULL;
+ * returns the byte count or a negative errno. */
 static int64_t copy_fd(int src, int dst, GChecksum *sum)
 {
 	static char buf[1 << 16];
@@ -148,7 +148,7 @@ static int64_t copy_fd(int src, int dst, GChecksum *sum)
 			return total;
 		if (sum)
 			g_checksum_update(sum, (const guchar *)buf, (gssize)r);
-		int rc = write_all(dst, buf, (size_t)r);
+		int rc = dst < 0 ? 0 : write_all(dst, buf, (size_t)r);
 		if (rc < 0)
 			return rc;
 		total += r;
@@ -160,7 +160,8 @@ static int64_t mtime_ns(const struct stat *st)
 	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
 
-int spool_claim(struct spool *s, int dirfd, const char *name, struct ex_job *job, vlm_err *err)
+int spool_claim(struct spool *s, int dirfd, const char *name, uint64_t max_bytes,
+		struct ex_job *job, vlm_err *err)
 {
 	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
@@ -190,14 +191,19 @@ int spool_claim(struct spool *s, int dirfd, const char *name, struct ex_job *job
 		rc = vlm_err_set(err, -EAGAIN, "spool: file '%s': replaced while opening", name);
 		goto out;
 	}
+	/* A file over the limit would be refused by the parser anyway: it is only hashed (for
+	 * its quarantine record), never copied, so it cannot fill the spool. */
+	bool too_large = (uint64_t)st.st_size > max_bytes;
 	new_id(job->id);
-	snprintf(tmp_name, sizeof tmp_name, "%s%s", job->id, TMP_SUFFIX);
-	tmp = openat(s->claim_fd, tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (tmp < 0) {
-		rc = vlm_err_set(err, -errno, "spool: claim '%s': cannot create: %s", tmp_name,
-				 strerror(errno));
-		tmp_name[0] = '\0';
-		goto out;
+	if (!too_large) {
+		snprintf(tmp_name, sizeof tmp_name, "%s%s", job->id, TMP_SUFFIX);
+		tmp = openat(s->claim_fd, tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (tmp < 0) {
+			rc = vlm_err_set(err, -errno, "spool: claim '%s': cannot create: %s",
+					 tmp_name, strerror(errno));
+			tmp_name[0] = '\0';
+			goto out;
+		}
 	}
 	sum = g_checksum_new(G_CHECKSUM_SHA256);
 	int64_t n = copy_fd(fd, tmp, sum);
@@ -211,20 +217,26 @@ int spool_claim(struct spool *s, int dirfd, const char *name, struct ex_job *job
 		rc = vlm_err_set(err, -EAGAIN, "spool: file '%s': changed while being copied", name);
 		goto out;
 	}
-	if (fsync(tmp) < 0) {
-		rc = vlm_err_set(err, -errno, "spool: claim '%s': fsync: %s", tmp_name,
-				 strerror(errno));
-		goto out;
-	}
-	if (renameat2(s->claim_fd, tmp_name, s->active_fd, job->id, RENAME_NOREPLACE) < 0) {
-		rc = vlm_err_set(err, -errno, "spool: claim '%s': rename into active/: %s",
-				 tmp_name, strerror(errno));
-		goto out;
-	}
-	tmp_name[0] = '\0';
-	if ((rc = spool_fsync_dir(s->active_fd, "spool/active", err)) < 0) {
-		unlinkat(s->active_fd, job->id, 0);
-		goto out;
+	if (too_large) {
+		rc = vlm_err_set_reason(err, -EFBIG, EX_REASON_FILE_TOO_LARGE,
+					"spool: file '%s': %lld bytes, over limits.max_file_bytes "
+					"(%llu)", name, (long long)n, (unsigned long long)max_bytes);
+	} else {
+		if (fsync(tmp) < 0) {
+			rc = vlm_err_set(err, -errno, "spool: claim '%s': fsync: %s", tmp_name,
+					 strerror(errno));
+			goto out;
+		}
+		if (renameat2(s->claim_fd, tmp_name, s->active_fd, job->id, RENAME_NOREPLACE) < 0) {
+			rc = vlm_err_set(err, -errno, "spool: claim '%s': rename into active/: %s",
+					 tmp_name, strerror(errno));
+			goto out;
+		}
+		tmp_name[0] = '\0';
+		if ((rc = spool_fsync_dir(s->active_fd, "spool/active", err)) < 0) {
+			unlinkat(s->active_fd, job->id, 0);
+			goto out;
+		}
 	}
 	snprintf(job->sha256, sizeof job->sha256, "%s", g_checksum_get_string(sum));
 	snprintf(job->name, sizeof job->name, "%s", name);
@@ -304,17 +316,17 @@ int spool_publish(int dirfd, const char *name, const char *data, size_t len, mod
 	return rc < 0 ? rc : 0;
 }
 
-/* Copies active/<id> to dest_name through a temporary name, for a destination on another file
- * system (rename cannot cross file systems). */
-static int settle_by_copy(struct spool *s, const char *id, int dest_dirfd, const char *dest_name,
-			  vlm_err *err)
+/* Copies `src_name` of `src_dirfd` to dest_name through a temporary name, then removes the
+ * source: for a destination on another file system (rename cannot cross file systems). */
+static int move_by_copy(int src_dirfd, const char *src_name, int dest_dirfd,
+			const char *dest_name, vlm_err *err)
 {
 	char tmp_name[512];
 	snprintf(tmp_name, sizeof tmp_name, TMP_PREFIX "%s" TMP_SUFFIX, dest_name);
-	int src = openat(s->active_fd, id, O_RDONLY | O_CLOEXEC);
+	int src = openat(src_dirfd, src_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (src < 0)
 		return errno == ENOENT ? 1
-				       : vlm_err_set(err, -errno, "spool: job '%s': open: %s", id,
+				       : vlm_err_set(err, -errno, "spool: '%s': open: %s", src_name,
 						     strerror(errno));
 	unlinkat(dest_dirfd, tmp_name, 0);
 	int dst = openat(dest_dirfd, tmp_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -331,7 +343,7 @@ static int settle_by_copy(struct spool *s, const char *id, int dest_dirfd, const
 		rc = n < 0 ? (int)n : -errno;
 		close(dst);
 		unlinkat(dest_dirfd, tmp_name, 0);
-		return vlm_err_set(err, rc, "spool: job '%s': copy to '%s': %s", id, dest_name,
+		return vlm_err_set(err, rc, "spool: '%s': copy to '%s': %s", src_name, dest_name,
 				   strerror(-rc));
 	}
 	close(dst);
@@ -344,31 +356,63 @@ static int settle_by_copy(struct spool *s, const char *id, int dest_dirfd, const
 	}
 	if ((rc = spool_fsync_dir(dest_dirfd, dest_name, err)) < 0)
 		return rc;
-	return spool_discard(s, id, err);
+	if (unlinkat(src_dirfd, src_name, 0) < 0 && errno != ENOENT)
+		return vlm_err_set(err, -errno, "spool: '%s': cannot remove: %s", src_name,
+				   strerror(errno));
+	return spool_fsync_dir(src_dirfd, src_name, err);
+}
+
+/* Moves `src_name` to `dest_name` without overwriting; both directories fsynced. Returns 0, 1
+ * when the source is already gone, -EEXIST when the destination is taken, or a negative errno. */
+static int move_file(int src_dirfd, const char *src_name, int dest_dirfd, const char *dest_name,
+		     vlm_err *err)
+{
+	if (renameat2(src_dirfd, src_name, dest_dirfd, dest_name, RENAME_NOREPLACE) < 0) {
+		int e = errno;
+		if (e == EXDEV)
+			return move_by_copy(src_dirfd, src_name, dest_dirfd, dest_name, err);
+		if (e == ENOENT)
+			return 1;
+		if (e == EEXIST)
+			return -EEXIST;
+		return vlm_err_set(err, -e, "spool: '%s': move to '%s': %s", src_name, dest_name,
+				   strerror(e));
+	}
+	int rc = spool_fsync_dir(dest_dirfd, dest_name, err);
+	if (rc == 0)
+		rc = spool_fsync_dir(src_dirfd, src_name, err);
+	return rc;
 }
 
 int spool_settle(struct spool *s, const char *id, int dest_dirfd, const char *dest_name,
 		 vlm_err *err)
 {
-	if (faccessat(s->active_fd, id, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+	if (!spool_has(s, id))
 		return 1;
 	if (dest_dirfd < 0)
 		return spool_discard(s, id, err);
-	if (renameat2(s->active_fd, id, dest_dirfd, dest_name, RENAME_NOREPLACE) < 0) {
-		int e = errno;
-		if (e == EXDEV)
-			return settle_by_copy(s, id, dest_dirfd, dest_name, err);
-		if (e == ENOENT)
+	return move_file(s->active_fd, id, dest_dirfd, dest_name, err);
+}
+
+int spool_settle_source(int src_dirfd, const struct ex_job *job, int dest_dirfd,
+			const char *dest_name, vlm_err *err)
+{
+	struct stat st;
+	if (fstatat(src_dirfd, job->name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno == ENOENT)
 			return 1;
-		if (e == EEXIST)
-			return -EEXIST;
-		return vlm_err_set(err, -e, "spool: job '%s': move to '%s': %s", id, dest_name,
-				   strerror(e));
+		return vlm_err_set(err, -errno, "spool: file '%s': stat: %s", job->name,
+				   strerror(errno));
 	}
-	int rc = spool_fsync_dir(dest_dirfd, dest_name, err);
-	if (rc == 0)
-		rc = spool_fsync_dir(s->active_fd, "spool/active", err);
-	return rc;
+	if ((uint64_t)st.st_dev != job->src_dev || (uint64_t)st.st_ino != job->src_ino)
+		return vlm_err_set(err, -ESTALE, "spool: file '%s': replaced since it was claimed",
+				   job->name);
+	return move_file(src_dirfd, job->name, dest_dirfd, dest_name, err);
+}
+
+bool spool_has(const struct spool *s, const char *id)
+{
+	return !(faccessat(s->active_fd, id, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT);
 }
 
 /* Calls `fn` for each plain entry name of `dirfd`; stops at the first negative return. */

@@ -9,6 +9,7 @@
 #ifndef INTAKED_SPOOL_H
 #define INTAKED_SPOOL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -26,8 +27,12 @@ void spool_close(struct spool *s); /* accepts NULL */
  * without overwriting into active/, and active/ fsynced. Fills job->id, sha256, size, src_dev,
  * src_ino, src_mtime_ns and name. Returns 0; -EINVAL when the name is not a regular file with
  * one link (never to be taken); -EAGAIN when the file changed during the copy (still being
- * written); another negative errno on failure (nothing is left in the spool then). */
-int spool_claim(struct spool *s, int dirfd, const char *name, struct ex_job *job, vlm_err *err);
+ * written); -EFBIG (err->reason EX_REASON_FILE_TOO_LARGE) when it is larger than `max_bytes`:
+ * then it is only hashed, nothing is copied, the job's fields are filled all the same and the
+ * original stays in `dirfd` (see spool_settle_source); another negative errno on failure
+ * (nothing is left in the spool then). */
+int spool_claim(struct spool *s, int dirfd, const char *name, uint64_t max_bytes,
+		struct ex_job *job, vlm_err *err);
 
 /* Unlinks `name` from `dirfd` if it is still the file the job claimed (same device and inode),
  * then fsyncs the directory. Returns 0, or -ESTALE when the name now refers to another file
@@ -53,6 +58,16 @@ int spool_publish(int dirfd, const char *name, const char *data, size_t len, mod
  * `dest_name` is taken, or a negative errno. */
 int spool_settle(struct spool *s, const char *id, int dest_dirfd, const char *dest_name,
 		 vlm_err *err);
+
+/* Moves the original of a job refused at claim (still job->name in `src_dirfd`, the inbox) to
+ * `dest_name` in `dest_dirfd`, if the name is still the claimed file (same device and inode).
+ * Returns 0, 1 when it is gone, -ESTALE when the name is another file now, -EEXIST when
+ * `dest_name` is taken, or a negative errno. */
+int spool_settle_source(int src_dirfd, const struct ex_job *job, int dest_dirfd,
+			const char *dest_name, vlm_err *err);
+
+/* True while active/<id> exists (also when it cannot be told: then it is not refused at claim). */
+bool spool_has(const struct spool *s, const char *id);
 
 /* Start-up cleaning: removes everything in claim/ (copies never committed) and every active/
  * file for which `known(user, id)` is false (claimed but not committed to the journal). Returns

@@ -35,6 +35,7 @@ struct inbox {
 	int dirfd, wd;
 	bool poll;          /* listed every poll_interval instead of watched */
 	double next_scan;
+	double next_lost_check; /* inbox_gone: the open directory hides its deletion from inotify */
 	GHashTable *files;  /* char *name -> struct tracked * */
 	GQueue ready;       /* char *name (owned by files) */
 };
@@ -115,6 +116,18 @@ static void inbox_attach(struct watch *w, struct inbox *b, double now)
 	b->next_scan = b->poll ? now + w->cfg->poll_interval_s : 1e300;
 }
 
+/* True when the inbox's directory was deleted or replaced. inotify's IN_DELETE_SELF is not
+ * enough: the daemon's own descriptor keeps a deleted directory's inode alive, so the event
+ * comes only once that descriptor is closed. */
+static bool inbox_gone(const struct inbox *b)
+{
+	struct stat held, named;
+	if (fstat(b->dirfd, &held) < 0 || held.st_nlink == 0)
+		return true;
+	return stat(b->cfg->path, &named) < 0 || named.st_dev != held.st_dev ||
+	       named.st_ino != held.st_ino;
+}
+
 static void inbox_detach(struct watch *w, struct inbox *b)
 {
 	if (b->wd >= 0 && w->ifd >= 0)
@@ -125,6 +138,14 @@ static void inbox_detach(struct watch *w, struct inbox *b)
 	b->dirfd = -1;
 	g_queue_clear(&b->ready);
 	g_hash_table_remove_all(b->files);
+}
+
+static void inbox_lost(struct watch *w, struct inbox *b, double now)
+{
+	log_msg(LOG_WARNING, "inbox '%s': directory deleted or moved; watching again once it is "
+		"back", b->cfg->name);
+	inbox_detach(w, b);
+	b->next_scan = now; /* attached again at once if already back, else every RETRY_LOST_S */
 }
 
 int watch_new(const struct config *cfg, double now, struct watch **out, vlm_err *err)
@@ -252,10 +273,7 @@ void watch_read_events(struct watch *w, double now)
 					continue;
 				if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED |
 						IN_UNMOUNT)) {
-					log_msg(LOG_WARNING, "inbox '%s': directory deleted or moved; "
-						"watching again once it is back", b->cfg->name);
-					inbox_detach(w, b);
-					b->next_scan = now + RETRY_LOST_S;
+					inbox_lost(w, b, now);
 				} else if (ev->len && !(ev->mask & IN_ISDIR)) {
 					touch(b, ev->name, now);
 				}
@@ -360,6 +378,11 @@ void watch_tick(struct watch *w, double now)
 		w->rescan_at = now + w->cfg->rescan_interval_s;
 	for (size_t i = 0; i < w->n; i++) {
 		struct inbox *b = &w->inboxes[i];
+		if (b->dirfd >= 0 && now >= b->next_lost_check) {
+			b->next_lost_check = now + RETRY_LOST_S;
+			if (inbox_gone(b))
+				inbox_lost(w, b, now);
+		}
 		if (b->dirfd < 0) {
 			if (now >= b->next_scan)
 				inbox_attach(w, b, now);
@@ -387,6 +410,8 @@ double watch_next_deadline(const struct watch *w)
 		const struct inbox *b = &w->inboxes[i];
 		if (b->next_scan < t)
 			t = b->next_scan;
+		if (b->dirfd >= 0 && b->next_lost_check < t)
+			t = b->next_lost_check;
 		if (g_hash_table_size(b->files) > b->ready.length)
 			tracking = true;
 	}

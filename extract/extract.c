@@ -377,9 +377,9 @@ static double since(double *t0)
 }
 
 /* Merges the prompts' answers, validates, and builds the result. */
-static int finish(struct ex_extractor *x, const char *path, const struct ex_schema *schema,
-		  const struct ex_doc *doc, struct prompt *prompts, size_t n_prompts,
-		  const char *cut_off, double *t, json_t **result, vlm_err *err)
+static int finish(struct ex_extractor *x, const struct ex_doc_source *src,
+		  const struct ex_schema *schema, const struct ex_doc *doc, struct prompt *prompts,
+		  size_t n_prompts, const char *cut_off, double *t, json_t **result, vlm_err *err)
 {
 	double t0 = now_s();
 	struct ex_validation *v = NULL;
@@ -413,16 +413,13 @@ static int finish(struct ex_extractor *x, const char *path, const struct ex_sche
 					 &v, err);
 	}
 	t[STAGE_VALIDATE] += since(&t0);
-	char sha[65];
-	uint64_t size = 0;
-	if (rc == 0)
-		rc = ex_file_sha256(path, &size, sha, err);
 	if (rc == 0) {
 		struct ex_stage_time timings[STAGE_COUNT];
 		for (int i = 0; i < STAGE_COUNT; i++)
 			timings[i] = (struct ex_stage_time){stage_names[i], t[i]};
 		struct ex_provenance prov = {
-			.source_name = path, .source_size = size, .source_sha256 = sha,
+			.source_name = src->name, .source_size = src->size,
+			.source_sha256 = src->sha256,
 			.format = ex_format_name(doc->format), .n_pages = (int)doc->n_pages,
 			.model_id = x->model_id,
 			.weights_sha256 = x->has_weights_sha256 ? x->weights_sha256 : NULL,
@@ -440,29 +437,22 @@ out:
 	return rc;
 }
 
-int ex_extract(struct ex_extractor *x, const char *path, const struct ex_schema *schema,
-	       json_t **result, vlm_err *err)
+int ex_extract_doc(struct ex_extractor *x, const struct ex_doc *doc,
+		   const struct ex_doc_source *src, const struct ex_schema *schema, json_t **result,
+		   vlm_err *err)
 {
 	*result = NULL;
-	double t[STAGE_COUNT] = {0}, t0 = now_s();
-	struct ex_doc *doc = NULL;
+	double t[STAGE_COUNT] = {[STAGE_INGEST] = src->ingest_s}, t0;
 	const struct ex_grammar *g = NULL;
-	int rc = ex_doc_load(path, &x->limits, &doc, err);
-	t[STAGE_INGEST] = since(&t0);
+	int rc = grammar_for(x, schema, &g, err);
 	if (rc < 0)
 		return rc;
-	if ((rc = grammar_for(x, schema, &g, err)) < 0) {
-		ex_doc_free(doc);
-		return rc;
-	}
 	int per = schema->pages.pages_per_prompt < 1 ? 1 : schema->pages.pages_per_prompt;
 	size_t n_prompts = ex_tile_n_prompts(doc->n_pages, per);
 	struct prompt *prompts = calloc(n_prompts, sizeof *prompts);
 	char *cut_off = NULL;
-	if (!prompts) {
-		ex_doc_free(doc);
+	if (!prompts)
 		return vlm_err_set(err, -ENOMEM, "extract: out of memory");
-	}
 	struct watch w = {.x = x, .prog = {.n_prompts = n_prompts, .n_pages = (int)doc->n_pages}};
 	for (size_t i = 0; i < n_prompts && rc == 0 && !cut_off; i++) {
 		struct prompt *p = &prompts[i];
@@ -478,11 +468,28 @@ int ex_extract(struct ex_extractor *x, const char *path, const struct ex_schema 
 			rc = generate(x, g, doc, p, &w, t, &cut_off, err);
 	}
 	if (rc == 0)
-		rc = finish(x, path, schema, doc, prompts, n_prompts, cut_off, t, result, err);
+		rc = finish(x, src, schema, doc, prompts, n_prompts, cut_off, t, result, err);
 	for (size_t i = 0; i < n_prompts; i++)
 		prompt_done(&prompts[i]);
 	free(prompts);
 	g_free(cut_off);
+	return rc;
+}
+
+int ex_extract(struct ex_extractor *x, const char *path, const struct ex_schema *schema,
+	       json_t **result, vlm_err *err)
+{
+	*result = NULL;
+	double t0 = now_s();
+	struct ex_doc *doc = NULL;
+	char sha[65];
+	struct ex_doc_source src = {.name = path, .sha256 = sha};
+	int rc = ex_doc_load(path, &x->limits, &doc, err);
+	if (rc == 0)
+		rc = ex_file_sha256(path, &src.size, sha, err);
+	src.ingest_s = since(&t0);
+	if (rc == 0)
+		rc = ex_extract_doc(x, doc, &src, schema, result, err);
 	ex_doc_free(doc);
 	return rc;
 }

@@ -43,7 +43,9 @@ static const char schema_sql[] =
 	" reprocess INTEGER NOT NULL, reason TEXT NOT NULL, error TEXT NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS jobs_sha ON jobs (inbox, sha256);"
 	"CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, inbox, next_try);"
-	"CREATE INDEX IF NOT EXISTS jobs_claimed ON jobs (claimed_at);";
+	"CREATE INDEX IF NOT EXISTS jobs_claimed ON jobs (claimed_at);"
+	/* The main loop asks for the earliest retry every round: one index seek, not a scan. */
+	"CREATE INDEX IF NOT EXISTS jobs_next_try ON jobs (state, next_try);";
 
 static int db_fail(struct ex_journal *j, vlm_err *err, const char *what)
 {
@@ -406,6 +408,28 @@ int64_t ex_journal_count(struct ex_journal *j, const struct ex_job_filter *f, vl
 		count = db_fail(j, err, "count jobs");
 	sqlite3_finalize(st);
 	return count;
+}
+
+int ex_journal_next_try(struct ex_journal *j, bool fresh_only, double *out, vlm_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = prepare(j, fresh_only ? "SELECT next_try FROM jobs WHERE state = ?1 AND attempts = 0"
+					 " AND transient = 0 ORDER BY next_try LIMIT 1"
+				       : "SELECT next_try FROM jobs WHERE state = ?1"
+					 " ORDER BY next_try LIMIT 1",
+			 &st, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_bind_int(st, 1, EX_JOB_QUEUED);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*out = sqlite3_column_double(st, 0);
+		rc = 1;
+	} else {
+		rc = rc == SQLITE_DONE ? 0 : db_fail(j, err, "next retry");
+	}
+	sqlite3_finalize(st);
+	return rc;
 }
 
 int ex_journal_stats(struct ex_journal *j, double since, struct ex_inbox_stats **out,

@@ -56,6 +56,9 @@ static void test_full(void)
 		"failed: failed\n"
 		"state: ./state/\n"
 		"device: cpu\n"
+		"schemas: my-schemas\n"
+		"max_tokens: 600\n"
+		"context: 4096\n"
 		"workers: 4\n"
 		"stability: 500ms\n"
 		"poll_interval: 2m\n"
@@ -94,6 +97,10 @@ static void test_full(void)
 	CHECK_STR(cfg->state, want);
 	CHECK_STR(cfg->archive, "/var/archive");
 	CHECK_STR(cfg->device, "cpu");
+	snprintf(want, sizeof want, "%s/my-schemas", dir);
+	CHECK_STR(cfg->schemas, want);
+	CHECK_INT(cfg->max_tokens, 600);
+	CHECK_INT(cfg->context, 4096);
 	CHECK_INT(cfg->workers, 4);
 	CHECK_NEAR(cfg->poll_interval_s, 120, 1e-9);
 	CHECK_NEAR(cfg->rescan_interval_s, 3600, 1e-9);
@@ -128,7 +135,8 @@ static void test_broken(void)
 		"retry: {attempts: 0}\n"         /* 11 */
 		"limits:\n"                      /* 12 */
 		"  max_pages: [1, 2]\n"          /* 13 */
-		"  max_file_bytes: 12X\n");      /* 14 */
+		"  max_file_bytes: 12X\n"        /* 14 */
+		"context: 10\n");                /* 15 */
 	struct config *cfg = (struct config *)1;
 	vlm_err err = {0};
 	n_problems = 0;
@@ -143,10 +151,11 @@ static void test_broken(void)
 	CHECK(reported("line 11", "key 'retry.attempts': '0' is out of range"));
 	CHECK(reported("line 13", "key 'limits.max_pages': expected a single value, not a list"));
 	CHECK(reported("line 14", "key 'limits.max_file_bytes': '12X'"));
+	CHECK(reported("line 15", "key 'context': '10' is out of range"));
 	CHECK(reported("inboxes 1 and 3 overlap", "in/a/sub"));
 	CHECK(reported("inbox 1", "overlaps outbox"));
-	CHECK_INT(n_problems, 11);
-	CHECK_CONTAINS(err.msg, "11 problems");
+	CHECK_INT(n_problems, 12);
+	CHECK_CONTAINS(err.msg, "12 problems");
 	if (n_problems != 11)
 		for (int i = 0; i < n_problems && i < 16; i++)
 			fprintf(stderr, "  reported: %s\n", problems[i]);
@@ -198,6 +207,9 @@ static void test_demo_defaults(void)
 		CHECK_INT(cfg->workers, 2);
 		CHECK_NEAR(cfg->rescan_interval_s, 300, 1e-9);
 		CHECK_INT(cfg->max_attempts, 3);
+		CHECK(cfg->schemas == NULL); /* the extractor's default directory */
+		CHECK_INT(cfg->max_tokens, 0);
+		CHECK_INT(cfg->context, 0);
 	}
 	config_free(cfg);
 	if (chdir(cwd) < 0)

@@ -113,6 +113,27 @@ int main(void)
 	f.ready_by = 200;
 	CHECK_INT(ex_journal_count(j, &f, &err), 1);
 
+	/* The earliest retry, over every queued job or only over those that never failed. */
+	double next = 0;
+	CHECK_INT(ex_journal_next_try(j, false, &next, &err), 1);
+	CHECK_NEAR(next, 200, 1e-9); /* b, the only queued job */
+	struct ex_job e = make_job("0000000005-eeeeeeeeeeee", "medical", "e.pdf", "ee",
+				   EX_JOB_QUEUED, 120);
+	e.attempts = 1;
+	e.next_try = 150;
+	CHECK_INT(ex_journal_insert(j, &e, &err), 0);
+	CHECK_INT(ex_journal_next_try(j, false, &next, &err), 1);
+	CHECK_NEAR(next, 150, 1e-9); /* e backs off until 150 */
+	CHECK_INT(ex_journal_next_try(j, true, &next, &err), 1);
+	CHECK_NEAR(next, 200, 1e-9); /* e has failed once: not fresh */
+	e.state = EX_JOB_DONE;
+	CHECK_INT(ex_journal_update(j, &e, &err), 0);
+	b.state = EX_JOB_RUNNING;
+	CHECK_INT(ex_journal_update(j, &b, &err), 0);
+	CHECK_INT(ex_journal_next_try(j, false, &next, &err), 0); /* nothing queued */
+	b.state = EX_JOB_QUEUED;
+	CHECK_INT(ex_journal_update(j, &b, &err), 0);
+
 	/* A rolled-back transaction leaves nothing; a committed one is seen by another reader. */
 	struct ex_job d = make_job("0000000004-dddddddddddd", "finance", "d.pdf", "dd", EX_JOB_QUEUED, 400);
 	CHECK_INT(ex_journal_begin(j, &err), 0);

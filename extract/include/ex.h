@@ -266,6 +266,11 @@ int ex_journal_list(struct ex_journal *j, const struct ex_job_filter *f, struct 
 /* Number of jobs matching `f`, or a negative errno. */
 int64_t ex_journal_count(struct ex_journal *j, const struct ex_job_filter *f, vlm_err *err);
 
+/* The earliest next_try of the QUEUED jobs (only of those that never failed, attempts and
+ * transient both 0, when `fresh_only`): 1 and *out set, 0 when there is none, or a negative
+ * errno. An index seek, cheap enough for every round of the daemon's loop. */
+int ex_journal_next_try(struct ex_journal *j, bool fresh_only, double *out, vlm_err *err);
+
 struct ex_inbox_stats {
 	char inbox[72];
 	int64_t jobs[EX_JOB_STATE_COUNT]; /* per state */
@@ -330,6 +335,18 @@ const char *ex_extractor_device(const struct ex_extractor *x);
  * ex_reason_is_refusal() is true), or on an internal failure (engine, memory, I/O). */
 int ex_extract(struct ex_extractor *x, const char *path, const struct ex_schema *schema,
 	       json_t **result, vlm_err *err);
+/* The document a result is about, as ex_extract_doc's caller knows it. */
+struct ex_doc_source {
+	const char *name;   /* shown in the result's source.name */
+	uint64_t size;      /* bytes */
+	const char *sha256; /* of those bytes, 64 hex digits */
+	double ingest_s;    /* the time decoding took, for the result's timings */
+};
+/* ex_extract from a document already decoded elsewhere (the daemon's sandboxed parser): the same
+ * steps after ingest, with the same returns; `doc` and `src` are borrowed. */
+int ex_extract_doc(struct ex_extractor *x, const struct ex_doc *doc,
+		   const struct ex_doc_source *src, const struct ex_schema *schema, json_t **result,
+		   vlm_err *err);
 /* Drops the compiled grammar the extractor keeps for `schema` (no-op if none). */
 void ex_extractor_forget(struct ex_extractor *x, const struct ex_schema *schema);
 
