@@ -4,7 +4,8 @@
  * (b) matmul M = 1 (decode) with bf16 weights 4096x4096 and 13696x4096, as effective GB/s of
  *     weight read and as a share of (a); the weights rotate over copies larger than the last-level
  *     cache so every run streams from DRAM, as decode does;
- * (c) matmul M = 512 (prefill) GFLOP/s.
+ * (c) matmul M = 512 (prefill) GFLOP/s, f32 activations and, where the CPU has AVX512_BF16,
+ *     bf16 activations (vlm_ops_set_bf16).
  * Usage: bench_ops [n_threads]   (default: online CPUs). Run a Release build without sanitizers. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,12 +103,16 @@ int main(int argc, char **argv)
 		}
 		vlm_ops_set_impl(ops, vlm_ops_impl_supported(VLM_OPS_AVX2) ? VLM_OPS_AVX2
 									  : VLM_OPS_PORTABLE, NULL);
-		if (s == 0) {
+		for (int bf16 = 0; s == 0 && bf16 < 2; bf16++) {
+			if (vlm_ops_set_bf16(ops, bf16, NULL) < 0)
+				continue;
 			double t = time_matmul(ops, 512, N, K, w, 1, MATMUL_REPEATS, x, y);
 			double flops = 2.0 * 512 * (double)(N * K);
-			printf("%-40s %6.1f GFLOP/s %12s (%.1f ms)\n", "matmul bf16 4096x4096 M=512",
+			printf("%-40s %6.1f GFLOP/s %12s (%.1f ms)\n",
+			       bf16 ? "matmul bf16 4096x4096 M=512 x in bf16" : "matmul bf16 4096x4096 M=512",
 			       flops / t / 1e9, "", t * 1e3);
 		}
+		vlm_ops_set_bf16(ops, false, NULL);
 		free_weights(w, copies);
 	}
 	free(x);

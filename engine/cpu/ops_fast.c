@@ -8,6 +8,10 @@
  * - M > 1 (prefill, vision) is compute bound: a task owns MM_NT rows of W; for each K block it
  *   converts them once to f32 in its scratch (L2) and sweeps every 4-row group of x over them with
  *   a 4x3 register-blocked kernel, so each converted W tile is reused M/4 times.
+ * - With bf16 activations (opt-in, AVX512_BF16 CPUs, bf16 weights, M > 1): the W tile stays bf16,
+ *   repacked in pairs of k so 16 output columns share a zmm register, each x row is rounded to
+ *   bf16 once per tile, and an 8x48 kernel of _mm512_dpbf16_ps accumulates the exact products in
+ *   f32 (no horizontal sums, twice the f32 FMA rate).
  * Attention is an online-softmax (flash-style) walk over blocks of keys by groups of query rows of
  * one head, so it needs no scratch proportional to T and loads each key and value row once per
  * group. Elementwise ops are cheap next to matmul: they run the reference row loops, split over
@@ -26,6 +30,13 @@
 #define FAST_X86 0
 #endif
 
+#if FAST_X86 && defined(INTAKE_HAVE_AVX512BF16)
+#define FAST_BF16 1
+#define BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
+#else
+#define FAST_BF16 0
+#endif
+
 enum {
 	MM_KC = 512,            /* K block: a packed 4-row x tile and 3-row W tile (14 KiB) in L1 */
 	MM_MR = 4,              /* x rows per kernel call */
@@ -37,13 +48,32 @@ enum {
 	ATT_QB = 4,             /* query rows sharing each key and value load in registers */
 	ATT_GROUPS = 4,         /* groups of ATT_QB rows per task, sharing each key block in L2 */
 	ATT_KB = 64,            /* keys per online-softmax block */
+	MB_KC = 1024,           /* bf16 K block: the bf16 W tile takes the f32 tile's bytes */
+	MB_MR = 8,              /* bf16 kernel: x rows; 8x3 zmm accumulators + 3 W = 27 zmm */
+	MB_NC = 48,             /* bf16 kernel: W rows (output columns), 3 zmm of 16 */
 };
+_Static_assert(MM_NT % MB_NC == 0, "a task's W rows split into whole bf16 panels");
+_Static_assert(MB_KC % 32 == 0, "the x rounding works in groups of 32");
 
 size_t vlm_fast_scratch_floats(void)
 {
-	/* W tile + x tile, rounded to a cache line so threads never share one */
-	size_t n = (size_t)MM_NT * MM_KC + (size_t)MM_MR * MM_KC;
+	/* W tile + x tile of the f32 or the bf16 layout, whichever is larger, rounded to a cache
+	 * line so threads never share one */
+	size_t f32 = (size_t)MM_NT * MM_KC + (size_t)MM_MR * MM_KC;
+	size_t bf16 = ((size_t)MM_NT * MB_KC + (size_t)MB_MR * MB_KC) / 2;
+	size_t n = f32 > bf16 ? f32 : bf16;
 	return (n + 15) & ~(size_t)15;
+}
+
+bool vlm_fast_bf16_supported(void)
+{
+#if FAST_BF16
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+	       __builtin_cpu_supports("avx512bf16");
+#else
+	return false;
+#endif
 }
 
 bool vlm_fast_avx2_supported(void)
@@ -127,6 +157,7 @@ struct mm_job {
 	const float *x;
 	int64_t M, N, K;
 	const struct vlm_tensor *w, *bias;
+	bool bf16; /* the bf16-activation path (M > 1, bf16 W, the CPU has AVX512_BF16) */
 };
 
 static void mm_init_rows(const struct mm_job *j, int64_t n0, int64_t nt)
@@ -300,6 +331,107 @@ static void mv_rows_portable(const struct mm_job *j, int64_t n0, int64_t nt)
 	}
 }
 
+#if FAST_BF16
+/* The bf16 W tile: rows [n0, n0 + nt) and columns [k0, k0 + kc) of W as panels of MB_NC rows,
+ * each laid out [kh][MB_NC] in 32-bit words holding the bf16 pair (k0 + 2kk, k0 + 2kk + 1), even
+ * k in the low half as dpbf16 pairs them. Rows past nt and an odd last column are zero. */
+static void mmb_pack_w(const struct mm_job *j, int64_t n0, int64_t nt, int64_t k0, int64_t kc,
+		       uint32_t *wp)
+{
+	const uint16_t *w = j->w->data;
+	int64_t kh = (kc + 1) / 2, n_pad = (nt + MB_NC - 1) / MB_NC * MB_NC;
+	for (int64_t n = 0; n < n_pad; n++) {
+		uint32_t *dst = wp + (n / MB_NC) * kh * MB_NC + n % MB_NC;
+		if (n >= nt) {
+			for (int64_t kk = 0; kk < kh; kk++)
+				dst[kk * MB_NC] = 0;
+			continue;
+		}
+		const uint16_t *src = w + (n0 + n) * j->K + k0;
+		int64_t kk = 0;
+		for (; 2 * kk + 1 < kc; kk++)
+			dst[kk * MB_NC] = (uint32_t)src[2 * kk] | (uint32_t)src[2 * kk + 1] << 16;
+		if (kk < kh)
+			dst[kk * MB_NC] = src[2 * kk];
+	}
+}
+
+/* x rows [m0, m0 + mr) and columns [k0, k0 + kc) rounded to bf16 (nearest even) as rows of
+ * 2 * kh elements; the rows mr .. MB_MR - 1 and an odd last column are zero. */
+BF16 static void mmb_pack_x(const struct mm_job *j, int64_t m0, int mr, int64_t k0, int64_t kc,
+			    uint16_t *xp)
+{
+	int64_t kp = (kc + 1) / 2 * 2;
+	for (int i = 0; i < mr; i++) {
+		const float *x = j->x + (m0 + i) * j->K + k0;
+		uint16_t *dst = xp + i * kp;
+		int64_t k = 0;
+		for (; k + 32 <= kc; k += 32) {
+			__m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 16),
+							 _mm512_loadu_ps(x + k));
+			_mm512_storeu_si512(dst + k, (__m512i)h);
+		}
+		for (; k < kc; k++)
+			dst[k] = vlm_f32_to_bf16(x[k]);
+		if (kc < kp)
+			dst[kc] = 0;
+	}
+	memset(xp + mr * kp, 0, sizeof(uint16_t) * (size_t)((MB_MR - mr) * kp));
+}
+
+/* y[0..mr)[0..nc) += x tile [MB_MR][2 kh] . W panel [kh][MB_NC] (pairs): the 24 accumulators
+ * hold whole output columns, so nothing is summed across lanes. */
+BF16 static void mmb_kernel(const uint32_t *xp, const uint32_t *wp, int64_t kh, float *y,
+			    int64_t ldy, int mr, int nc)
+{
+	__m512 c[MB_MR][3];
+#pragma GCC unroll 8
+	for (int i = 0; i < MB_MR; i++)
+		c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_ps();
+	for (int64_t kk = 0; kk < kh; kk++) {
+		const uint32_t *w = wp + kk * MB_NC;
+		__m512bh b0 = (__m512bh)_mm512_loadu_si512(w), b1 = (__m512bh)_mm512_loadu_si512(w + 16),
+			 b2 = (__m512bh)_mm512_loadu_si512(w + 32);
+#pragma GCC unroll 8
+		for (int i = 0; i < MB_MR; i++) {
+			__m512bh a = (__m512bh)_mm512_set1_epi32((int)xp[i * kh + kk]);
+			c[i][0] = _mm512_dpbf16_ps(c[i][0], a, b0);
+			c[i][1] = _mm512_dpbf16_ps(c[i][1], a, b1);
+			c[i][2] = _mm512_dpbf16_ps(c[i][2], a, b2);
+		}
+	}
+	for (int i = 0; i < mr; i++) {
+		for (int v = 0; v < 3 && 16 * v < nc; v++) {
+			int cols = nc - 16 * v < 16 ? nc - 16 * v : 16;
+			__mmask16 mask = (__mmask16)((1u << cols) - 1);
+			float *dst = y + i * ldy + 16 * v;
+			_mm512_mask_storeu_ps(dst, mask,
+					      _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), c[i][v]));
+		}
+	}
+}
+
+/* The bf16-activation twin of the f32 loop in mm_task: per K block the W tile is repacked once
+ * and every group of MB_MR x rows is rounded once and swept over all its panels. */
+static void mmb_task(const struct mm_job *j, int64_t n0, int64_t nt, int thread)
+{
+	uint32_t *wp = (uint32_t *)(j->cpu->scratch + (size_t)thread * vlm_fast_scratch_floats());
+	uint16_t *xp = (uint16_t *)(wp + (size_t)MM_NT * MB_KC / 2);
+	for (int64_t k0 = 0; k0 < j->K; k0 += MB_KC) {
+		int64_t kc = min64(MB_KC, j->K - k0), kh = (kc + 1) / 2;
+		mmb_pack_w(j, n0, nt, k0, kc, wp);
+		for (int64_t m0 = 0; m0 < j->M; m0 += MB_MR) {
+			int mr = (int)min64(MB_MR, j->M - m0);
+			mmb_pack_x(j, m0, mr, k0, kc, xp);
+			for (int64_t r = 0; r < nt; r += MB_NC)
+				mmb_kernel((const uint32_t *)xp, wp + r * kh, kh,
+					   j->y + m0 * j->N + n0 + r, j->N, mr,
+					   (int)min64(MB_NC, nt - r));
+		}
+	}
+}
+#endif
+
 /* One task: W rows [n0, n0 + nt) against every row of x. */
 static void mm_task(void *ctx, int64_t task, int thread)
 {
@@ -320,6 +452,12 @@ static void mm_task(void *ctx, int64_t task, int thread)
 		mv_rows_portable(j, n0, nt);
 		return;
 	}
+#if FAST_BF16
+	if (j->bf16) {
+		mmb_task(j, n0, nt, thread);
+		return;
+	}
+#endif
 	float *wp = cpu->scratch + (size_t)thread * vlm_fast_scratch_floats();
 	float *xp = wp + (size_t)MM_NT * MM_KC;
 	int64_t nt_pad = (nt + MM_NR - 1) / MM_NR * MM_NR;
@@ -361,7 +499,8 @@ void vlm_fast_matmul(const struct vlm_cpu *cpu, float *y, const float *x, int64_
 		     const struct vlm_tensor *w, const struct vlm_tensor *bias)
 {
 	struct mm_job j = {.cpu = cpu, .y = y, .x = x, .M = M, .N = w->shape[0],
-			   .K = w->shape[1], .w = w, .bias = bias};
+			   .K = w->shape[1], .w = w, .bias = bias,
+			   .bf16 = cpu->bf16 && M > 1 && w->dtype == VLM_DTYPE_BF16};
 	int64_t rows = M == 1 ? MV_ROWS : MM_NT;
 	vlm_pool_run(cpu->pool, mm_task, &j, (j.N + rows - 1) / rows);
 }
