@@ -120,7 +120,8 @@ struct vlm_attn {
 	int n_segments;
 };
 
-/* Scaled dot-product attention (scale 1/sqrt(hd)), softmax in f32. Uses no scratch. */
+/* Scaled dot-product attention (scale 1/sqrt(hd)), softmax in f32. Uses the context's per-thread
+ * scratch (a K^T tile), nothing that grows with T. */
 int vlm_op_attention(struct vlm_ops *ops, const struct vlm_attn *a, vlm_err *err);
 
 #endif

@@ -13,8 +13,11 @@
  * of 6.03: 1.6e-2), the text tensors and logits within its logit deviation (0.50 of 8.82:
  * 5.7e-2). intake rounds only the matmul inputs (transformers in bf16 rounds everything), so it
  * lands inside both (measured: vision 7e-3, logits 4.3e-2 at the worst decode step). The greedy
- * tokens must be identical; note the logit error (up to 0.25) exceeds half the smallest winning
- * margin (0.0645), so that they match is measured, not guaranteed by the bound. */
+ * tokens are NOT guaranteed identical in bf16: the logit error (up to 0.25) exceeds half the
+ * smallest winning margin (0.0645, step 5), and that step does flip with some f32 summation
+ * orders. So the bf16 run decodes the golden tokens (teacher forcing), checks every step's
+ * logits within the bound, and accepts a different greedy pick only where the golden logits put
+ * it within that same bound of the golden token (a near tie), never a clear loser. */
 #include <errno.h>
 #include <stdint.h>
 
@@ -184,9 +187,19 @@ static bool run(const char *dir, bool reference, bool bf16, double vision_tol, d
 				max_diff, max_ref);
 			check_failures++;
 		}
-		CHECK_INT(best, ((const int64_t *)gen_tokens->data)[i]);
+		int32_t gold = (int32_t)((const int64_t *)gen_tokens->data)[i];
+		if (!bf16) {
+			CHECK_INT(best, gold);
+		} else if (best != gold) {
+			/* A near tie may go the other way, a clear winner may not. */
+			printf("%s: %s: picks %d (golden logit %.4f), transformers f32 %d (%.4f)\n",
+			       what, name, best, g[best], gold, g[gold]);
+			CHECK(g[best] >= g[gold] - tol_text * max_ref);
+		}
 		if (i < 7) {
-			CHECK_INT(vlm_session_decode(s, best, logits, &err), 0);
+			/* bf16 follows the golden tokens (teacher forcing) so that a flipped near tie
+			 * does not turn the later steps' logits into a different continuation. */
+			CHECK_INT(vlm_session_decode(s, bf16 ? gold : best, logits, &err), 0);
 			step = logits;
 		}
 	}
