@@ -1,5 +1,7 @@
 /* bench_engine: the engine's speed on a model directory at real shapes (issue 3, bench/engine).
- * Usage: bench_engine MODEL_DIR [--threads N] [--json FILE]
+ * Usage: bench_engine MODEL_DIR [--threads N] [--precision f32|bf16] [--json FILE]
+ * (--precision bf16: vlm_model_opts.bf16_activations, prefill and vision matmuls on bf16-rounded
+ * activations; default f32)
  *
  * What is timed (wall clock, one run each after a warm-up; tools/bench_transformers.py times the
  * same steps with transformers on the same inputs):
@@ -36,6 +38,7 @@ enum { IMAGE_SIDE = 1024, WARM_SIDE = 112, PREFILL_SHORT = 1024, PREFILL_LONG = 
 
 struct results {
 	int n_threads;
+	bool bf16;
 	double load_s, prep_s, vision_s, image_prefill_s, prefill_s[2], decode_s, decode_best_s;
 	int64_t image_tokens, image_patches;
 	long peak_rss_kib;
@@ -241,12 +244,12 @@ static int write_json(const char *path, const struct results *r, vlm_err *err)
 	if (!f)
 		return vlm_err_set(err, -errno, "bench_engine: '%s': cannot write: %s", path,
 				   strerror(errno));
-	fprintf(f, "{\"engine\": \"intake\", \"threads\": %d, \"load_s\": %.4f, \"prep_s\": %.4f, "
+	fprintf(f, "{\"engine\": \"intake\", \"precision\": \"%s\", \"threads\": %d, \"load_s\": %.4f, \"prep_s\": %.4f, "
 		"\"vision_s\": %.4f, \"image_prefill_s\": %.4f, \"image_tokens\": %lld, "
 		"\"image_patches\": %lld, \"prefill_1k_s\": %.4f, \"prefill_2k_s\": %.4f, "
 		"\"decode_steps\": %d, \"decode_s\": %.4f, \"decode_best_step_s\": %.4f, "
 		"\"peak_rss_mib\": %.1f, \"bandwidth_gb_s\": %.3f, \"bytes_per_token\": %.0f}\n",
-		r->n_threads, r->load_s, r->prep_s, r->vision_s, r->image_prefill_s,
+		r->bf16 ? "bf16" : "f32", r->n_threads, r->load_s, r->prep_s, r->vision_s, r->image_prefill_s,
 		(long long)r->image_tokens, (long long)r->image_patches, r->prefill_s[0],
 		r->prefill_s[1], DECODE_STEPS, r->decode_s, r->decode_best_s,
 		r->peak_rss_kib / 1024.0, r->bw_gb_s, r->bytes_per_token);
@@ -259,10 +262,13 @@ int main(int argc, char **argv)
 {
 	const char *dir = NULL, *json = NULL;
 	int n_threads = 0;
-	bool usage = false;
+	bool usage = false, bf16 = false;
 	for (int i = 1; i < argc && !usage; i++) {
 		if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
 			n_threads = (int)strtol(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--precision") == 0 && i + 1 < argc &&
+			 (strcmp(argv[i + 1], "f32") == 0 || strcmp(argv[i + 1], "bf16") == 0))
+			bf16 = strcmp(argv[++i], "bf16") == 0;
 		else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc)
 			json = argv[++i];
 		else if (!dir && argv[i][0] != '-')
@@ -271,19 +277,20 @@ int main(int argc, char **argv)
 			usage = true;
 	}
 	if (!dir || usage || n_threads < 0) {
-		fprintf(stderr, "usage: bench_engine MODEL_DIR [--threads N] [--json FILE]\n");
+		fprintf(stderr, "usage: bench_engine MODEL_DIR [--threads N] [--precision f32|bf16] "
+			"[--json FILE]\n");
 		return 2;
 	}
 	vlm_err err = {0};
-	struct results r = {0};
+	struct results r = {.bf16 = bf16};
 	struct vlm_pool *pool = NULL;
 	struct vlm_model *model = NULL;
 	int rc = vlm_pool_new(n_threads, &pool, &err);
 	if (rc == 0) {
 		r.n_threads = vlm_pool_n_threads(pool);
 		double t0 = membw_now_s();
-		rc = vlm_model_load(dir, &(struct vlm_model_opts){.n_threads = r.n_threads}, &model,
-				    &err);
+		struct vlm_model_opts opts = {.n_threads = r.n_threads, .bf16_activations = bf16};
+		rc = vlm_model_load(dir, &opts, &model, &err);
 		r.load_s = membw_now_s() - t0;
 	}
 	if (rc == 0)
@@ -299,7 +306,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err.msg);
 		return 1;
 	}
-	printf("bench_engine: %s, %d threads\n\n", dir, r.n_threads);
+	printf("bench_engine: %s, %d threads, precision %s\n\n", dir, r.n_threads,
+	       bf16 ? "bf16" : "f32");
 	print_table(&r);
 	return 0;
 }

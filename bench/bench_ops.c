@@ -4,7 +4,10 @@
  * (b) matmul M = 1 (decode) with bf16 weights 4096x4096 and 13696x4096, as effective GB/s of
  *     weight read and as a share of (a); the weights rotate over copies larger than the last-level
  *     cache so every run streams from DRAM, as decode does;
- * (c) matmul M = 512 (prefill) GFLOP/s.
+ * (c) matmul M = 512 (prefill) GFLOP/s, f32 activations and, where the CPU has AVX512_BF16,
+ *     bf16 activations (vlm_ops_set_bf16);
+ * (d) attention at the vision tower's shape (12 heads of 128, one segment) with 2048 patches,
+ *     GFLOP/s (4 L T hd H flops: QK^T and PV).
  * Usage: bench_ops [n_threads]   (default: online CPUs). Run a Release build without sanitizers. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,16 +105,46 @@ int main(int argc, char **argv)
 		}
 		vlm_ops_set_impl(ops, vlm_ops_impl_supported(VLM_OPS_AVX2) ? VLM_OPS_AVX2
 									  : VLM_OPS_PORTABLE, NULL);
-		if (s == 0) {
+		for (int bf16 = 0; s == 0 && bf16 < 2; bf16++) {
+			if (vlm_ops_set_bf16(ops, bf16, NULL) < 0)
+				continue;
 			double t = time_matmul(ops, 512, N, K, w, 1, MATMUL_REPEATS, x, y);
 			double flops = 2.0 * 512 * (double)(N * K);
-			printf("%-40s %6.1f GFLOP/s %12s (%.1f ms)\n", "matmul bf16 4096x4096 M=512",
+			printf("%-40s %6.1f GFLOP/s %12s (%.1f ms)\n",
+			       bf16 ? "matmul bf16 4096x4096 M=512 x in bf16" : "matmul bf16 4096x4096 M=512",
 			       flops / t / 1e9, "", t * 1e3);
 		}
+		vlm_ops_set_bf16(ops, false, NULL);
 		free_weights(w, copies);
 	}
 	free(x);
 	free(y);
+
+	enum { ATT_L = 2048, ATT_H = 12, ATT_HD = 128 };
+	int64_t n = (int64_t)ATT_L * ATT_H * ATT_HD;
+	float *qkv = malloc(sizeof(float) * (size_t)(3 * n)), *out = malloc(sizeof(float) * (size_t)n);
+	for (int64_t i = 0; i < 3 * n; i++)
+		qkv[i] = (float)(i % 23) * 0.01f - 0.11f;
+	const int32_t cu[] = {0, ATT_L};
+	struct vlm_attn a = {.L = ATT_L, .T = ATT_L, .n_head = ATT_H, .n_kv_head = ATT_H,
+			     .head_dim = ATT_HD, .q = qkv, .q_stride = 3 * ATT_H * ATT_HD,
+			     .k = qkv + ATT_H * ATT_HD, .v = qkv + 2 * ATT_H * ATT_HD,
+			     .kv_stride = 3 * ATT_H * ATT_HD, .out = out,
+			     .mask = VLM_ATTN_SEGMENTS, .cu_seqlens = cu, .n_segments = 1};
+	double best = 1e30;
+	for (int r = 0; r < MATMUL_REPEATS; r++) {
+		double t0 = membw_now_s();
+		if (vlm_op_attention(ops, &a, &err) < 0) {
+			fprintf(stderr, "%s\n", err.msg);
+			return 1;
+		}
+		double dt = membw_now_s() - t0;
+		best = dt < best ? dt : best;
+	}
+	printf("%-40s %6.1f GFLOP/s %12s (%.1f ms)\n", "attention 2048x2048, 12 heads of 128",
+	       4.0 * ATT_L * ATT_L * ATT_HD * ATT_H / best / 1e9, "", best * 1e3);
+	free(qkv);
+	free(out);
 	vlm_pool_free(pool);
 	vlm_ops_free(ops);
 	return 0;

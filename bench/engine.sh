@@ -7,6 +7,8 @@
 #   BUILD_DIR (default build-rel) holds a Release build with bin/bench_engine.
 #   RUNS (default 1): run both RUNS times, alternating, and keep each figure's best run (the one
 #   least disturbed by other processes on a shared machine; the bandwidth is then the highest).
+#   PRECISIONS (default "f32"): bench_engine's --precision values to run, e.g. "f32 bf16" (bf16:
+#   bf16 activations in prefill and vision matmuls, AVX512_BF16 CPUs); one intake column each.
 # A random-weight model at the real shapes: tools/gen_random_model.py DIR --text-layers 2
 # --vision-layers 2, plus tokenizer.json, tokenizer_config.json and preprocessor_config.json
 # copied from tests/fixtures/tiny-glm4v (see bench/README.md).
@@ -28,19 +30,23 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 runs=${RUNS:-1}
-engine_cmd=("$bench" "$model" --threads "$threads" --json)
+read -r -a precisions <<<"${PRECISIONS:-f32}"
 tf_cmd=(python3 "$root/tools/bench_transformers.py" "$model" --threads "$threads")
 echo "load before: $(uptime)"
 for ((i = 1; i <= runs; i++)); do
-	echo "+ ${engine_cmd[*]} $tmp/intake.$i.json"
-	"${engine_cmd[@]}" "$tmp/intake.$i.json" >"$tmp/intake.$i.txt"
+	for p in "${precisions[@]}"; do
+		engine_cmd=("$bench" "$model" --threads "$threads" --precision "$p" --json
+			    "$tmp/intake-$p.$i.json")
+		echo "+ ${engine_cmd[*]}"
+		"${engine_cmd[@]}" >"$tmp/intake-$p.$i.txt"
+	done
 	echo "+ ${tf_cmd[*]}"
 	"${tf_cmd[@]}" >"$tmp/transformers.$i.json"
 done
 echo "load after:  $(uptime)"
 echo
 
-python3 - "$tmp" "$runs" <<'EOF'
+python3 - "$tmp" "$runs" "${precisions[@]}" <<'EOF'
 import json, sys
 
 
@@ -57,9 +63,11 @@ def best(paths):
 	return out
 
 
-tmp, n = sys.argv[1], int(sys.argv[2])
-a = best([f"{tmp}/intake.{i}.json" for i in range(1, n + 1)])
+tmp, n, precisions = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+ours = [best([f"{tmp}/intake-{p}.{i}.json" for i in range(1, n + 1)]) for p in precisions]
 b = best([f"{tmp}/transformers.{i}.json" for i in range(1, n + 1)])
+a = dict(ours[0])
+a["bandwidth_gb_s"] = max(r["bandwidth_gb_s"] for r in ours)
 roof = a["bandwidth_gb_s"] * 1e9 / a["bytes_per_token"]  # tok/s if decode only streamed weights
 
 
@@ -75,21 +83,31 @@ def rates(r):
 	}
 
 
-ra, rb = rates(a), rates(b)
+rb = rates(b)
 print(f"threads {a['threads']} / {b['threads']}; transformers {b['transformers']}, "
 	f"torch {b['torch']}; best of {n} run(s)")
-print(f"{'measurement':44} {'intake':>10} {'transformers':>13} {'speed ratio':>12}")
-for (name, x), y in zip(ra.items(), rb.values()):
+head = f"{'measurement':44}"
+for p in precisions:
+	head += f" {'intake ' + p:>12}"
+head += f" {'transformers':>13}"
+for p in precisions:
+	head += f" {'ratio ' + p:>11}"
+print(head)
+cols = [rates(r) for r in ours]
+for k, (name, y) in enumerate(rb.items()):
+	xs = [list(c.values())[k] for c in cols]
+	line = f"{name:44}" + "".join(f" {x:12.2f}" for x in xs) + f" {y:13.2f}"
 	# speed ratio > 1: intake is faster (or, for RSS, smaller)
-	ratio = x / y if "tok/s" in name else y / x
-	print(f"{name:44} {x:10.2f} {y:13.2f} {ratio:11.2f}x")
+	line += "".join(f" {(x / y if 'tok/s' in name else y / x):10.2f}x" for x in xs)
+	print(line)
 print()
 print(f"weights read per decoded token  {a['bytes_per_token'] / 1e9:.3f} GB")
 print(f"memory read bandwidth (membw)   {a['bandwidth_gb_s']:.1f} GB/s")
 print(f"decode roofline                 {roof:.2f} tok/s")
-for r in (a, b):
+for r in ours + [b]:
 	tps = r["decode_steps"] / r["decode_s"]
 	best = 1 / r["decode_best_step_s"]
-	print(f"decode of roofline, {r['engine']:12} {100 * tps / roof:5.1f} % (mean), "
+	name = r["engine"] + (" " + r["precision"] if "precision" in r else "")
+	print(f"decode of roofline, {name:17} {100 * tps / roof:5.1f} % (mean), "
 		f"{100 * best / roof:5.1f} % (best step)")
 EOF

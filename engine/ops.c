@@ -77,6 +77,25 @@ int vlm_ops_set_impl(struct vlm_ops *ops, enum vlm_ops_impl impl, vlm_err *err)
 	return 0;
 }
 
+bool vlm_ops_bf16_supported(void)
+{
+	return vlm_fast_bf16_supported();
+}
+
+int vlm_ops_set_bf16(struct vlm_ops *ops, bool on, vlm_err *err)
+{
+	if (on && !vlm_fast_bf16_supported())
+		return vlm_err_set(err, -ENOTSUP,
+				   "ops: precision 'bf16': this CPU or build lacks AVX512_BF16");
+	ops->cpu.bf16 = on;
+	return 0;
+}
+
+bool vlm_ops_get_bf16(const struct vlm_ops *ops)
+{
+	return ops->cpu.bf16;
+}
+
 enum vlm_ops_impl vlm_ops_get_impl(const struct vlm_ops *ops)
 {
 	return ops->impl;

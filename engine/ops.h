@@ -40,6 +40,16 @@ enum vlm_ops_impl vlm_ops_get_impl(const struct vlm_ops *ops);
 bool vlm_ops_impl_supported(enum vlm_ops_impl impl);
 const char *vlm_ops_impl_name(enum vlm_ops_impl impl);
 int vlm_ops_n_threads(const struct vlm_ops *ops);
+/* Opt-in bf16 activations (off by default; the f32 numerics stay the default everywhere).
+ * When on, fast matmuls with bf16 weights and M > 1 rows (prefill, the vision tower) round each
+ * x row to bf16 (nearest even) and accumulate the exact bf16 products in f32 with AVX512_BF16
+ * dot products, as torch's oneDNN bf16 linears do: about twice the f32 FMA rate. M = 1 (decode:
+ * bound by memory bandwidth, nothing to gain), other weight dtypes, every other op and the
+ * reference implementation stay f32. -ENOTSUP (when turning it on) where this CPU or this
+ * build's compiler lacks AVX512_BF16. */
+int vlm_ops_set_bf16(struct vlm_ops *ops, bool on, vlm_err *err);
+bool vlm_ops_bf16_supported(void);
+bool vlm_ops_get_bf16(const struct vlm_ops *ops);
 
 /* y [M, N] = x [M, K] . w[N, K]^T (+ bias[N]). w: bf16/f16/f32 [N, K]; bias: NULL or any float
  * dtype with N elements. */
@@ -110,7 +120,8 @@ struct vlm_attn {
 	int n_segments;
 };
 
-/* Scaled dot-product attention (scale 1/sqrt(hd)), softmax in f32. Uses no scratch. */
+/* Scaled dot-product attention (scale 1/sqrt(hd)), softmax in f32. Uses the context's per-thread
+ * scratch (a K^T tile), nothing that grows with T. */
 int vlm_op_attention(struct vlm_ops *ops, const struct vlm_attn *a, vlm_err *err);
 
 #endif

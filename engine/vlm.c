@@ -86,6 +86,8 @@ int vlm_model_load(const char *dir, const struct vlm_model_opts *opts, struct vl
 		goto fail;
 	if (opts && opts->reference_ops && (rc = vlm_ops_set_impl(m->ops, VLM_OPS_REF, err)) < 0)
 		goto fail;
+	if (opts && opts->bf16_activations && (rc = vlm_ops_set_bf16(m->ops, true, err)) < 0)
+		goto fail;
 	*out = m;
 	return 0;
 fail:

@@ -47,6 +47,14 @@ bool cli_parse_u64(const char *s, uint64_t max, uint64_t *out)
 	return true;
 }
 
+bool cli_parse_precision(const char *s, bool *bf16)
+{
+	if (!s || (strcmp(s, "f32") != 0 && strcmp(s, "bf16") != 0))
+		return false;
+	*bf16 = strcmp(s, "bf16") == 0;
+	return true;
+}
+
 static const char *option_name(const struct option *opts, int val)
 {
 	for (; opts->name; opts++)

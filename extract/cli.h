@@ -19,5 +19,7 @@ int cmd_extract(int argc, char **argv); /* cli_extract.c */
 
 /* Parses a positive decimal integer no larger than max. */
 bool cli_parse_u64(const char *s, uint64_t max, uint64_t *out);
+/* Parses --precision: "f32" (false) or "bf16" (true: bf16 activations in prefill matmuls). */
+bool cli_parse_precision(const char *s, bool *bf16);
 
 #endif

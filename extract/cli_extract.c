@@ -27,6 +27,8 @@ static const char extract_usage[] =
 	"  --device D          cpu, cuda or auto (default auto: the CPU in this version)\n"
 	"  --out FILE          write the result to FILE atomically instead of stdout\n"
 	"  --threads N         CPU threads (default: all)\n"
+	"  --precision P       f32 (default) or bf16: prefill and vision matmuls on bf16-rounded\n"
+	"                      activations, about twice as fast (CPUs with AVX512_BF16)\n"
 	"  --max-tokens N      tokens per answer (default 2048); a longer answer fails\n"
 	"  --ctx N             context per prompt in tokens (default 16384 or the model's maximum)\n"
 	"  --text-budget N     bytes of PDF text layer given as a hint per prompt (default 6000)\n"
@@ -76,13 +78,15 @@ static int write_result(const json_t *result, const char *out, vlm_err *err)
 
 int cmd_extract(int argc, char **argv)
 {
-	enum { OPT_MAX = 256, OPT_THREADS, OPT_CTX, OPT_BUDGET, OPT_NO_TEXT, OPT_VALUE_BYTES };
+	enum { OPT_MAX = 256, OPT_THREADS, OPT_CTX, OPT_BUDGET, OPT_NO_TEXT, OPT_VALUE_BYTES,
+	       OPT_PRECISION };
 	static const struct option opts[] = {
 		{"schema", required_argument, NULL, 's'},
 		{"model", required_argument, NULL, 'm'},
 		{"device", required_argument, NULL, 'd'},
 		{"out", required_argument, NULL, 'o'},
 		{"threads", required_argument, NULL, OPT_THREADS},
+		{"precision", required_argument, NULL, OPT_PRECISION},
 		{"max-tokens", required_argument, NULL, OPT_MAX},
 		{"ctx", required_argument, NULL, OPT_CTX},
 		{"text-budget", required_argument, NULL, OPT_BUDGET},
@@ -109,6 +113,7 @@ int cmd_extract(int argc, char **argv)
 		case OPT_CTX: ok = cli_parse_u64(optarg, 1 << 24, &v); xo.n_ctx = (int64_t)v; break;
 		case OPT_BUDGET: ok = cli_parse_u64(optarg, 1 << 24, &v); xo.text_budget = v; break;
 		case OPT_NO_TEXT: xo.no_text_hint = true; break;
+		case OPT_PRECISION: ok = cli_parse_precision(optarg, &xo.bf16); break;
 		case OPT_VALUE_BYTES:
 			ok = cli_parse_u64(optarg, 65535, &v) && v > 0;
 			xo.max_value_bytes = v;

@@ -145,7 +145,8 @@ int ex_extractor_new(const struct ex_extract_opts *opts, struct ex_extractor **o
 		rc = weights_hash(x, opts->model_dir, err);
 	if (rc == 0)
 		rc = vlm_model_load(opts->model_dir,
-				    &(struct vlm_model_opts){.n_threads = opts->n_threads},
+				    &(struct vlm_model_opts){.n_threads = opts->n_threads,
+							      .bf16_activations = opts->bf16},
 				    &x->model, err);
 	if (rc == 0) {
 		struct vlm_model_info info;

@@ -1,12 +1,24 @@
 /* The whole model against transformers: the tiny fixture's goldens (tests/fixtures/tiny-glm4v,
  * computed by transformers 5.5.4 in float32 from the bf16 weights) are compared with every traced
  * intermediate of intake's forward pass, layer by layer, then the prompt logits, the M-RoPE
- * positions, and 8 greedy steps through the KV cache. Run once with the fast ops and once with the
- * reference ops.
+ * positions, and 8 greedy steps through the KV cache. Run once with the fast ops, once with the
+ * reference ops, and once with bf16 activations (where the CPU has AVX512_BF16).
  *
  * Tolerance: the engine also computes in float32 from the same bf16 weights, so the only
  * differences are float32 summation order: every tensor must agree within 1e-4 of its largest
- * magnitude (max |a - b| <= 1e-4 * max |golden|), and the greedy tokens exactly. */
+ * magnitude (max |a - b| <= 1e-4 * max |golden|), and the greedy tokens exactly.
+ * With bf16 activations every prefill matmul input is rounded to bf16 (relative error up to 2^-9
+ * per element), as torch's bf16 linears do. The bound is how far transformers' own bf16 run lies
+ * from these f32 goldens (fixture README): the vision tensors within its merger deviation (0.0974
+ * of 6.03: 1.6e-2), the text tensors and logits within its logit deviation (0.50 of 8.82:
+ * 5.7e-2). intake rounds only the matmul inputs (transformers in bf16 rounds everything), so it
+ * lands inside both (measured: vision 7e-3, logits 4.3e-2 at the worst decode step). The greedy
+ * tokens are NOT guaranteed identical in bf16: the logit error (up to 0.25) exceeds half the
+ * smallest winning margin (0.0645, step 5), and that step does flip with some f32 summation
+ * orders. So the bf16 run decodes the golden tokens (teacher forcing), checks every step's
+ * logits within the bound, and accepts a different greedy pick only where the golden logits put
+ * it within that same bound of the golden token (a near tie), never a clear loser. */
+#include <errno.h>
 #include <stdint.h>
 
 #include "check.h"
@@ -15,11 +27,15 @@
 #include "vlm.h"
 
 #define REL_TOL 1e-4
+#define REL_TOL_BF16_VISION 1.6e-2
+#define REL_TOL_BF16_TEXT 5.7e-2
 
 static struct vlm_st_file *golden;
 static const char *prefix; /* "vision.ab." or "vision.c." for the current prefill */
 static int n_compared;
-static double worst; /* largest max|a - b| / max|golden| seen */
+/* max |a - b| / max |golden| allowed in the current run, for "vision.*" goldens and the rest */
+static double tol_vision, tol_text;
+static double worst; /* largest max|a - b| / max|golden| seen in the current run */
 
 static const struct vlm_tensor *want(const char *name)
 {
@@ -46,8 +62,9 @@ static void compare(const char *what, const char *name, const float *data, int64
 		max_ref = fmax(max_ref, fabs(ref[i]));
 		max_diff = fmax(max_diff, fabs((double)data[i] - ref[i]));
 	}
+	double tol = strncmp(name, "vision.", 7) == 0 ? tol_vision : tol_text;
 	worst = fmax(worst, max_diff / max_ref);
-	if (!(max_diff <= REL_TOL * max_ref)) {
+	if (!(max_diff <= tol * max_ref)) {
 		fprintf(stderr, "%s: %s differs: max abs diff %.3g, max abs %.3g\n", what, name,
 			max_diff, max_ref);
 		check_failures++;
@@ -95,16 +112,28 @@ static void to_grids(const struct vlm_tensor *t, int64_t (*grids)[3])
 	memcpy(grids, t->data, (size_t)vlm_tensor_numel(t) * sizeof(int64_t));
 }
 
-static void run(const char *dir, bool reference, const char *what)
+/* One run with the given ops and tolerance; false (nothing checked) when this CPU cannot run
+ * bf16 activations. */
+static bool run(const char *dir, bool reference, bool bf16, double vision_tol, double text_tol,
+		const char *what)
 {
 	struct vlm_model *m = NULL;
 	vlm_err err = {0};
-	struct vlm_model_opts opts = {.n_threads = 2, .reference_ops = reference};
-	if (vlm_model_load(dir, &opts, &m, &err) < 0) {
+	struct vlm_model_opts opts = {.n_threads = 2, .reference_ops = reference,
+				      .bf16_activations = bf16};
+	int rc = vlm_model_load(dir, &opts, &m, &err);
+	if (bf16 && rc == -ENOTSUP) {
+		printf("%s: %s: skipped\n", what, err.msg);
+		return false;
+	}
+	if (rc < 0) {
 		fprintf(stderr, "%s\n", err.msg);
 		CHECK(!"model loads");
-		return;
+		return false;
 	}
+	tol_vision = vision_tol;
+	tol_text = text_tol;
+	worst = 0;
 	struct vlm_trace trace = {on_trace, (void *)what};
 	vlm_model_set_trace(m, &trace);
 	struct vlm_session *s = NULL;
@@ -131,7 +160,7 @@ static void run(const char *dir, bool reference, const char *what)
 	to_ids(in, ids);
 	to_grids(want("vision.ab.grid_thw"), grids);
 	prefix = "vision.ab.";
-	int rc = vlm_session_prefill(s, ids, L, want("vision.ab.pixel_values")->data,
+	rc = vlm_session_prefill(s, ids, L, want("vision.ab.pixel_values")->data,
 				     (const int64_t(*)[3])grids, 2, logits, true, &err);
 	CHECK_INT(rc, 0);
 	if (rc < 0)
@@ -153,20 +182,33 @@ static void run(const char *dir, bool reference, const char *what)
 				best = v;
 		}
 		worst = fmax(worst, max_diff / max_ref);
-		if (!(max_diff <= REL_TOL * max_ref)) {
+		if (!(max_diff <= tol_text * max_ref)) {
 			fprintf(stderr, "%s: %s: logits max abs diff %.3g (max %.3g)\n", what, name,
 				max_diff, max_ref);
 			check_failures++;
 		}
-		CHECK_INT(best, ((const int64_t *)gen_tokens->data)[i]);
+		int32_t gold = (int32_t)((const int64_t *)gen_tokens->data)[i];
+		if (!bf16) {
+			CHECK_INT(best, gold);
+		} else if (best != gold) {
+			/* A near tie may go the other way, a clear winner may not. */
+			printf("%s: %s: picks %d (golden logit %.4f), transformers f32 %d (%.4f)\n",
+			       what, name, best, g[best], gold, g[gold]);
+			CHECK(g[best] >= g[gold] - tol_text * max_ref);
+		}
 		if (i < 7) {
-			CHECK_INT(vlm_session_decode(s, best, logits, &err), 0);
+			/* bf16 follows the golden tokens (teacher forcing) so that a flipped near tie
+			 * does not turn the later steps' logits into a different continuation. */
+			CHECK_INT(vlm_session_decode(s, bf16 ? gold : best, logits, &err), 0);
 			step = logits;
 		}
 	}
 	free(logits);
 	vlm_session_free(s);
 	vlm_model_free(m);
+	printf("%s: worst max|diff|/max|golden| = %.2e (tolerance %.1e vision, %.1e text)\n", what,
+	       worst, tol_vision, tol_text);
+	return true;
 }
 
 int main(void)
@@ -193,14 +235,15 @@ int main(void)
 		CHECK_INT(got[i], ((const int64_t *)pos->data)[i]);
 	CHECK_INT(delta, ((const int64_t *)want("text.rope_delta")->data)[0]);
 
-	run(dir, false, "fast ops");
+	run(dir, false, false, REL_TOL, REL_TOL, "fast ops");
 	int fast = n_compared;
-	run(dir, true, "reference ops");
+	run(dir, true, false, REL_TOL, REL_TOL, "reference ops");
+	int runs = 2;
+	runs += run(dir, false, true, REL_TOL_BF16_VISION, REL_TOL_BF16_TEXT, "bf16 activations");
 	/* Per run: 8 vision traces for each of the two prefills, 4 text traces, the prompt logits. */
 	CHECK_INT(fast, 8 + 8 + 4 + 1);
-	CHECK_INT(n_compared, 2 * fast);
-	printf("%d tensors compared per run; worst max|diff|/max|golden| = %.2e (tolerance %.0e)\n",
-	       fast, worst, REL_TOL);
+	CHECK_INT(n_compared, runs * fast);
+	printf("%d tensors compared per run\n", fast);
 	vlm_st_close(golden);
 	return CHECK_DONE();
 }

@@ -2,7 +2,8 @@
  * implementation this CPU runs (portable, AVX2) against the reference on random data with awkward
  * shapes, for bf16, f16 and f32 weights. Tolerances are relative to the magnitude of the result:
  * the reference sums in double, the fast paths in f32, so matmul may differ by about
- * f32 epsilon * sqrt(K) of the largest output. */
+ * f32 epsilon * sqrt(K) of the largest output. The opt-in bf16-activation matmul is checked
+ * against the reference run on x rounded to bf16 by the test's own rounding. */
 #include <errno.h>
 #include <stdint.h>
 
@@ -300,6 +301,75 @@ static void test_matmul(struct vlm_ops *ops, enum vlm_ops_impl impl)
 				       s % 3 == 0 ? NULL : &dts[(d + s) % 3]);
 }
 
+/* f32 -> bf16 -> f32, round to nearest even, written here from the bit layout so the test does
+ * not share a converter with the code under test (the inputs are finite). */
+static float round_bf16(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, sizeof u);
+	u += 0x7fffu + ((u >> 16) & 1u);
+	u &= 0xffff0000u;
+	memcpy(&f, &u, sizeof f);
+	return f;
+}
+
+/* bf16 mode: with bf16 weights and M > 1 the result is the reference on bf16-rounded x; the
+ * products of two bf16 values are exact in f32, so only the f32 summation order differs and the
+ * f32 tolerance applies (not rounding x would be off by about 2^-9 relative). M = 1 and other
+ * weight dtypes stay f32, so they match the reference on x itself. */
+static void compare_matmul_bf16(struct vlm_ops *ops, enum vlm_dtype dt, int64_t M, int64_t N,
+				int64_t K, bool with_bias)
+{
+	vlm_err err = {0};
+	struct vlm_tensor w = rand_weight(dt, N, K);
+	struct vlm_tensor b = rand_weight(VLM_DTYPE_BF16, 0, N);
+	float *x = rand_f32(M * K), *xr = rand_f32(M * K), *want = rand_f32(M * N),
+	      *got = rand_f32(M * N);
+	bool rounds = dt == VLM_DTYPE_BF16 && M > 1;
+	for (int64_t i = 0; i < M * K; i++)
+		xr[i] = rounds ? round_bf16(x[i]) : x[i];
+	vlm_ops_set_impl(ops, VLM_OPS_REF, NULL);
+	CHECK_INT(vlm_op_matmul(ops, want, xr, M, &w, with_bias ? &b : NULL, &err), 0);
+	vlm_ops_set_impl(ops, VLM_OPS_AVX2, NULL);
+	CHECK_INT(vlm_ops_set_bf16(ops, true, &err), 0);
+	CHECK_INT(vlm_op_matmul(ops, got, x, M, &w, with_bias ? &b : NULL, &err), 0);
+	CHECK_INT(vlm_ops_set_bf16(ops, false, &err), 0);
+	char what[128];
+	snprintf(what, sizeof what, "matmul bf16-activations %s M=%lld N=%lld K=%lld%s",
+		 dtype_name(dt), (long long)M, (long long)N, (long long)K, with_bias ? " +bias" : "");
+	check_close(what, got, want, M * N, 1e-6 * sqrt((double)K) + 1e-6);
+	free(x);
+	free(xr);
+	free(want);
+	free(got);
+	free_weight(&w);
+	free_weight(&b);
+}
+
+static void test_matmul_bf16(struct vlm_ops *ops)
+{
+	vlm_err err = {0};
+	if (!vlm_ops_bf16_supported() || !vlm_ops_impl_supported(VLM_OPS_AVX2)) {
+		printf("bf16 activations: no AVX512_BF16 on this CPU or build, not tested\n");
+		CHECK_INT(vlm_ops_set_bf16(ops, true, &err), vlm_ops_bf16_supported() ? 0 : -ENOTSUP);
+		CHECK_INT(vlm_ops_set_bf16(ops, false, &err), 0);
+		return;
+	}
+	printf("testing bf16 activations against reference on bf16-rounded x\n");
+	static const int64_t shapes[][3] = {
+		/* M, N, K: row tails of the 8-row kernel, partial 48-column panels, several 144-row
+		 * tasks, odd K, several 1024-wide K blocks with a partial last one */
+		{2, 5, 27},   {8, 48, 64},  {9, 49, 1},    {17, 300, 352}, {130, 97, 2100},
+		{3, 145, 1025}, {33, 40, 2048}, {1, 67, 1176},
+	};
+	for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+		compare_matmul_bf16(ops, VLM_DTYPE_BF16, shapes[s][0], shapes[s][1], shapes[s][2],
+				    s % 2 == 1);
+	compare_matmul_bf16(ops, VLM_DTYPE_F16, 17, 67, 352, true);
+	compare_matmul_bf16(ops, VLM_DTYPE_F32, 5, 33, 40, false);
+	CHECK(!vlm_ops_get_bf16(ops));
+}
+
 static void test_rows(struct vlm_ops *ops, enum vlm_ops_impl impl)
 {
 	vlm_err err = {0};
@@ -496,6 +566,7 @@ int main(void)
 		test_rope(ops, impl);
 		test_attention(ops3, impl);
 	}
+	test_matmul_bf16(ops3);
 	vlm_ops_free(ops3);
 	vlm_ops_free(ops);
 	return CHECK_DONE();

@@ -27,6 +27,7 @@ struct vlm_cpu {
 	struct vlm_pool *pool;
 	int n_threads;
 	bool avx2;
+	bool bf16;      /* bf16 activations in matmul (ops.h: vlm_ops_set_bf16) */
 	float *scratch; /* n_threads * vlm_fast_scratch_floats(), 64-byte aligned, owned by ops.c */
 };
 
@@ -54,6 +55,7 @@ void vlm_ref_attention(const struct vlm_attn *a);
 /* Fast ops: the same contracts, threaded over `cpu->pool`. */
 size_t vlm_fast_scratch_floats(void);
 bool vlm_fast_avx2_supported(void);
+bool vlm_fast_bf16_supported(void);
 void vlm_fast_matmul(const struct vlm_cpu *cpu, float *y, const float *x, int64_t M,
 		     const struct vlm_tensor *w, const struct vlm_tensor *bias);
 void vlm_fast_rmsnorm(const struct vlm_cpu *cpu, float *y, const float *x,

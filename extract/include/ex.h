@@ -303,6 +303,8 @@ struct ex_extract_opts {
 	const char *model_dir;
 	const char *device;   /* "cpu", "cuda" or "auto" (NULL: auto, which is the CPU today) */
 	int n_threads;        /* 0: every online CPU */
+	bool bf16;            /* bf16 activations in prefill and vision matmuls (AVX512_BF16 CPUs:
+	                       * vlm_model_opts.bf16_activations); false: f32 */
 	int max_tokens;       /* per prompt; 0: 2048 */
 	int64_t n_ctx;        /* context per prompt; 0: 16384, or the model's maximum if smaller */
 	size_t text_budget;   /* PDF text-layer bytes per prompt; 0: 6000 (EX_PROMPT_TEXT_BUDGET) */
