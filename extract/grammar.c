@@ -18,6 +18,7 @@
  *
  * Does not: tokenize, sample, or check values (validate.c does, after decoding). */
 #include <errno.h>
+#include <glib.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -640,23 +641,6 @@ static bool pattern_viable(const struct gvalue *v, struct decoder *d, size_t len
 	return rc >= 0 || (!complete && rc == PCRE2_ERROR_PARTIAL);
 }
 
-static size_t utf8_put(char *out, uint32_t cp)
-{
-	if (cp < 0x80) {
-		out[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		out[0] = (char)(0xc0 | cp >> 6);
-		out[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	out[0] = (char)(0xe0 | cp >> 12);
-	out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-	out[2] = (char)(0x80 | (cp & 0x3f));
-	return 3;
-}
-
 /* Keeps the decoded value of a pattern string and checks it against the pattern at the end of
  * each character (partially) and at the closing quote (completely). Mid-character prefixes are
  * not checked (PCRE2 refuses truncated UTF-8), so walks accept no token ending there: every
@@ -688,7 +672,7 @@ static bool pattern_step(const struct ex_grammar *g, struct decoder *d, const st
 	case SP_U4_000:
 		out->cp = out->cp * 16 + (uint32_t)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
 		if (ts->pos == SP_CHAR)
-			out->dlen += (uint32_t)utf8_put(d->buf + out->dlen, out->cp);
+			out->dlen += (uint32_t)g_unichar_to_utf8((gunichar)out->cp, d->buf + out->dlen);
 		break;
 	default:
 		d->buf[out->dlen++] = (char)c;
