@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crash.h"
 #include "jobs.h"
 #include "log.h"
 #include "model.h"
@@ -94,7 +95,10 @@ static json_t *iso_time(double t)
 static int save(struct jobs *j, const struct ex_job *job)
 {
 	vlm_err err = {0};
+	crash_point("journal.update.before");
 	int rc = ex_journal_update(j->journal, job, &err);
+	if (rc == 0)
+		crash_point("journal.update.after");
 	if (rc < 0)
 		log_msg(LOG_CRIT, "%s", err.msg);
 	return rc;
@@ -650,11 +654,13 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 	}
 	if (found)
 		snprintf(job.dup_of, sizeof job.dup_of, "%s", same.id);
+	crash_point("journal.insert.before");
 	if ((rc = ex_journal_insert(j->journal, &job, &err)) < 0) {
 		log_msg(LOG_CRIT, "%s", err.msg);
 		spool_discard(j->spool, job.id, NULL);
 		return rc;
 	}
+	crash_point("journal.insert.after");
 	j->unsettled++;
 	if (too_large) {
 		log_failed(&job);

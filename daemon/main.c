@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "crash.h"
 #include "jobs.h"
 #include "log.h"
 #include "model.h"
@@ -78,7 +79,8 @@ static void report_problem(void *user, const char *msg)
 }
 
 #ifdef INTAKE_TEST_HOOKS
-static const char test_hooks[] = " (test hooks: INTAKE_TEST_PARSER, INTAKE_TEST_MODEL)";
+static const char test_hooks[] =
+	" (test hooks: INTAKE_TEST_PARSER, INTAKE_TEST_MODEL, INTAKE_CRASH_AT)";
 #else
 static const char test_hooks[] = "";
 #endif
@@ -88,7 +90,11 @@ static int parse_options(int argc, char **argv, struct options *opt)
 	static const struct option longopts[] = {
 		{"config", required_argument, NULL, 'c'}, {"once", no_argument, NULL, 'o'},
 		{"check", no_argument, NULL, 'k'},        {"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},         {0},
+		{"help", no_argument, NULL, 'h'},
+#ifdef INTAKE_TEST_HOOKS
+		{"list-crash-points", no_argument, NULL, 'L'},
+#endif
+		{0},
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "c:ohV", longopts, NULL)) != -1) {
@@ -98,6 +104,9 @@ static int parse_options(int argc, char **argv, struct options *opt)
 		case 'k': opt->check = true; break;
 		case 'V': printf("intaked %s%s\n", vlm_version(), test_hooks); return 0;
 		case 'h': fputs(usage_text, stdout); return 0;
+#ifdef INTAKE_TEST_HOOKS
+		case 'L': crash_points_list(stdout); return 0;
+#endif
 		default: fputs(usage_text, stderr); return 2;
 		}
 	}

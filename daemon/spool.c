@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crash.h"
 #include "spool.h"
 
 #define TMP_PREFIX ".intake-"
@@ -222,21 +223,27 @@ int spool_claim(struct spool *s, int dirfd, const char *name, uint64_t max_bytes
 					"spool: file '%s': %lld bytes, over limits.max_file_bytes "
 					"(%llu)", name, (long long)n, (unsigned long long)max_bytes);
 	} else {
+		crash_point("claim.fsync.before");
 		if (fsync(tmp) < 0) {
 			rc = vlm_err_set(err, -errno, "spool: claim '%s': fsync: %s", tmp_name,
 					 strerror(errno));
 			goto out;
 		}
+		crash_point("claim.fsync.after");
+		crash_point("claim.rename.before");
 		if (renameat2(s->claim_fd, tmp_name, s->active_fd, job->id, RENAME_NOREPLACE) < 0) {
 			rc = vlm_err_set(err, -errno, "spool: claim '%s': rename into active/: %s",
 					 tmp_name, strerror(errno));
 			goto out;
 		}
+		crash_point("claim.rename.after");
 		tmp_name[0] = '\0';
+		crash_point("claim.fsync-dir.before");
 		if ((rc = spool_fsync_dir(s->active_fd, "spool/active", err)) < 0) {
 			unlinkat(s->active_fd, job->id, 0);
 			goto out;
 		}
+		crash_point("claim.fsync-dir.after");
 	}
 	snprintf(job->sha256, sizeof job->sha256, "%s", g_checksum_get_string(sum));
 	snprintf(job->name, sizeof job->name, "%s", name);
@@ -267,20 +274,29 @@ int spool_release_source(int dirfd, const char *name, const struct ex_job *job, 
 	if ((uint64_t)st.st_dev != job->src_dev || (uint64_t)st.st_ino != job->src_ino)
 		return vlm_err_set(err, -ESTALE, "spool: file '%s': replaced since it was claimed",
 				   name);
+	crash_point("inbox.unlink.before");
 	if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
 		return vlm_err_set(err, -errno, "spool: file '%s': cannot remove from the inbox: %s",
 				   name, strerror(errno));
+	crash_point("inbox.unlink.after");
+	crash_point("inbox.fsync-dir.before");
 	/* Best effort: if the unlink is lost in a power cut, the hash catches the file again. */
 	fsync(dirfd);
+	crash_point("inbox.fsync-dir.after");
 	return 0;
 }
 
 int spool_discard(struct spool *s, const char *id, vlm_err *err)
 {
+	crash_point("spool.discard-unlink.before");
 	if (unlinkat(s->active_fd, id, 0) < 0 && errno != ENOENT)
 		return vlm_err_set(err, -errno, "spool: job '%s': cannot remove: %s", id,
 				   strerror(errno));
-	return spool_fsync_dir(s->active_fd, "spool/active", err);
+	crash_point("spool.discard-unlink.after");
+	crash_point("spool.discard-fsync-dir.before");
+	int rc = spool_fsync_dir(s->active_fd, "spool/active", err);
+	crash_point("spool.discard-fsync-dir.after");
+	return rc;
 }
 
 int spool_publish(int dirfd, const char *name, const char *data, size_t len, mode_t mode,
@@ -297,14 +313,18 @@ int spool_publish(int dirfd, const char *name, const char *data, size_t len, mod
 		return vlm_err_set(err, -errno, "spool: result '%s': cannot create: %s", tmp_name,
 				   strerror(errno));
 	int rc = 0;
-	if (fchmod(fd, mode) < 0 || (rc = write_all(fd, data, len)) < 0 || fsync(fd) < 0) {
+	/* The crash point sits between a complete write and its fsync. */
+	if (fchmod(fd, mode) < 0 || (rc = write_all(fd, data, len)) < 0 ||
+	    (crash_point("publish.fsync.before"), fsync(fd) < 0)) {
 		rc = rc < 0 ? rc : -errno;
 		vlm_err_set(err, rc, "spool: result '%s': write: %s", tmp_name, strerror(-rc));
 		close(fd);
 		unlinkat(dirfd, tmp_name, 0);
 		return rc;
 	}
+	crash_point("publish.fsync.after");
 	close(fd);
+	crash_point("publish.rename.before");
 	if (renameat2(dirfd, tmp_name, dirfd, name, RENAME_NOREPLACE) < 0) {
 		rc = -errno;
 		unlinkat(dirfd, tmp_name, 0);
@@ -312,7 +332,10 @@ int spool_publish(int dirfd, const char *name, const char *data, size_t len, mod
 			return 1;
 		return vlm_err_set(err, rc, "spool: result '%s': rename: %s", name, strerror(-rc));
 	}
+	crash_point("publish.rename.after");
+	crash_point("publish.fsync-dir.before");
 	rc = spool_fsync_dir(dirfd, name, err);
+	crash_point("publish.fsync-dir.after");
 	return rc < 0 ? rc : 0;
 }
 
@@ -339,14 +362,16 @@ static int move_by_copy(int src_dirfd, const char *src_name, int dest_dirfd,
 	}
 	int64_t n = copy_fd(src, dst, NULL);
 	close(src);
-	if (n < 0 || fsync(dst) < 0) {
+	if (n < 0 || (crash_point("settle-copy.fsync.before"), fsync(dst) < 0)) {
 		rc = n < 0 ? (int)n : -errno;
 		close(dst);
 		unlinkat(dest_dirfd, tmp_name, 0);
 		return vlm_err_set(err, rc, "spool: '%s': copy to '%s': %s", src_name, dest_name,
 				   strerror(-rc));
 	}
+	crash_point("settle-copy.fsync.after");
 	close(dst);
+	crash_point("settle-copy.rename.before");
 	if (renameat2(dest_dirfd, tmp_name, dest_dirfd, dest_name, RENAME_NOREPLACE) < 0) {
 		rc = -errno;
 		unlinkat(dest_dirfd, tmp_name, 0);
@@ -354,12 +379,20 @@ static int move_by_copy(int src_dirfd, const char *src_name, int dest_dirfd,
 				     : vlm_err_set(err, rc, "spool: '%s': rename: %s", dest_name,
 						   strerror(-rc));
 	}
+	crash_point("settle-copy.rename.after");
+	crash_point("settle-copy.fsync-dir-dest.before");
 	if ((rc = spool_fsync_dir(dest_dirfd, dest_name, err)) < 0)
 		return rc;
+	crash_point("settle-copy.fsync-dir-dest.after");
+	crash_point("settle-copy.unlink.before");
 	if (unlinkat(src_dirfd, src_name, 0) < 0 && errno != ENOENT)
 		return vlm_err_set(err, -errno, "spool: '%s': cannot remove: %s", src_name,
 				   strerror(errno));
-	return spool_fsync_dir(src_dirfd, src_name, err);
+	crash_point("settle-copy.unlink.after");
+	crash_point("settle-copy.fsync-dir-src.before");
+	rc = spool_fsync_dir(src_dirfd, src_name, err);
+	crash_point("settle-copy.fsync-dir-src.after");
+	return rc;
 }
 
 /* Moves `src_name` to `dest_name` without overwriting; both directories fsynced. Returns 0, 1
@@ -367,6 +400,7 @@ static int move_by_copy(int src_dirfd, const char *src_name, int dest_dirfd,
 static int move_file(int src_dirfd, const char *src_name, int dest_dirfd, const char *dest_name,
 		     vlm_err *err)
 {
+	crash_point("settle.rename.before");
 	if (renameat2(src_dirfd, src_name, dest_dirfd, dest_name, RENAME_NOREPLACE) < 0) {
 		int e = errno;
 		if (e == EXDEV)
@@ -378,9 +412,15 @@ static int move_file(int src_dirfd, const char *src_name, int dest_dirfd, const 
 		return vlm_err_set(err, -e, "spool: '%s': move to '%s': %s", src_name, dest_name,
 				   strerror(e));
 	}
+	crash_point("settle.rename.after");
+	crash_point("settle.fsync-dir-dest.before");
 	int rc = spool_fsync_dir(dest_dirfd, dest_name, err);
-	if (rc == 0)
+	crash_point("settle.fsync-dir-dest.after");
+	if (rc == 0) {
+		crash_point("settle.fsync-dir-src.before");
 		rc = spool_fsync_dir(src_dirfd, src_name, err);
+		crash_point("settle.fsync-dir-src.after");
+	}
 	return rc;
 }
 
