@@ -532,6 +532,78 @@ db = sqlite3.connect(sys.argv[1])
 assert db.execute("select max(attempts) from jobs").fetchone()[0] == 0' "$tmp/state/journal.db"
   check "no leftovers" no_leftovers
   ;;
+crashpoints) # kill at every named crash point (1st, 2nd, 3rd time), restart, check the invariant
+  needs_hooks
+  mapfile -t points < <("$bin" --list-crash-points)
+  check "crash points listed" test "${#points[@]}" -gt 0
+  make_pngs "$tmp/stage" 1 3
+  cp "$tmp/stage/doc-1.png" "$tmp/stage/dup.png"
+  printf 'this is not a document\n' >"$tmp/stage/corrupt.png"
+  (cd "$tmp/stage" && sha256sum -- *) >"$tmp/inputs.sha"
+  covered=0 runs=0 violations=0
+  for point in "${points[@]}"; do
+    reached=0
+    for n in 1 2 3; do
+      rm -rf "$tmp/in/a" "$tmp/out" "$tmp/archive" "$tmp/failed" "$tmp/state" "$tmp/log"
+      mkdir -p "$tmp/in/a"
+      cp "$tmp"/stage/* "$tmp/in/a/"
+      # The braces' 2>/dev/null silences bash's "Killed" job report, not the daemon's log.
+      { (cd "$tmp" && INTAKE_CRASH_AT="$point:$n" exec timeout 60 "$bin" --config intake.yaml \
+        --once >>"$tmp/log" 2>&1); first=$?; } 2>/dev/null
+      runs=$((runs + 1))
+      # Not reached N times: reached fewer times with the same files, so N+1 is not either.
+      if [ $first -ne 137 ]; then
+        [ $first -eq 0 ] || { echo "$point:$n: first run exited $first"; violations=$((violations + 1)); }
+        break
+      fi
+      reached=1
+      (cd "$tmp" && exec timeout 60 "$bin" --config intake.yaml --once >>"$tmp/log" 2>&1)
+      again=$?
+      # Each dropped file: exactly one record, carrying its hash; the corrupt one quarantined,
+      # exactly one of doc-1 and its copy a duplicate notice; every JSON file parses.
+      if ! verdict=$(python3 - "$tmp" <<'EOF2'
+import glob, json, os, sqlite3, sys
+t = sys.argv[1]
+sha = dict(reversed(line.split()) for line in open(f"{t}/inputs.sha"))
+records = {}
+for f in glob.glob(f"{t}/out/a/*.json"):
+    d = json.load(open(f))
+    kind = "duplicate" if f.endswith(".duplicate.json") else "result"
+    records.setdefault(d["source"]["name"], []).append((kind, d["source"]["sha256"]))
+for f in glob.glob(f"{t}/failed/a/*.error.json"):
+    d = json.load(open(f))
+    records.setdefault(d["file"], []).append(("quarantine", d["sha256"]))
+problems, kind = [], {}
+for name, h in sha.items():
+    got = records.pop(name, [])
+    if len(got) != 1 or got[0][1] != h:
+        problems.append(f"{name}: {got}")
+    kind[name] = got[0][0] if got else None
+if records:
+    problems.append(f"records for files never dropped: {records}")
+want = {"corrupt.png": "quarantine", "doc-2.png": "result", "doc-3.png": "result"}
+if any(kind[k] != v for k, v in want.items()) or \
+        sorted([kind["doc-1.png"], kind["dup.png"]], key=str) != ["duplicate", "result"]:
+    problems.append(f"outcomes: {kind}")
+db = sqlite3.connect(f"{t}/state/journal.db")
+ok = db.execute("pragma integrity_check").fetchone()[0]
+if ok != "ok":
+    problems.append(f"journal integrity_check: {ok}")
+print("; ".join(problems))
+sys.exit(1 if problems else 0)
+EOF2
+      ) || [ $again -ne 0 ] || ! no_leftovers >/dev/null; then
+        echo "VIOLATION at $point:$n (restart exited $again): $verdict"
+        no_leftovers
+        tail -5 "$tmp/log"
+        violations=$((violations + 1))
+      fi
+    done
+    covered=$((covered + reached))
+  done
+  echo "crashpoints: ${#points[@]} points, $covered reached and crashed at, $runs runs, $violations violations"
+  check "no violations" test $violations -eq 0
+  ;;
 *)
   echo "unknown scenario $scenario"
   exit 2
