@@ -15,6 +15,7 @@
 #include "check.h"
 #include "ex.h"
 #include "testfiles.h"
+#include "testrefuse.h"
 
 struct jpeg_spec {
 	int width, height;
@@ -383,22 +384,6 @@ static void test_exif_damaged(void)
 	check_exif_case("exif_bad_rational.jpg", &e, 0, 8, 16, 0, 0);
 	e = (struct exif_spec){.orientation = 9};
 	check_exif_case("exif_bad_orientation.jpg", &e, 0, 16, 8, 0, 0);
-}
-
-static void expect_refused(const char *name, const struct bytes *file, int code, int reason,
-			   const char *detail)
-{
-	char path[SCRATCH_PATH_SIZE];
-	struct ex_doc *doc = NULL;
-	vlm_err err = {0};
-	int rc = ex_doc_load(scratch_write(path, name, file->data, file->size), NULL, &doc, &err);
-	CHECK_INT(rc, code);
-	CHECK_INT(err.code, code);
-	CHECK_INT(err.reason, reason);
-	CHECK_CONTAINS(err.msg, path);
-	CHECK_CONTAINS(err.msg, detail);
-	CHECK(doc == NULL);
-	ex_doc_free(doc);
 }
 
 /* Offset of the first marker FF `code` (SOF0 C0, SOS DA), walking the segments after SOI. */

@@ -11,6 +11,7 @@
 #include "check.h"
 #include "ex.h"
 #include "testpng.h"
+#include "testrefuse.h"
 
 struct png_spec {
 	int width, height, depth, color_type;
@@ -349,22 +350,6 @@ static void test_writer_round_trip(void)
 	err = (vlm_err){0};
 	CHECK_INT(ex_page_write_png(&page, scratch_path(path, "missing/x.png"), &err), -ENOENT);
 	CHECK_CONTAINS(err.msg, "missing/x.png");
-}
-
-static void expect_refused(const char *name, const struct bytes *file, int code, int reason,
-			   const char *detail)
-{
-	char path[SCRATCH_PATH_SIZE];
-	struct ex_doc *doc = NULL;
-	vlm_err err = {0};
-	int rc = ex_doc_load(scratch_write(path, name, file->data, file->size), NULL, &doc, &err);
-	CHECK_INT(rc, code);
-	CHECK_INT(err.code, code);
-	CHECK_INT(err.reason, reason);
-	CHECK_CONTAINS(err.msg, path);
-	CHECK_CONTAINS(err.msg, detail);
-	CHECK(doc == NULL);
-	ex_doc_free(doc);
 }
 
 /* Byte offset of the first chunk of `type` in a PNG (its length field). */
