@@ -11,8 +11,9 @@
  * per element), as torch's bf16 linears do. The bound is how far transformers' own bf16 run lies
  * from these f32 goldens (fixture README): the vision tensors within its merger deviation (0.0974
  * of 6.03: 1.6e-2), the text tensors and logits within its logit deviation (0.50 of 8.82:
- * 5.7e-2). intake rounds only the matmul inputs (transformers in bf16 rounds everything), so it
- * lands inside both (measured: vision 7e-3, logits 4.3e-2 at the worst decode step). The greedy
+ * 5.7e-2). intake rounds only the matmul inputs and, with 48 query rows or more, attention's q, k,
+ * v and probabilities (transformers in bf16 rounds everything), so it lands inside both
+ * (measured: vision 7e-3, logits 4.2e-2 at the worst decode step). The greedy
  * tokens are NOT guaranteed identical in bf16: the logit error (up to 0.25) exceeds half the
  * smallest winning margin (0.0645, step 5), and that step does flip with some f32 summation
  * orders. So the bf16 run decodes the golden tokens (teacher forcing), checks every step's

@@ -2,8 +2,8 @@
  * implementation this CPU runs (portable, AVX2) against the reference on random data with awkward
  * shapes, for bf16, f16 and f32 weights. Tolerances are relative to the magnitude of the result:
  * the reference sums in double, the fast paths in f32, so matmul may differ by about
- * f32 epsilon * sqrt(K) of the largest output. The opt-in bf16-activation matmul is checked
- * against the reference run on x rounded to bf16 by the test's own rounding. */
+ * f32 epsilon * sqrt(K) of the largest output. The opt-in bf16-activation matmul and attention
+ * are checked against the reference run on inputs rounded to bf16 by the test's own rounding. */
 #include <errno.h>
 #include <stdint.h>
 
@@ -461,7 +461,12 @@ struct attn_case {
 	int n_seg;
 };
 
-static void run_attention(struct vlm_ops *ops, enum vlm_ops_impl impl, const struct attn_case *c)
+/* With bf16 on (and at least 48 query rows), the fast path rounds q, k, v and the probabilities
+ * to bf16: the reference runs on q, k, v rounded by the test, and rounding each probability p_t
+ * (relative error <= 2^-9) moves the output sum_t p_t v_t / sum_t p_t by at most 2^-9 max|v|
+ * (|v| < 1 here), plus f32 summation noise. */
+static void run_attention(struct vlm_ops *ops, enum vlm_ops_impl impl, const struct attn_case *c,
+			  bool bf16)
 {
 	vlm_err err = {0};
 	int64_t q_stride = (int64_t)c->n_head * c->hd + 3, kv_stride = (int64_t)c->n_kv_head * c->hd + 9;
@@ -472,21 +477,33 @@ static void run_attention(struct vlm_ops *ops, enum vlm_ops_impl impl, const str
 	/* sharper scores than uniform [-1, 1] inputs give, so the softmax is far from flat */
 	for (int64_t i = 0; i < c->L * q_stride; i++)
 		q[i] *= 4;
+	float *qr = rand_f32(c->L * q_stride), *kr = rand_f32(c->T * kv_stride),
+	      *vr = rand_f32(c->T * kv_stride);
+	for (int64_t i = 0; i < c->L * q_stride; i++)
+		qr[i] = bf16 ? round_bf16(q[i]) : q[i];
+	for (int64_t i = 0; i < c->T * kv_stride; i++) {
+		kr[i] = bf16 ? round_bf16(k[i]) : k[i];
+		vr[i] = bf16 ? round_bf16(v[i]) : v[i];
+	}
 	struct vlm_attn a = {.L = c->L, .T = c->T, .n_head = c->n_head, .n_kv_head = c->n_kv_head,
-			     .head_dim = c->hd, .q = q, .q_stride = q_stride, .k = k, .v = v,
+			     .head_dim = c->hd, .q = qr, .q_stride = q_stride, .k = kr, .v = vr,
 			     .kv_stride = kv_stride, .out = want,
 			     .mask = c->cu ? VLM_ATTN_SEGMENTS : VLM_ATTN_CAUSAL, .past = c->past,
 			     .cu_seqlens = c->cu, .n_segments = c->n_seg};
 	char what[128];
-	snprintf(what, sizeof what, "attention %s L=%lld T=%lld past=%lld H=%d/%d hd=%d%s",
-		 vlm_ops_impl_name(impl), (long long)c->L, (long long)c->T, (long long)c->past,
+	snprintf(what, sizeof what, "attention %s%s L=%lld T=%lld past=%lld H=%d/%d hd=%d%s",
+		 vlm_ops_impl_name(impl), bf16 ? " bf16-activations" : "", (long long)c->L, (long long)c->T, (long long)c->past,
 		 c->n_head, c->n_kv_head, c->hd, c->cu ? " segments" : "");
 	vlm_ops_set_impl(ops, VLM_OPS_REF, NULL);
 	CHECK_INT(vlm_op_attention(ops, &a, &err), 0);
 	vlm_ops_set_impl(ops, impl, NULL);
+	CHECK_INT(vlm_ops_set_bf16(ops, bf16, &err), 0);
 	a.out = got;
+	a.q = q;
+	a.k = k;
+	a.v = v;
 	CHECK_INT(vlm_op_attention(ops, &a, &err), 0);
-	check_close(what, got, want, n_out, 2e-6);
+	check_close(what, got, want, n_out, bf16 ? 1.0 / 512 + 1e-5 : 2e-6);
 
 	/* Masking: change keys and values some queries must not see (those after query 0 for
 	 * causal, the last segment for segments); their outputs must not move, bit for bit. */
@@ -494,22 +511,29 @@ static void run_attention(struct vlm_ops *ops, enum vlm_ops_impl impl, const str
 	if (from >= 1 && from < c->T) {
 		for (int64_t t = from; t < c->T; t++)
 			for (int64_t d = 0; d < kv_stride; d++) {
-				k[t * kv_stride + d] = 9;
-				v[t * kv_stride + d] = -9;
+				k[t * kv_stride + d] = kr[t * kv_stride + d] = 9;
+				v[t * kv_stride + d] = vr[t * kv_stride + d] = -9;
 			}
 		/* queries that cannot see the changed keys: the first for causal, every query
 		 * before the last segment for segments */
 		int64_t n_same = (c->cu ? from : 1) * c->n_head * c->hd;
 		for (int r = 0; r < 2; r++) {
 			vlm_ops_set_impl(ops, r ? impl : VLM_OPS_REF, NULL);
+			a.q = r ? q : qr;
+			a.k = r ? k : kr;
+			a.v = r ? v : vr;
 			a.out = again;
 			CHECK_INT(vlm_op_attention(ops, &a, &err), 0);
 			check_close(what, again, r ? got : want, n_same, 0);
 		}
 	}
+	CHECK_INT(vlm_ops_set_bf16(ops, false, &err), 0);
 	free(q);
 	free(k);
 	free(v);
+	free(qr);
+	free(kr);
+	free(vr);
 	free(want);
 	free(got);
 	free(again);
@@ -531,7 +555,25 @@ static void test_attention(struct vlm_ops *ops, enum vlm_ops_impl impl)
 		{.L = 3, .T = 3, .n_head = 1, .n_kv_head = 1, .hd = 8, .cu = cu1, .n_seg = 1},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-		run_attention(ops, impl, &cases[i]);
+		run_attention(ops, impl, &cases[i], false);
+}
+
+static void test_attention_bf16(struct vlm_ops *ops)
+{
+	if (!vlm_ops_bf16_supported() || !vlm_ops_impl_supported(VLM_OPS_AVX2))
+		return; /* test_matmul_bf16 says so */
+	static const int32_t cu[] = {0, 70, 70, 200};
+	const struct attn_case cases[] = {
+		/* vision: segments (one empty) across the 96-query tasks and 64-key blocks, hd 128 */
+		{.L = 200, .T = 200, .n_head = 2, .n_kv_head = 2, .hd = 128, .cu = cu, .n_seg = 3},
+		/* prefill continuing a cache, GQA group 2 */
+		{.L = 100, .T = 150, .past = 50, .n_head = 4, .n_kv_head = 2, .hd = 64},
+		/* the smallest L on the bf16 path, a head dim of no whole tile */
+		{.L = 48, .T = 48, .n_head = 1, .n_kv_head = 1, .hd = 18},
+		{.L = 130, .T = 130, .n_head = 4, .n_kv_head = 1, .hd = 20},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		run_attention(ops, VLM_OPS_AVX2, &cases[i], true);
 }
 
 int main(void)
@@ -567,6 +609,7 @@ int main(void)
 		test_attention(ops3, impl);
 	}
 	test_matmul_bf16(ops3);
+	test_attention_bf16(ops3);
 	vlm_ops_free(ops3);
 	vlm_ops_free(ops);
 	return CHECK_DONE();

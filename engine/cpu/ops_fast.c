@@ -21,8 +21,10 @@
  * one head, so it needs no scratch proportional to T and loads each key and value row once per
  * group. With AVX2 each key block is first transposed into the thread's scratch (K^T tile
  * [hd][ATT_KB], shared by the task's groups) so QK^T runs as a register-blocked 4x16 matmul
- * kernel with no horizontal sums; PV keeps 4 rows x 16 dims in registers over the block. Elementwise ops are cheap next to matmul: they run the reference row loops, split over
- * the pool. Arguments are validated by ops.c. */
+ * kernel with no horizontal sums; PV keeps 4 rows x 16 dims in registers over the block. With bf16
+ * activations attention reuses the bf16 matmul kernel for QK^T and PV (attb_task: 4.4x the f32
+ * path's GFLOP/s in bench_ops at the vision tower's shape). Elementwise ops are cheap next to
+ * matmul: they run the reference row loops, split over the pool. Arguments are validated by ops.c. */
 #include <math.h>
 #include <string.h>
 
@@ -40,7 +42,10 @@
 
 #if FAST_X86 && defined(INTAKE_HAVE_AVX512BF16)
 #define FAST_BF16 1
-#define BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
+/* a superset of AVX2's target, so the AVX2 building blocks inline into the bf16 code */
+#define BF16 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512bf16")))
+#define BF16_INLINE static inline __attribute__((always_inline, \
+					    target("avx2,fma,f16c,avx512f,avx512bw,avx512bf16")))
 #else
 #define FAST_BF16 0
 #endif
@@ -66,6 +71,10 @@ _Static_assert(MB_NT % MB_NC == 0, "a task's W rows split into whole bf16 panels
 _Static_assert(MB_KC % 32 == 0, "the x rounding works in groups of 32");
 _Static_assert(ATT_KB % 16 == 0, "qk_avx2 scores 16 keys at a time");
 
+#if FAST_BF16
+static size_t attb_scratch_floats(void);
+#endif
+
 size_t vlm_fast_scratch_floats(void)
 {
 	/* W tile + x tile of the f32 or the bf16 layout, or attention's K^T tile, whichever is
@@ -75,6 +84,9 @@ size_t vlm_fast_scratch_floats(void)
 	size_t att = (size_t)VLM_CPU_MAX_HEAD_DIM * ATT_KB;
 	size_t n = f32 > bf16 ? f32 : bf16;
 	n = n > att ? n : att;
+#if FAST_BF16
+	n = n > attb_scratch_floats() ? n : attb_scratch_floats();
+#endif
 	return (n + 15) & ~(size_t)15;
 }
 
@@ -371,45 +383,49 @@ static void mmb_pack_w(const struct mm_job *j, int64_t n0, int64_t nt, int64_t k
 	}
 }
 
-/* x rows [m0, m0 + mr) and columns [k0, k0 + kc) rounded to bf16 (nearest even) as rows of
- * 2 * kh elements; the rows mr .. MB_MR - 1 and an odd last column are zero. */
+/* dst[0 .. kc) = x[0 .. kc) rounded to bf16 (nearest even), and dst[kc] = 0 when kc is odd, so
+ * the row is whole dpbf16 pairs. */
+BF16 static void round_row_bf16(const float *x, int64_t kc, uint16_t *dst)
+{
+	int64_t k = 0;
+	for (; k + 32 <= kc; k += 32) {
+		__m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 16), _mm512_loadu_ps(x + k));
+		_mm512_storeu_si512(dst + k, (__m512i)h);
+	}
+	for (; k < kc; k++)
+		dst[k] = vlm_f32_to_bf16(x[k]);
+	if (kc % 2)
+		dst[kc] = 0;
+}
+
+/* x rows [m0, m0 + mr) and columns [k0, k0 + kc) rounded to bf16 as rows of 2 * kh elements;
+ * the rows mr .. MB_MR - 1 are zero. */
 BF16 static void mmb_pack_x(const struct mm_job *j, int64_t m0, int mr, int64_t k0, int64_t kc,
 			    uint16_t *xp)
 {
 	int64_t kp = (kc + 1) / 2 * 2;
-	for (int i = 0; i < mr; i++) {
-		const float *x = j->x + (m0 + i) * j->K + k0;
-		uint16_t *dst = xp + i * kp;
-		int64_t k = 0;
-		for (; k + 32 <= kc; k += 32) {
-			__m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 16),
-							 _mm512_loadu_ps(x + k));
-			_mm512_storeu_si512(dst + k, (__m512i)h);
-		}
-		for (; k < kc; k++)
-			dst[k] = vlm_f32_to_bf16(x[k]);
-		if (kc < kp)
-			dst[kc] = 0;
-	}
+	for (int i = 0; i < mr; i++)
+		round_row_bf16(j->x + (m0 + i) * j->K + k0, kc, xp + i * kp);
 	memset(xp + mr * kp, 0, sizeof(uint16_t) * (size_t)((MB_MR - mr) * kp));
 }
 
-/* y[0..mr)[0..nc) += x tile [MB_MR][2 kh] . W panel [kh][MB_NC] (pairs): the 24 accumulators
- * hold whole output columns, so nothing is summed across lanes. */
-BF16 static void mmb_kernel(const uint32_t *xp, const uint32_t *wp, int64_t kh, float *y,
-			    int64_t ldy, int mr, int nc)
+/* y[0..mr)[0..nc) += x tile . W panel [kh][MB_NC] (pairs), where the x tile's pair kk of row i
+ * is the word xp[i * xs_i + kk * xs_k] (rows past mr are read too: zero or ignored). The 24
+ * accumulators hold whole output columns, so nothing is summed across lanes. */
+BF16_INLINE void mmb_kernel(const uint32_t *xp, int64_t xs_i, int64_t xs_k, const uint32_t *wp,
+			    int64_t kh, float *y, int64_t ldy, int mr, int nc)
 {
 	__m512 c[MB_MR][3];
 #pragma GCC unroll 8
 	for (int i = 0; i < MB_MR; i++)
 		c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_ps();
 	for (int64_t kk = 0; kk < kh; kk++) {
-		const uint32_t *w = wp + kk * MB_NC;
+		const uint32_t *w = wp + kk * MB_NC, *x = xp + kk * xs_k;
 		__m512bh b0 = (__m512bh)_mm512_loadu_si512(w), b1 = (__m512bh)_mm512_loadu_si512(w + 16),
 			 b2 = (__m512bh)_mm512_loadu_si512(w + 32);
 #pragma GCC unroll 8
 		for (int i = 0; i < MB_MR; i++) {
-			__m512bh a = (__m512bh)_mm512_set1_epi32((int)xp[i * kh + kk]);
+			__m512bh a = (__m512bh)_mm512_set1_epi32((int)x[i * xs_i]);
 			c[i][0] = _mm512_dpbf16_ps(c[i][0], a, b0);
 			c[i][1] = _mm512_dpbf16_ps(c[i][1], a, b1);
 			c[i][2] = _mm512_dpbf16_ps(c[i][2], a, b2);
@@ -428,7 +444,7 @@ BF16 static void mmb_kernel(const uint32_t *xp, const uint32_t *wp, int64_t kh, 
 
 /* The bf16-activation twin of the f32 loop in mm_task: per K block the W tile is repacked once
  * and every group of MB_MR x rows is rounded once and swept over all its panels. */
-static void mmb_task(const struct mm_job *j, int64_t n0, int64_t nt, int thread)
+BF16 static void mmb_task(const struct mm_job *j, int64_t n0, int64_t nt, int thread)
 {
 	uint32_t *wp = (uint32_t *)(j->cpu->scratch + (size_t)thread * vlm_fast_scratch_floats());
 	uint16_t *xp = (uint16_t *)(wp + (size_t)MB_NT * MB_KC / 2);
@@ -439,7 +455,7 @@ static void mmb_task(const struct mm_job *j, int64_t n0, int64_t nt, int thread)
 			int mr = (int)min64(MB_MR, j->M - m0);
 			mmb_pack_x(j, m0, mr, k0, kc, xp);
 			for (int64_t r = 0; r < nt; r += MB_NC)
-				mmb_kernel((const uint32_t *)xp, wp + r * kh, kh,
+				mmb_kernel((const uint32_t *)xp, kh, 1, wp + r * kh, kh,
 					   j->y + m0 * j->N + n0 + r, j->N, mr,
 					   (int)min64(MB_NC, nt - r));
 		}
@@ -950,10 +966,25 @@ static void att_softmax_block(const struct att_job *j, struct att_group *g, int 
 	memset(s + b, 0, sizeof(float) * (size_t)(nk - b));
 }
 
+/* The keys [*lo, *hi) query row i sees: its segment, or the causal prefix. */
+static void att_row_range(const struct vlm_attn *a, int64_t i, int64_t *lo, int64_t *hi)
+{
+	if (a->mask == VLM_ATTN_SEGMENTS) {
+		int seg = 0;
+		while (a->cu_seqlens[seg + 1] <= i)
+			seg++;
+		*lo = a->cu_seqlens[seg];
+		*hi = a->cu_seqlens[seg + 1];
+	} else {
+		*lo = 0;
+		*hi = a->past + i + 1;
+	}
+}
+
 /* Fills group g with query rows i0 .. i0 + g->n - 1 of head n and their key ranges. */
 static void att_group_init(const struct vlm_attn *a, struct att_group *g, int n, int64_t i0)
 {
-	int hd = a->head_dim, seg = 0;
+	int hd = a->head_dim;
 	g->n = (int)(a->L - i0 < ATT_QB ? a->L - i0 : ATT_QB);
 	g->glo = INT64_MAX;
 	g->ghi = 0;
@@ -965,15 +996,7 @@ static void att_group_init(const struct vlm_attn *a, struct att_group *g, int n,
 		memset(g->acc[r], 0, sizeof(float) * (size_t)hd);
 		if (r >= g->n)
 			continue;
-		if (a->mask == VLM_ATTN_SEGMENTS) {
-			while (a->cu_seqlens[seg + 1] <= i)
-				seg++;
-			g->lo[r] = a->cu_seqlens[seg];
-			g->hi[r] = a->cu_seqlens[seg + 1];
-		} else {
-			g->lo[r] = 0;
-			g->hi[r] = a->past + i + 1;
-		}
+		att_row_range(a, i, &g->lo[r], &g->hi[r]);
 		g->glo = g->lo[r] < g->glo ? g->lo[r] : g->glo;
 		g->ghi = g->hi[r] > g->ghi ? g->hi[r] : g->ghi;
 	}
@@ -1026,11 +1049,226 @@ static void att_task(void *ctx, int64_t task, int thread)
 	}
 }
 
+#if FAST_BF16
+/* Attention with bf16 activations (the bf16 mode, AB_Q or more query rows): Q, K, V and the
+ * probabilities rounded to bf16, products accumulated in f32 by mmb_kernel, the online softmax in
+ * f32, as torch's bf16 scaled_dot_product_attention does. A task is AB_Q query rows of one head,
+ * kept as two MB_NC-column W panels for the whole walk over the keys; so that every tile the
+ * kernel reads is either such a panel or a row-major tile, the scores are computed transposed:
+ * S^T [keys][queries] = K . Q^T with the key rows as the kernel's x rows, and the output as
+ * O^T [dims][queries] = V^T . P^T with V^T as x rows (pairs along the keys) and P as panels. The
+ * softmax then runs down the columns, eight queries per vector. */
+enum {
+	AB_Q = 2 * MB_NC, /* query rows per task: two kernel panels */
+	AB_KB = 64,       /* keys per online-softmax block: whole x tiles of MB_MR rows, even */
+	AB_HD = (VLM_CPU_MAX_HEAD_DIM + MB_MR - 1) / MB_MR * MB_MR,
+};
+_Static_assert(AB_KB % MB_MR == 0 && AB_Q % 8 == 0, "whole tiles and softmax vectors");
+
+/* A task's scratch, carved from the thread's: words of bf16 pairs, or f32. */
+struct attb_tiles {
+	uint32_t *qp; /* Q^T panels [2][khd][MB_NC]: pair kk of query q is dims 2kk, 2kk + 1 */
+	uint32_t *kx; /* the key block [AB_KB][khd], row-major pairs of dims */
+	float *st;    /* S^T, then P^T: [AB_KB][AB_Q] */
+	uint32_t *pp; /* P panels [2][AB_KB / 2][MB_NC]: pair kk of query q is keys 2kk, 2kk + 1 */
+	uint32_t *vx; /* V^T as x rows, stored [AB_KB / 2][AB_HD]: pair kk of dim d is keys 2kk, 2kk+1 */
+	float *ot;    /* O^T accumulators [AB_HD][AB_Q] */
+};
+
+static size_t attb_scratch_floats(void)
+{
+	size_t khd = VLM_CPU_MAX_HEAD_DIM / 2;
+	return 2 * khd * MB_NC + AB_KB * khd + (size_t)AB_KB * AB_Q + (size_t)AB_KB * MB_NC +
+	       (size_t)AB_KB / 2 * AB_HD + (size_t)AB_HD * AB_Q;
+}
+
+static struct attb_tiles attb_tiles(float *scratch)
+{
+	size_t khd = VLM_CPU_MAX_HEAD_DIM / 2;
+	struct attb_tiles t;
+	t.qp = (uint32_t *)scratch;
+	t.kx = t.qp + 2 * khd * MB_NC;
+	t.st = (float *)(t.kx + AB_KB * khd);
+	t.pp = (uint32_t *)(t.st + AB_KB * AB_Q);
+	t.vx = t.pp + AB_KB * MB_NC;
+	t.ot = (float *)(t.vx + AB_KB / 2 * AB_HD);
+	return t;
+}
+
+static uint32_t bf16_pair(float lo, float hi)
+{
+	return (uint32_t)vlm_f32_to_bf16(lo) | (uint32_t)vlm_f32_to_bf16(hi) << 16;
+}
+
+/* The task's nq query rows (from i0, head n) as Q^T panels; missing queries are zero. Head dims
+ * are even (ops.c), so dims pair up exactly. */
+static void attb_pack_q(const struct vlm_attn *a, int n, int64_t i0, int nq, uint32_t *qp,
+			int khd)
+{
+	int hd = a->head_dim;
+	for (int q = 0; q < AB_Q; q++) {
+		uint32_t *dst = qp + (q / MB_NC) * khd * MB_NC + q % MB_NC;
+		const float *row = q < nq ? a->q + (i0 + q) * a->q_stride + (int64_t)n * hd : NULL;
+		for (int kk = 0; kk < khd; kk++)
+			dst[kk * MB_NC] = row ? bf16_pair(row[2 * kk], row[2 * kk + 1]) : 0;
+	}
+}
+
+/* Keys [0, nk) of the block (rows at k, stride ld) as bf16 rows; rows up to the next whole tile
+ * are zero. */
+BF16 static void attb_pack_k(const float *k, int64_t ld, int nk, int hd, uint32_t *kx, int khd)
+{
+	for (int t = 0; t < nk; t++)
+		round_row_bf16(k + t * ld, hd, (uint16_t *)(kx + t * khd));
+	int nk8 = (nk + MB_MR - 1) / MB_MR * MB_MR;
+	memset(kx + nk * khd, 0, sizeof(uint32_t) * (size_t)((nk8 - nk) * khd));
+}
+
+/* Values [0, nk) of the block as V^T x rows: word [kk][d] pairs keys 2kk and 2kk + 1 of dim d,
+ * 16 dims per step; keys past nk and dims past hd are zero. */
+BF16 static void attb_pack_v(const float *v, int64_t ld, int nk, int hd, uint32_t *vx)
+{
+	int hdp = (hd + MB_MR - 1) / MB_MR * MB_MR;
+	for (int kk = 0; kk < (nk + 1) / 2; kk++) {
+		const float *r0 = v + 2 * kk * ld, *r1 = 2 * kk + 1 < nk ? r0 + ld : NULL;
+		uint32_t *dst = vx + kk * AB_HD;
+		int d = 0;
+		for (; d + 16 <= hd; d += 16) {
+			__m512i lo = _mm512_cvtepu16_epi32(
+				(__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(r0 + d)));
+			__m512i hi = r1 ? _mm512_cvtepu16_epi32(
+					       (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(r1 + d)))
+					: _mm512_setzero_si512();
+			_mm512_storeu_si512(dst + d, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+		}
+		for (; d < hd; d++)
+			dst[d] = bf16_pair(r0[d], r1 ? r1[d] : 0);
+		for (; d < hdp; d++)
+			dst[d] = 0;
+	}
+}
+
+/* The block's scores in st (rows t < nk, columns q < AB_Q) become probabilities: scaled, keys
+ * outside each query's [lo, hi) masked, the running maximum m and sum l updated, the O^T
+ * columns rescaled by exp(m_old - m_new); then P goes into the panels as bf16 pairs of keys
+ * (pairs past nk are zero). Eight queries per vector; exp256 of the f32 path. */
+BF16 static void attb_softmax(struct attb_tiles *tt, int64_t t0, int nk, int hd, float scale,
+			      const int32_t *lo, const int32_t *hi, float *m, float *l)
+{
+	const __m256 ninf = _mm256_set1_ps(-INFINITY), zero = _mm256_setzero_ps();
+	for (int q = 0; q < AB_Q; q += 8) {
+		__m256i vlo = _mm256_loadu_si256((const __m256i *)(lo + q)),
+			vhi = _mm256_loadu_si256((const __m256i *)(hi + q));
+		__m256 bm = ninf;
+		for (int t = 0; t < nk; t++) {
+			__m256i ti = _mm256_set1_epi32((int)(t0 + t));
+			__m256 ok = _mm256_castsi256_ps(_mm256_andnot_si256(
+				_mm256_cmpgt_epi32(vlo, ti), _mm256_cmpgt_epi32(vhi, ti)));
+			__m256 s = _mm256_blendv_ps(
+				ninf, _mm256_mul_ps(_mm256_loadu_ps(tt->st + t * AB_Q + q), _mm256_set1_ps(scale)), ok);
+			_mm256_storeu_ps(tt->st + t * AB_Q + q, s);
+			bm = _mm256_max_ps(bm, s);
+		}
+		__m256 m_old = _mm256_loadu_ps(m + q), m_new = _mm256_max_ps(m_old, bm);
+		/* a column with no key yet keeps m = -inf: use 0 so that no -inf - -inf appears */
+		__m256 m_use = _mm256_blendv_ps(m_new, zero, _mm256_cmp_ps(m_new, ninf, _CMP_EQ_OQ));
+		__m256 corr = exp256(_mm256_sub_ps(m_old, m_use));
+		__m256 sum = _mm256_mul_ps(_mm256_loadu_ps(l + q), corr);
+		for (int d = 0; d < hd; d++)
+			_mm256_storeu_ps(tt->ot + d * AB_Q + q,
+					 _mm256_mul_ps(_mm256_loadu_ps(tt->ot + d * AB_Q + q), corr));
+		for (int t = 0; t < nk; t++) {
+			__m256 s = _mm256_loadu_ps(tt->st + t * AB_Q + q);
+			__m256 p = _mm256_blendv_ps(exp256(_mm256_sub_ps(s, m_use)), zero,
+						    _mm256_cmp_ps(s, ninf, _CMP_EQ_OQ));
+			_mm256_storeu_ps(tt->st + t * AB_Q + q, p);
+			sum = _mm256_add_ps(sum, p);
+		}
+		_mm256_storeu_ps(m + q, m_new);
+		_mm256_storeu_ps(l + q, sum);
+	}
+	for (int kk = 0; kk < AB_KB / 2; kk++) {
+		const float *r0 = tt->st + 2 * kk * AB_Q, *r1 = r0 + AB_Q;
+		for (int q = 0; q < AB_Q; q += 16) {
+			__m512 p0 = 2 * kk < nk ? _mm512_loadu_ps(r0 + q) : _mm512_setzero_ps();
+			__m512 p1 = 2 * kk + 1 < nk ? _mm512_loadu_ps(r1 + q) : _mm512_setzero_ps();
+			__m512i w = _mm512_or_si512(
+				_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(p0)),
+				_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(p1)), 16));
+			_mm512_storeu_si512(tt->pp + (q / MB_NC) * (AB_KB / 2) * MB_NC + kk * MB_NC +
+						    q % MB_NC, w);
+		}
+	}
+}
+
+/* One task: query rows [i0, i0 + AB_Q) of one head against every key block any of them sees. */
+BF16 static void attb_task(void *ctx, int64_t task, int thread)
+{
+	const struct att_job *j = ctx;
+	const struct vlm_attn *a = j->a;
+	int hd = a->head_dim, khd = hd / 2, hdp = (hd + MB_MR - 1) / MB_MR * MB_MR;
+	int n = (int)(task / j->n_qblocks), kvh = n / (a->n_head / a->n_kv_head);
+	int64_t i0 = (task % j->n_qblocks) * AB_Q;
+	int nq = (int)min64(AB_Q, a->L - i0);
+	struct attb_tiles tt = attb_tiles(j->cpu->scratch + (size_t)thread * vlm_fast_scratch_floats());
+	int32_t lo[AB_Q], hi[AB_Q];
+	float m[AB_Q], l[AB_Q];
+	int64_t tlo = INT64_MAX, thi = 0;
+	for (int q = 0; q < AB_Q; q++) {
+		int64_t r_lo = 0, r_hi = 0; /* missing queries see no key */
+		if (q < nq)
+			att_row_range(a, i0 + q, &r_lo, &r_hi);
+		lo[q] = (int32_t)r_lo;
+		hi[q] = (int32_t)r_hi;
+		m[q] = -INFINITY;
+		l[q] = 0;
+		if (q < nq) {
+			tlo = r_lo < tlo ? r_lo : tlo;
+			thi = r_hi > thi ? r_hi : thi;
+		}
+	}
+	attb_pack_q(a, n, i0, nq, tt.qp, khd);
+	memset(tt.ot, 0, sizeof(float) * (size_t)hdp * AB_Q);
+	float scale = 1.0f / sqrtf((float)hd);
+	int panels = (nq + MB_NC - 1) / MB_NC;
+	for (int64_t t0 = tlo; t0 < thi; t0 += AB_KB) {
+		int nk = (int)min64(AB_KB, thi - t0);
+		int64_t off = t0 * a->kv_stride + (int64_t)kvh * hd;
+		attb_pack_k(a->k + off, a->kv_stride, nk, hd, tt.kx, khd);
+		attb_pack_v(a->v + off, a->kv_stride, nk, hd, tt.vx);
+		memset(tt.st, 0, sizeof(float) * (size_t)AB_KB * AB_Q);
+		for (int t = 0; t < nk; t += MB_MR)
+			for (int p = 0; p < panels; p++)
+				mmb_kernel(tt.kx + t * khd, khd, 1, tt.qp + p * khd * MB_NC, khd,
+					   tt.st + t * AB_Q + p * MB_NC, AB_Q, (int)min64(MB_MR, nk - t),
+					   MB_NC);
+		attb_softmax(&tt, t0, nk, hd, scale, lo, hi, m, l);
+		for (int p = 0; p < panels; p++)
+			for (int d = 0; d < hd; d += MB_MR)
+				mmb_kernel(tt.vx + d, 1, AB_HD, tt.pp + p * (AB_KB / 2) * MB_NC,
+					   (nk + 1) / 2, tt.ot + d * AB_Q + p * MB_NC, AB_Q,
+					   (int)min64(MB_MR, hd - d), MB_NC);
+	}
+	for (int q = 0; q < nq; q++) {
+		float *out = a->out + ((i0 + q) * a->n_head + n) * hd;
+		for (int d = 0; d < hd; d++)
+			out[d] = tt.ot[d * AB_Q + q] / l[q];
+	}
+}
+#endif
+
 void vlm_fast_attention(const struct vlm_cpu *cpu, const struct vlm_attn *a)
 {
 	int64_t rows = ATT_QB * ATT_GROUPS;
 	struct att_job j = {.cpu = cpu, .a = a, .n_qblocks = (a->L + rows - 1) / rows,
 			    .kern = {NULL, qk_portable, pv_portable, exp_sub_portable}};
+#if FAST_BF16
+	if (cpu->bf16 && a->L >= AB_Q / 2) {
+		j.n_qblocks = (a->L + AB_Q - 1) / AB_Q;
+		vlm_pool_run(cpu->pool, attb_task, &j, j.n_qblocks * a->n_head);
+		return;
+	}
+#endif
 #if FAST_X86
 	if (cpu->avx2)
 		j.kern = (struct att_kernels){pack_kt_avx2, qk_avx2, pv_avx2, exp_sub_avx2};
