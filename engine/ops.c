@@ -64,6 +64,7 @@ void vlm_ops_free(struct vlm_ops *ops)
 		return;
 	vlm_pool_free(ops->cpu.pool);
 	free(ops->cpu.scratch);
+	free(ops->cpu.xb);
 	free(ops);
 }
 
@@ -87,6 +88,13 @@ int vlm_ops_set_bf16(struct vlm_ops *ops, bool on, vlm_err *err)
 	if (on && !vlm_fast_bf16_supported())
 		return vlm_err_set(err, -ENOTSUP,
 				   "ops: precision 'bf16': this CPU or build lacks AVX512_BF16");
+	if (on && !ops->cpu.xb) {
+		size_t bytes = sizeof(uint16_t) * vlm_fast_xb_elems();
+		ops->cpu.xb = aligned_alloc(64, bytes);
+		if (!ops->cpu.xb)
+			return vlm_err_set(err, -ENOMEM, "ops: bf16 activation buffer of %zu bytes: "
+					   "out of memory", bytes);
+	}
 	ops->cpu.bf16 = on;
 	return 0;
 }

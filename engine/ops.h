@@ -41,14 +41,15 @@ bool vlm_ops_impl_supported(enum vlm_ops_impl impl);
 const char *vlm_ops_impl_name(enum vlm_ops_impl impl);
 int vlm_ops_n_threads(const struct vlm_ops *ops);
 /* Opt-in bf16 activations (off by default; the f32 numerics stay the default everywhere).
- * When on, fast matmuls with bf16 weights and M > 1 rows (prefill, the vision tower) round each
- * x row to bf16 (nearest even) and accumulate the exact bf16 products in f32 with AVX512_BF16
- * dot products, as torch's oneDNN bf16 linears do: about twice the f32 FMA rate. Fast attention
- * with 48 query rows or more rounds q, k, v and the softmax probabilities to bf16 the same way
- * (scores, softmax and sums in f32, as torch's bf16 scaled_dot_product_attention). M = 1 matmuls
- * (decode: bound by memory bandwidth, nothing to gain), other weight dtypes, every other op and
- * the reference implementation stay f32. -ENOTSUP (when turning it on) where this CPU or this
- * build's compiler lacks AVX512_BF16. */
+ * When on, fast matmuls with bf16 weights, M > 1 rows (prefill, the vision tower) and K up to
+ * 524288 round each x row to bf16 (nearest even) and accumulate the exact bf16 products in f32
+ * with AVX512_BF16 dot products, as torch's oneDNN bf16 linears do: about twice the f32 FMA
+ * rate. Fast attention with 48 query rows or more rounds q, k, v and the softmax probabilities
+ * to bf16 the same way (scores, softmax and sums in f32, as torch's bf16
+ * scaled_dot_product_attention). M = 1 matmuls (decode: bound by memory bandwidth, nothing to
+ * gain), other weight dtypes, every other op and the reference implementation stay f32.
+ * Turning it on allocates an 8 MiB buffer (-ENOMEM); -ENOTSUP where this CPU or this build's
+ * compiler lacks AVX512_BF16. */
 int vlm_ops_set_bf16(struct vlm_ops *ops, bool on, vlm_err *err);
 bool vlm_ops_bf16_supported(void);
 bool vlm_ops_get_bf16(const struct vlm_ops *ops);

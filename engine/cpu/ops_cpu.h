@@ -29,6 +29,8 @@ struct vlm_cpu {
 	bool avx2;
 	bool bf16;      /* bf16 activations in matmul (ops.h: vlm_ops_set_bf16) */
 	float *scratch; /* n_threads * vlm_fast_scratch_floats(), 64-byte aligned, owned by ops.c */
+	uint16_t *xb;   /* vlm_fast_xb_elems() bf16 for matmul inputs once bf16 has been turned on,
+			 * owned by ops.c */
 };
 
 /* Reference ops: plain loops, one thread. */
@@ -54,6 +56,7 @@ void vlm_ref_attention(const struct vlm_attn *a);
 
 /* Fast ops: the same contracts, threaded over `cpu->pool`. */
 size_t vlm_fast_scratch_floats(void);
+size_t vlm_fast_xb_elems(void);
 bool vlm_fast_avx2_supported(void);
 bool vlm_fast_bf16_supported(void);
 void vlm_fast_matmul(const struct vlm_cpu *cpu, float *y, const float *x, int64_t M,

@@ -12,8 +12,9 @@
  *   converts them once to f32 in its scratch (L2) and sweeps every 4-row group of x over them with
  *   a 4x3 register-blocked kernel, so each converted W tile is reused M/4 times.
  * - With bf16 activations (opt-in, AVX512_BF16 CPUs, bf16 weights, M > 1): the W tile stays bf16,
- *   repacked in pairs of k so 16 output columns share a zmm register, each x row is rounded to
- *   bf16 once per tile, and an 8x48 kernel of _mm512_dpbf16_ps accumulates the exact products in
+ *   repacked in pairs of k so 16 output columns share a zmm register, x is rounded to bf16 once
+ *   per matmul, a chunk of rows at a time into cpu->xb (rounding it again for every task was 13%
+ *   of a prefill), and an 8x48 kernel of _mm512_dpbf16_ps accumulates the exact products in
  *   f32 (no horizontal sums, twice the f32 FMA rate). A task owns MB_NT = 288 W rows (a 576 KiB
  *   bf16 tile in L2): reading x is then what limits it, and twice the rows per task halves how
  *   often x is streamed (measured 5476x1536x4608: 290 -> 330 GFLOP/s; N = 1536: 254 -> 309).
@@ -66,6 +67,7 @@ enum {
 	MB_MR = 8,              /* bf16 kernel: x rows; 8x3 zmm accumulators + 3 W = 27 zmm */
 	MB_NC = 48,             /* bf16 kernel: W rows (output columns), 3 zmm of 16 */
 	MB_NT = 288,            /* bf16: W rows per task; fewer tasks read x fewer times */
+	MB_XB = 1 << 22,        /* bf16 x chunk: elements (8 MiB); 1024 rows of K = 4096 */
 };
 _Static_assert(MB_NT % MB_NC == 0, "a task's W rows split into whole bf16 panels");
 _Static_assert(MB_KC % 32 == 0, "the x rounding works in groups of 32");
@@ -75,12 +77,17 @@ _Static_assert(ATT_KB % 16 == 0, "qk_avx2 scores 16 keys at a time");
 static size_t attb_scratch_floats(void);
 #endif
 
+size_t vlm_fast_xb_elems(void)
+{
+	return MB_XB;
+}
+
 size_t vlm_fast_scratch_floats(void)
 {
 	/* W tile + x tile of the f32 or the bf16 layout, or attention's K^T tile, whichever is
 	 * larger, rounded to a cache line so threads never share one */
 	size_t f32 = (size_t)MM_NT * MM_KC + (size_t)MM_MR * MM_KC;
-	size_t bf16 = ((size_t)MB_NT * MB_KC + (size_t)MB_MR * MB_KC) / 2;
+	size_t bf16 = (size_t)MB_NT * MB_KC / 2;
 	size_t att = (size_t)VLM_CPU_MAX_HEAD_DIM * ATT_KB;
 	size_t n = f32 > bf16 ? f32 : bf16;
 	n = n > att ? n : att;
@@ -185,11 +192,14 @@ struct mm_job {
 	int64_t M, N, K;
 	const struct vlm_tensor *w, *bias;
 	bool bf16; /* the bf16-activation path (M > 1, bf16 W, the CPU has AVX512_BF16) */
+	/* the rows [m0, m0 + mc) this pool run computes; on the bf16 path cpu->xb holds them
+	 * rounded, rows of kp elements, zero up to the next multiple of MB_MR rows */
+	int64_t m0, mc, kp;
 };
 
 static void mm_init_rows(const struct mm_job *j, int64_t n0, int64_t nt)
 {
-	for (int64_t m = 0; m < j->M; m++)
+	for (int64_t m = j->m0; m < j->m0 + j->mc; m++)
 		for (int64_t n = n0; n < n0 + nt; n++)
 			j->y[m * j->N + n] =
 				j->bias ? vlm_float_load(j->bias->dtype, j->bias->data, n) : 0.0f;
@@ -398,15 +408,17 @@ BF16 static void round_row_bf16(const float *x, int64_t kc, uint16_t *dst)
 		dst[kc] = 0;
 }
 
-/* x rows [m0, m0 + mr) and columns [k0, k0 + kc) rounded to bf16 as rows of 2 * kh elements;
- * the rows mr .. MB_MR - 1 are zero. */
-BF16 static void mmb_pack_x(const struct mm_job *j, int64_t m0, int mr, int64_t k0, int64_t kc,
-			    uint16_t *xp)
+/* Rounding task: rows [m0 + 8 task, + 8) of x into cpu->xb, rows past the chunk zero. */
+BF16 static void mmb_round_task(void *ctx, int64_t task, int thread)
 {
-	int64_t kp = (kc + 1) / 2 * 2;
-	for (int i = 0; i < mr; i++)
-		round_row_bf16(j->x + (m0 + i) * j->K + k0, kc, xp + i * kp);
-	memset(xp + mr * kp, 0, sizeof(uint16_t) * (size_t)((MB_MR - mr) * kp));
+	const struct mm_job *j = ctx;
+	for (int64_t r = task * MB_MR; r < (task + 1) * MB_MR; r++) {
+		uint16_t *dst = j->cpu->xb + r * j->kp;
+		if (r < j->mc)
+			round_row_bf16(j->x + (j->m0 + r) * j->K, j->K, dst);
+		else
+			memset(dst, 0, sizeof(uint16_t) * (size_t)j->kp);
+	}
 }
 
 /* y[0..mr)[0..nc) += x tile . W panel [kh][MB_NC] (pairs), where the x tile's pair kk of row i
@@ -443,22 +455,20 @@ BF16_INLINE void mmb_kernel(const uint32_t *xp, int64_t xs_i, int64_t xs_k, cons
 }
 
 /* The bf16-activation twin of the f32 loop in mm_task: per K block the W tile is repacked once
- * and every group of MB_MR x rows is rounded once and swept over all its panels. */
+ * and every group of MB_MR rounded x rows is swept over all its panels. */
 BF16 static void mmb_task(const struct mm_job *j, int64_t n0, int64_t nt, int thread)
 {
 	uint32_t *wp = (uint32_t *)(j->cpu->scratch + (size_t)thread * vlm_fast_scratch_floats());
-	uint16_t *xp = (uint16_t *)(wp + (size_t)MB_NT * MB_KC / 2);
+	const uint32_t *xb = (const uint32_t *)j->cpu->xb;
+	int64_t xs = j->kp / 2;
 	for (int64_t k0 = 0; k0 < j->K; k0 += MB_KC) {
 		int64_t kc = min64(MB_KC, j->K - k0), kh = (kc + 1) / 2;
 		mmb_pack_w(j, n0, nt, k0, kc, wp);
-		for (int64_t m0 = 0; m0 < j->M; m0 += MB_MR) {
-			int mr = (int)min64(MB_MR, j->M - m0);
-			mmb_pack_x(j, m0, mr, k0, kc, xp);
+		for (int64_t m = 0; m < j->mc; m += MB_MR)
 			for (int64_t r = 0; r < nt; r += MB_NC)
-				mmb_kernel((const uint32_t *)xp, kh, 1, wp + r * kh, kh,
-					   j->y + m0 * j->N + n0 + r, j->N, mr,
-					   (int)min64(MB_NC, nt - r));
-		}
+				mmb_kernel(xb + m * xs + k0 / 2, xs, 1, wp + r * kh, kh,
+					   j->y + (j->m0 + m) * j->N + n0 + r, j->N,
+					   (int)min64(MB_MR, j->mc - m), (int)min64(MB_NC, nt - r));
 	}
 }
 #endif
@@ -541,9 +551,24 @@ void vlm_fast_matmul(const struct vlm_cpu *cpu, float *y, const float *x, int64_
 {
 	struct mm_job j = {.cpu = cpu, .y = y, .x = x, .M = M, .N = w->shape[0],
 			   .K = w->shape[1], .w = w, .bias = bias,
-			   .bf16 = cpu->bf16 && M > 1 && w->dtype == VLM_DTYPE_BF16};
-	int64_t rows = mm_task_rows(&j);
-	vlm_pool_run(cpu->pool, mm_task, &j, (j.N + rows - 1) / rows);
+			   .bf16 = cpu->bf16 && M > 1 && w->dtype == VLM_DTYPE_BF16 &&
+				   (w->shape[1] + 1) / 2 * 2 * MB_MR <= MB_XB, /* 8 rows fit */
+			   .mc = M};
+	int64_t rows = mm_task_rows(&j), n_tasks = (j.N + rows - 1) / rows;
+#if FAST_BF16
+	if (j.bf16) {
+		j.kp = (j.K + 1) / 2 * 2;
+		int64_t chunk = MB_XB / j.kp / MB_MR * MB_MR;
+		chunk = chunk > MB_MR ? chunk : MB_MR;
+		for (j.m0 = 0; j.m0 < M; j.m0 += chunk) {
+			j.mc = min64(chunk, M - j.m0);
+			vlm_pool_run(cpu->pool, mmb_round_task, &j, (j.mc + MB_MR - 1) / MB_MR);
+			vlm_pool_run(cpu->pool, mm_task, &j, n_tasks);
+		}
+		return;
+	}
+#endif
+	vlm_pool_run(cpu->pool, mm_task, &j, n_tasks);
 }
 
 /* ---- elementwise and row ops: reference row loops split over the pool ------------------ */
