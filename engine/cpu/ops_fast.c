@@ -369,14 +369,50 @@ static void mv_rows_portable(const struct mm_job *j, int64_t n0, int64_t nt)
 }
 
 #if FAST_BF16
+/* dst[c * MB_NC + r] = bf16 pair c (elements 2c, 2c + 1) of row r, for 16 rows (row r at
+ * src + r * ld) of 16 pairs: a 16x16 transpose of 32-bit words in registers (pairs, then quads,
+ * then 128-bit lanes), one zmm store per column instead of 16 scattered word stores. */
+BF16_INLINE void transpose16_pairs(const uint16_t *src, int64_t ld, uint32_t *dst)
+{
+	__m512i r[16], t[16];
+	for (int i = 0; i < 16; i++)
+		r[i] = _mm512_loadu_si512((const void *)(src + i * ld));
+	for (int i = 0; i < 16; i += 2) {
+		t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+		t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+	}
+	/* r[4i + j], lane L: word 4L + j of rows 4i .. 4i + 3 */
+	for (int i = 0; i < 16; i += 4) {
+		r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+		r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+		r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+		r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+	}
+	for (int j = 0; j < 4; j++) {
+		__m512i a0 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88),
+			a1 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xdd),
+			b0 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88),
+			b1 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xdd);
+		_mm512_storeu_si512(dst + (0 + j) * MB_NC, _mm512_shuffle_i32x4(a0, b0, 0x88));
+		_mm512_storeu_si512(dst + (4 + j) * MB_NC, _mm512_shuffle_i32x4(a1, b1, 0x88));
+		_mm512_storeu_si512(dst + (8 + j) * MB_NC, _mm512_shuffle_i32x4(a0, b0, 0xdd));
+		_mm512_storeu_si512(dst + (12 + j) * MB_NC, _mm512_shuffle_i32x4(a1, b1, 0xdd));
+	}
+}
+
 /* The bf16 W tile: rows [n0, n0 + nt) and columns [k0, k0 + kc) of W as panels of MB_NC rows,
  * each laid out [kh][MB_NC] in 32-bit words holding the bf16 pair (k0 + 2kk, k0 + 2kk + 1), even
- * k in the low half as dpbf16 pairs them. Rows past nt and an odd last column are zero. */
-static void mmb_pack_w(const struct mm_job *j, int64_t n0, int64_t nt, int64_t k0, int64_t kc,
-		       uint32_t *wp)
+ * k in the low half as dpbf16 pairs them (on little-endian x86 that is the 32-bit word at
+ * element k0 + 2kk). Whole blocks of 16 rows x 16 words are transposed in registers, the edges pair by
+ * pair; rows past nt and an odd last column are zero. */
+BF16 static void mmb_pack_w(const struct mm_job *j, int64_t n0, int64_t nt, int64_t k0,
+			    int64_t kc, uint32_t *wp)
 {
 	const uint16_t *w = j->w->data;
 	int64_t kh = (kc + 1) / 2, n_pad = (nt + MB_NC - 1) / MB_NC * MB_NC;
+	/* pairs in whole 16-pair blocks (never the odd last column); rows pair up alike only with
+	 * an even K */
+	int64_t kh16 = j->K % 2 == 0 ? kc / 2 / 16 * 16 : 0;
 	for (int64_t n = 0; n < n_pad; n++) {
 		uint32_t *dst = wp + (n / MB_NC) * kh * MB_NC + n % MB_NC;
 		if (n >= nt) {
@@ -386,6 +422,12 @@ static void mmb_pack_w(const struct mm_job *j, int64_t n0, int64_t nt, int64_t k
 		}
 		const uint16_t *src = w + (n0 + n) * j->K + k0;
 		int64_t kk = 0;
+		if (n % 16 == 0 && n + 16 <= nt) {
+			for (; kk < kh16; kk += 16)
+				transpose16_pairs(src + 2 * kk, j->K, dst + kk * MB_NC);
+		} else if (n % 16 != 0 && n / 16 * 16 + 16 <= nt) {
+			kk = kh16; /* done with its block */
+		}
 		for (; 2 * kk + 1 < kc; kk++)
 			dst[kk * MB_NC] = (uint32_t)src[2 * kk] | (uint32_t)src[2 * kk + 1] << 16;
 		if (kk < kh)
