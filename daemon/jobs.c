@@ -64,6 +64,10 @@ struct jobs {
 	struct slot *slots;
 	size_t n_slots, n_running, turn;
 	int64_t unsettled; /* claimed jobs whose spool copy is still in the spool */
+	/* The spool could not be written (disk full, over quota, I/O error): no file is claimed
+	 * before claim_paused_until (monotonic), which backs off with each failure in a row. */
+	double claim_paused_until;
+	int claim_failures;
 };
 
 /* ---- helpers ------------------------------------------------------------------------------- */
@@ -117,13 +121,17 @@ static int open_inbox_dir(const char *base, const char *inbox, int *fd, vlm_err 
 	return spool_open_dir(base, inbox, 0750, fd, err);
 }
 
-static void backoff(struct jobs *j, struct ex_job *job, int n, double now)
+/* The delay before the n-th retry (n >= 1): retry.backoff doubling up to retry.max_backoff. */
+static double backoff_delay(const struct jobs *j, int n)
 {
 	double delay = j->cfg->backoff_initial_s * pow(2, n > 1 ? n - 1 : 0);
-	if (delay > j->cfg->backoff_max_s)
-		delay = j->cfg->backoff_max_s;
+	return delay > j->cfg->backoff_max_s ? j->cfg->backoff_max_s : delay;
+}
+
+static void backoff(struct jobs *j, struct ex_job *job, int n, double now)
+{
 	job->state = EX_JOB_QUEUED;
-	job->next_try = now + delay;
+	job->next_try = now + backoff_delay(j, n);
 }
 
 /* Picks where the original goes: its own name when free, else "<job id>-<name>". */
@@ -577,7 +585,7 @@ int jobs_recover(struct jobs *j, double now, vlm_err *err)
 
 bool jobs_can_claim(struct jobs *j)
 {
-	if (j->unsettled >= j->cfg->max_claimed)
+	if (j->unsettled >= j->cfg->max_claimed || mono() < j->claim_paused_until)
 		return false;
 	uint64_t free_bytes;
 	if (j->cfg->spool_min_free && spool_free_bytes(j->spool, &free_bytes, NULL) == 0 &&
@@ -591,6 +599,34 @@ bool jobs_can_claim(struct jobs *j)
 		return false;
 	}
 	return true;
+}
+
+/* A failed spool_claim: true when the spool, not the file, is at fault (see spool.h). */
+static bool spool_unwritable(int rc, const vlm_err *err)
+{
+	return rc < 0 && rc != -EINVAL && rc != -ENOENT && rc != -EAGAIN && rc != -EFBIG &&
+	       err->reason != EX_REASON_IO;
+}
+
+/* The spool cannot take a copy: every file would fail the same way, so claiming stops for a
+ * backoff instead of trying each file (and logging each) in turn. Files stay in their inbox. */
+static void pause_claiming(struct jobs *j, const char *why)
+{
+	char e1[512];
+	j->claim_failures++;
+	double delay = backoff_delay(j, j->claim_failures);
+	j->claim_paused_until = mono() + delay;
+	log_msg(LOG_WARNING, "spool: cannot take a copy, claiming paused for %.1fs: %s", delay,
+		esc(e1, why));
+}
+
+/* A copy went into the spool: the pause, if any, is over. */
+static void claim_succeeded(struct jobs *j)
+{
+	if (j->claim_failures)
+		log_msg(LOG_NOTICE, "spool: writable again after %d failure%s; claiming resumed",
+			j->claim_failures, j->claim_failures == 1 ? "" : "s");
+	j->claim_failures = 0;
 }
 
 int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_in, double now)
@@ -621,6 +657,10 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 		watch_done(w, inbox, name);
 		return 0;
 	}
+	if (spool_unwritable(rc, &err)) {
+		pause_claiming(j, err.msg); /* the file stays first in line */
+		return 0;
+	}
 	if (rc < 0) {
 		log_msg(rc == -EAGAIN ? LOG_INFO : LOG_WARNING, "inbox '%s': '%s' not taken yet: %s",
 			box->name, esc(e1, name), err.msg);
@@ -628,6 +668,8 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 		return 0;
 	}
 	watch_done(w, inbox, name);
+	if (!too_large)
+		claim_succeeded(j);
 
 	struct ex_job same;
 	int found = ex_journal_find_claim(j->journal, &job, &same, &err);
@@ -949,12 +991,22 @@ static int reprocess_one(struct jobs *j, struct ex_job *old, double now)
 	char e1[512];
 	vlm_err err = {0};
 	bool failed = old->state == EX_JOB_FAILED;
-	int dirfd = -1, rc;
+	int dirfd = -1, rc = 0;
 	struct ex_job job = {.state = EX_JOB_QUEUED, .claimed_at = now, .next_try = now};
-	if (!old->dest[0] || !old->settled ||
-	    open_inbox_dir(failed ? j->cfg->failed : j->cfg->archive, old->inbox, &dirfd, &err) < 0 ||
-	    /* No size limit here: the parser refuses a file still too large with its reason. */
-	    spool_claim(j->spool, dirfd, old->dest, UINT64_MAX, &job, &err) < 0) {
+	if (old->dest[0] && old->settled &&
+	    open_inbox_dir(failed ? j->cfg->failed : j->cfg->archive, old->inbox, &dirfd, &err) == 0) {
+		/* No size limit here: the parser refuses a file still too large with its reason. */
+		rc = spool_claim(j->spool, dirfd, old->dest, UINT64_MAX, &job, &err);
+		if (spool_unwritable(rc, &err)) {
+			/* The request stays: it is taken again once the spool has room. */
+			close(dirfd);
+			pause_claiming(j, err.msg);
+			return 0;
+		}
+		if (rc == 0)
+			claim_succeeded(j);
+	}
+	if (dirfd < 0 || rc < 0) {
 		log_msg(LOG_WARNING, "job %s '%s': cannot reprocess, the original is not in the %s "
 			"folder%s%s", old->id, esc(e1, old->name), failed ? "failed" : "archive",
 			err.msg[0] ? ": " : "", err.msg);
@@ -1002,7 +1054,7 @@ int jobs_take_reprocess(struct jobs *j, double now)
 		return n;
 	}
 	int rc = 0;
-	for (int i = 0; i < n && rc == 0 && j->unsettled < j->cfg->max_claimed; i++)
+	for (int i = 0; i < n && rc == 0 && jobs_can_claim(j); i++)
 		rc = reprocess_one(j, &list[i], now);
 	free(list);
 	return rc;
@@ -1027,6 +1079,8 @@ double jobs_next_deadline(struct jobs *j, double now, double mono_now)
 	    ex_journal_next_try(j->journal, false, &next_try, NULL) == 1 &&
 	    mono_now + (next_try - now) < t)
 		t = mono_now + (next_try - now);
+	if (j->claim_paused_until > mono_now && j->claim_paused_until < t)
+		t = j->claim_paused_until; /* files wait in the ready queue for the pause's end */
 	return t;
 }
 

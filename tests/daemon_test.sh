@@ -7,10 +7,19 @@
 set -u
 scenario=${1:?scenario}
 bin="$INTAKE_BIN_DIR/intaked"
+# enospc mounts a small tmpfs: the script runs again in a mount namespace of its own, so the
+# mount goes away with the test however it ends, and nothing outside sees it.
+if [ "$scenario" = enospc ] && [ -z "${INTAKE_TEST_UNSHARED:-}" ]; then
+  unshare -m --propagation private true 2>/dev/null ||
+    { echo "skipped: cannot create a mount namespace (unshare -m needs CAP_SYS_ADMIN)"; exit 77; }
+  INTAKE_TEST_UNSHARED=1 exec unshare -m --propagation private bash "$0" "$@"
+fi
 tmp=$(mktemp -d /tmp/intaked-test.XXXXXX)
 pid=""
+mounts=() # unmounted before the directory is removed, last first
 cleanup() {
   [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  for ((m = ${#mounts[@]} - 1; m >= 0; m--)); do umount "${mounts[m]}"; done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -603,6 +612,83 @@ EOF2
   done
   echo "crashpoints: ${#points[@]} points, $covered reached and crashed at, $runs runs, $violations violations"
   check "no violations" test $violations -eq 0
+  ;;
+enospc) # the spool and the outbox on a small tmpfs that fills up during load: claiming pauses,
+  # nothing partial is published, and everything comes out once space is freed
+  mkdir -p "$tmp/small" "$tmp/out" "$tmp/state/spool"
+  mount -t tmpfs -o size=1m,mode=0700 intake-test "$tmp/small" 2>/dev/null ||
+    { echo "skipped: mounting a tmpfs is not permitted here"; exit 77; }
+  mounts+=("$tmp/small")
+  mkdir "$tmp/small/out" "$tmp/small/spool"
+  mount --bind "$tmp/small/out" "$tmp/out" && mounts+=("$tmp/out")
+  mount --bind "$tmp/small/spool" "$tmp/state/spool" && mounts+=("$tmp/state/spool")
+  make_pngs "$tmp/stage" 1 60
+  hash_inputs
+  mkdir "$tmp/stage2"
+  mv "$tmp"/stage/doc-{41..60}.png "$tmp/stage2/"
+  start
+  sleep 0.5
+  mv "$tmp"/stage/* "$tmp/in/a/"
+  wait_published 10 20 0.02 # under load: some published, some being parsed, some waiting
+  # The filler takes every free block (head stops at ENOSPC).
+  head -c 2M /dev/zero >"$tmp/small/filler" 2>/dev/null
+  check "the file system is full" test "$(df --output=avail "$tmp/small" | tail -1)" -eq 0
+  mv "$tmp"/stage2/* "$tmp/in/a/"
+  for ((i = 0; i < 100; i++)); do grep -q "claiming paused" "$tmp/log" && break; sleep 0.05; done
+  # From the first pause on, a file leaves the inbox only when claimed (settling a job copies its
+  # spool file to the archive and so frees a block now and then); the others stay as they were.
+  (cd "$tmp/in/a" && sha256sum -- *) >"$tmp/stuck.sha"
+  claims0=$(grep -c "claimed from" "$tmp/log")
+  stuck=$(wc -l <"$tmp/stuck.sha")
+  read -r _ _ _ _ _ _ _ _ _ _ _ _ _ u0 s0 _ <"/proc/$pid/stat"
+  lines0=$(wc -l <"$tmp/log")
+  sleep 4
+  read -r _ _ _ _ _ _ _ _ _ _ _ _ _ u1 s1 _ <"/proc/$pid/stat"
+  paused=$(grep -c "claiming paused" "$tmp/log")
+  lines=$(($(wc -l <"$tmp/log") - lines0))
+  cpu=$(((u1 + s1 - u0 - s0) * 100 / $(getconf CLK_TCK) / 4))
+  transient=$(grep -c "transient failure" "$tmp/log")
+  echo "enospc: full for 4 s with $stuck files waiting: $lines log lines ($paused claiming" \
+    "pauses, $transient publications retried), daemon CPU $cpu%"
+  check "claiming paused" test "$paused" -ge 1
+  # Backoff 0.2 s doubling to 1 s: a few lines per waiting job and per pause, not a busy loop.
+  check "no busy loop ($lines log lines, $cpu% CPU in 4 s)" test "$lines" -le 200 -a "$cpu" -le 50
+  check "inbox files untouched unless claimed" python3 - "$tmp" "$claims0" <<'EOF'
+import hashlib, os, re, sys
+t, claims0 = sys.argv[1], int(sys.argv[2])
+claimed = re.findall(r"'([^']+)': claimed from", open(f"{t}/log").read())[claims0:]
+for line in open(f"{t}/stuck.sha"):
+    sha, name = line.split()
+    path = f"{t}/in/a/{name}"
+    if os.path.exists(path):
+        assert hashlib.sha256(open(path, "rb").read()).hexdigest() == sha, name
+    else:
+        assert name in claimed, f"{name} left the inbox unclaimed"
+EOF
+  check "no copy left in the spool's claim folder" test -z "$(find "$tmp/state/spool/claim" -type f)"
+  check "every result published so far is whole" python3 -c '
+import glob, json, sys
+for f in glob.glob(sys.argv[1] + "/out/a/*.json"):
+    if not f.split("/")[-1].startswith(".intake-"):
+        assert json.load(open(f))["source"]["sha256"], f' "$tmp"
+  n=$(wc -l <"$tmp/log")
+  rm "$tmp/small/filler"
+  t0=$(date +%s%N)
+  for ((i = 0; i < 400; i++)); do tail -n +$((n + 1)) "$tmp/log" | grep -q "claiming resumed" && break; sleep 0.02; done
+  resume=$((($(date +%s%N) - t0) / 10000000))
+  resume=$((resume / 100)).$(printf %02d $((resume % 100)))
+  check "all 60 after space is freed" wait_published 60 60
+  stop TERM
+  check "exit 0" test $rc -eq 0
+  read -r res dup bad missing extra <<<"$(account)"
+  echo "enospc: 60 files, $missing lost, $extra extra; claiming resumed ${resume} s after space was freed"
+  check "60 results exactly once ($res $dup $bad $missing $extra)" \
+    test "$res $dup $bad $missing $extra" = "60 0 0 0 0"
+  check "attempts untouched" python3 -c '
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+assert db.execute("select max(attempts) from jobs").fetchone()[0] == 0' "$tmp/state/journal.db"
+  check "no leftovers" no_leftovers
   ;;
 *)
   echo "unknown scenario $scenario"
