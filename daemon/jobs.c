@@ -13,7 +13,13 @@
  *             deterministic name (<job id>.json) and not written twice.
  *   settle:   journal DONE/FAILED/DUPLICATE with the destination name -> original moved to the
  *             archive or failed folder (FAILED: <name>.error.json first) -> journal settled.
- *             Unsettled finished jobs are settled again at start; each step is idempotent.
+ *             Unsettled finished jobs are settled again after a backoff and at start; each step
+ *             is idempotent.
+ *
+ * Disk faults on the daemon's own writes (ENOSPC, EDQUOT, EIO) are transient: a copy the spool
+ * cannot take pauses all claiming with backoff (files wait in their inbox); a result that cannot
+ * be written or fsynced is removed and its job run again from the spool copy, attempts untouched.
+ * A failed fsync is never repeated on the same file: its data may be gone from the page cache.
  *
  * A write to the journal that fails is fatal: the daemon stops and recovery at the next start
  * repairs the state, rather than carrying on with a journal that disagrees with the disk. */
@@ -68,6 +74,9 @@ struct jobs {
 	 * before claim_paused_until (monotonic), which backs off with each failure in a row. */
 	double claim_paused_until;
 	int claim_failures;
+	/* Finished jobs whose original could not leave the spool are settled again, each after
+	 * its own backoff (next_try); the earliest of those moments (monotonic). */
+	double settle_retry_at;
 };
 
 /* ---- helpers ------------------------------------------------------------------------------- */
@@ -199,8 +208,9 @@ static int move_original(struct jobs *j, const struct ex_job *job, int dirfd, vl
 }
 
 /* Moves (or deletes) the original of a finished job and marks it settled. Returns 0, or a
- * negative errno: journal errors are fatal, file errors leave the job unsettled for later. */
-static int settle(struct jobs *j, struct ex_job *job)
+ * negative errno: journal errors are fatal; file errors (the archive or failed folder full,
+ * unwritable, failing) leave the job unsettled, retried with backoff by jobs_retry_settle. */
+static int settle(struct jobs *j, struct ex_job *job, double now)
 {
 	char e1[512];
 	vlm_err err = {0};
@@ -237,9 +247,13 @@ static int settle(struct jobs *j, struct ex_job *job)
 	j->unsettled--;
 	goto out;
 file_error:
-	log_msg(LOG_ERR, "job %s '%s': cannot move the original out of the spool (retried at the "
-		"next start): %s", job->id, esc(e1, job->name), err.msg);
-	rc = 0;
+	job->transient++;
+	job->next_try = now + backoff_delay(j, job->transient);
+	if (mono() + (job->next_try - now) < j->settle_retry_at)
+		j->settle_retry_at = mono() + (job->next_try - now);
+	log_msg(LOG_ERR, "job %s '%s': cannot move the original out of the spool, retry in %.1fs: "
+		"%s", job->id, esc(e1, job->name), job->next_try - now, err.msg);
+	rc = save(j, job);
 out:
 	if (dirfd >= 0)
 		close(dirfd);
@@ -271,7 +285,7 @@ static int fail_job(struct jobs *j, struct ex_job *job, const char *reason, cons
 	if (rc < 0)
 		return rc;
 	log_failed(job);
-	return settle(j, job);
+	return settle(j, job, now);
 }
 
 /* ---- results ------------------------------------------------------------------------------- */
@@ -340,7 +354,7 @@ static int finish_done(struct jobs *j, struct ex_job *job, const char *result, d
 		log_msg(LOG_NOTICE, "job %s '%s': done, %d page%s -> %s/%s", job->id,
 			esc(e1, job->name), job->pages, job->pages == 1 ? "" : "s", job->inbox,
 			result);
-	return settle(j, job);
+	return settle(j, job, now);
 }
 
 /* Publishes `root` as <job id>.json and finishes the job as DONE; a failure to publish is
@@ -565,7 +579,7 @@ int jobs_recover(struct jobs *j, double now, vlm_err *err)
 	if (n < 0)
 		return n;
 	for (int i = 0; i < n; i++) {
-		int rc = settle(j, &list[i]);
+		int rc = settle(j, &list[i], now);
 		if (rc < 0) {
 			free(list);
 			return vlm_err_set(err, rc, "recovery: the journal cannot be written");
@@ -677,7 +691,7 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 		/* Refused and committed before a stop that came before the move to failed/. */
 		log_msg(LOG_INFO, "job %s '%s': already refused; moving it to the failed folder",
 			same.id, esc(e1, name));
-		return settle(j, &same);
+		return settle(j, &same, now);
 	}
 	if (found > 0) {
 		/* Claimed and committed before a stop that came before the unlink. */
@@ -706,7 +720,7 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 	j->unsettled++;
 	if (too_large) {
 		log_failed(&job);
-		return settle(j, &job);
+		return settle(j, &job, now);
 	}
 	log_msg(LOG_INFO, "job %s '%s': claimed from inbox '%s' (%lld bytes, sha256 %.16s)", job.id,
 		esc(e1, name), job.inbox, (long long)job.size, job.sha256);
@@ -951,6 +965,33 @@ int jobs_abandon(struct jobs *j, double now)
 	return 0;
 }
 
+int jobs_retry_settle(struct jobs *j, double now)
+{
+	if (mono() < j->settle_retry_at)
+		return 0;
+	struct ex_job *list;
+	struct ex_job_filter f = EX_JOB_FILTER_ANY;
+	f.states = 1u << EX_JOB_DONE | 1u << EX_JOB_DUPLICATE | 1u << EX_JOB_FAILED;
+	f.settled = 0;
+	vlm_err err = {0};
+	int n = ex_journal_list(j->journal, &f, &list, &err);
+	if (n < 0) {
+		log_msg(LOG_CRIT, "%s", err.msg);
+		return n;
+	}
+	/* settle() lowers it again for each job that fails once more. */
+	j->settle_retry_at = 1e300;
+	int rc = 0;
+	for (int i = 0; i < n && rc == 0; i++) {
+		if (list[i].next_try <= now)
+			rc = settle(j, &list[i], now);
+		else if (mono() + (list[i].next_try - now) < j->settle_retry_at)
+			j->settle_retry_at = mono() + (list[i].next_try - now);
+	}
+	free(list);
+	return rc;
+}
+
 /* ---- reprocess requests ------------------------------------------------------------------------- */
 
 /* Removes the archived or failed copy a reprocessed job left behind, then forgets its name. */
@@ -1081,6 +1122,8 @@ double jobs_next_deadline(struct jobs *j, double now, double mono_now)
 		t = mono_now + (next_try - now);
 	if (j->claim_paused_until > mono_now && j->claim_paused_until < t)
 		t = j->claim_paused_until; /* files wait in the ready queue for the pause's end */
+	if (j->settle_retry_at < t)
+		t = j->settle_retry_at;
 	return t;
 }
 

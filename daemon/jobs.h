@@ -56,6 +56,11 @@ int jobs_take_reprocess(struct jobs *j, double now);
 /* True while `intake reprocess` requests wait to be taken. */
 bool jobs_reprocess_pending(struct jobs *j);
 
+/* Settles again the finished jobs whose original could not be moved out of the spool (the
+ * archive or failed folder full or failing), each once its backoff has passed. Returns 0, or a
+ * negative errno after which the daemon must stop (the journal cannot be written). */
+int jobs_retry_settle(struct jobs *j, double now);
+
 /* The earliest moment something needs doing (monotonic deadline of a child, or a queued job's
  * retry time converted to `mono_now`'s clock), or 1e300. */
 double jobs_next_deadline(struct jobs *j, double now, double mono_now);
