@@ -1120,9 +1120,11 @@ double jobs_next_deadline(struct jobs *j, double now, double mono_now)
 	    ex_journal_next_try(j->journal, false, &next_try, NULL) == 1 &&
 	    mono_now + (next_try - now) < t)
 		t = mono_now + (next_try - now);
+	/* Only moments still ahead: one already past is served by the next round, and a stopping
+	 * daemon (which serves neither) must not spin on it. */
 	if (j->claim_paused_until > mono_now && j->claim_paused_until < t)
 		t = j->claim_paused_until; /* files wait in the ready queue for the pause's end */
-	if (j->settle_retry_at < t)
+	if (j->settle_retry_at > mono_now && j->settle_retry_at < t)
 		t = j->settle_retry_at;
 	return t;
 }
