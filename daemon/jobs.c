@@ -13,7 +13,13 @@
  *             deterministic name (<job id>.json) and not written twice.
  *   settle:   journal DONE/FAILED/DUPLICATE with the destination name -> original moved to the
  *             archive or failed folder (FAILED: <name>.error.json first) -> journal settled.
- *             Unsettled finished jobs are settled again at start; each step is idempotent.
+ *             Unsettled finished jobs are settled again after a backoff and at start; each step
+ *             is idempotent.
+ *
+ * Disk faults on the daemon's own writes (ENOSPC, EDQUOT, EIO) are transient: a copy the spool
+ * cannot take pauses all claiming with backoff (files wait in their inbox); a result that cannot
+ * be written or fsynced is removed and its job run again from the spool copy, attempts untouched.
+ * A failed fsync is never repeated on the same file: its data may be gone from the page cache.
  *
  * A write to the journal that fails is fatal: the daemon stops and recovery at the next start
  * repairs the state, rather than carrying on with a journal that disagrees with the disk. */
@@ -64,6 +70,13 @@ struct jobs {
 	struct slot *slots;
 	size_t n_slots, n_running, turn;
 	int64_t unsettled; /* claimed jobs whose spool copy is still in the spool */
+	/* The spool could not be written (disk full, over quota, I/O error): no file is claimed
+	 * before claim_paused_until (monotonic), which backs off with each failure in a row. */
+	double claim_paused_until;
+	int claim_failures;
+	/* Finished jobs whose original could not leave the spool are settled again, each after
+	 * its own backoff (next_try); the earliest of those moments (monotonic). */
+	double settle_retry_at;
 };
 
 /* ---- helpers ------------------------------------------------------------------------------- */
@@ -117,13 +130,17 @@ static int open_inbox_dir(const char *base, const char *inbox, int *fd, vlm_err 
 	return spool_open_dir(base, inbox, 0750, fd, err);
 }
 
-static void backoff(struct jobs *j, struct ex_job *job, int n, double now)
+/* The delay before the n-th retry (n >= 1): retry.backoff doubling up to retry.max_backoff. */
+static double backoff_delay(const struct jobs *j, int n)
 {
 	double delay = j->cfg->backoff_initial_s * pow(2, n > 1 ? n - 1 : 0);
-	if (delay > j->cfg->backoff_max_s)
-		delay = j->cfg->backoff_max_s;
+	return delay > j->cfg->backoff_max_s ? j->cfg->backoff_max_s : delay;
+}
+
+static void backoff(struct jobs *j, struct ex_job *job, int n, double now)
+{
 	job->state = EX_JOB_QUEUED;
-	job->next_try = now + delay;
+	job->next_try = now + backoff_delay(j, n);
 }
 
 /* Picks where the original goes: its own name when free, else "<job id>-<name>". */
@@ -191,8 +208,9 @@ static int move_original(struct jobs *j, const struct ex_job *job, int dirfd, vl
 }
 
 /* Moves (or deletes) the original of a finished job and marks it settled. Returns 0, or a
- * negative errno: journal errors are fatal, file errors leave the job unsettled for later. */
-static int settle(struct jobs *j, struct ex_job *job)
+ * negative errno: journal errors are fatal; file errors (the archive or failed folder full,
+ * unwritable, failing) leave the job unsettled, retried with backoff by jobs_retry_settle. */
+static int settle(struct jobs *j, struct ex_job *job, double now)
 {
 	char e1[512];
 	vlm_err err = {0};
@@ -229,9 +247,13 @@ static int settle(struct jobs *j, struct ex_job *job)
 	j->unsettled--;
 	goto out;
 file_error:
-	log_msg(LOG_ERR, "job %s '%s': cannot move the original out of the spool (retried at the "
-		"next start): %s", job->id, esc(e1, job->name), err.msg);
-	rc = 0;
+	job->transient++;
+	job->next_try = now + backoff_delay(j, job->transient);
+	if (mono() + (job->next_try - now) < j->settle_retry_at)
+		j->settle_retry_at = mono() + (job->next_try - now);
+	log_msg(LOG_ERR, "job %s '%s': cannot move the original out of the spool, retry in %.1fs: "
+		"%s", job->id, esc(e1, job->name), job->next_try - now, err.msg);
+	rc = save(j, job);
 out:
 	if (dirfd >= 0)
 		close(dirfd);
@@ -263,7 +285,7 @@ static int fail_job(struct jobs *j, struct ex_job *job, const char *reason, cons
 	if (rc < 0)
 		return rc;
 	log_failed(job);
-	return settle(j, job);
+	return settle(j, job, now);
 }
 
 /* ---- results ------------------------------------------------------------------------------- */
@@ -332,7 +354,7 @@ static int finish_done(struct jobs *j, struct ex_job *job, const char *result, d
 		log_msg(LOG_NOTICE, "job %s '%s': done, %d page%s -> %s/%s", job->id,
 			esc(e1, job->name), job->pages, job->pages == 1 ? "" : "s", job->inbox,
 			result);
-	return settle(j, job);
+	return settle(j, job, now);
 }
 
 /* Publishes `root` as <job id>.json and finishes the job as DONE; a failure to publish is
@@ -557,7 +579,7 @@ int jobs_recover(struct jobs *j, double now, vlm_err *err)
 	if (n < 0)
 		return n;
 	for (int i = 0; i < n; i++) {
-		int rc = settle(j, &list[i]);
+		int rc = settle(j, &list[i], now);
 		if (rc < 0) {
 			free(list);
 			return vlm_err_set(err, rc, "recovery: the journal cannot be written");
@@ -577,7 +599,7 @@ int jobs_recover(struct jobs *j, double now, vlm_err *err)
 
 bool jobs_can_claim(struct jobs *j)
 {
-	if (j->unsettled >= j->cfg->max_claimed)
+	if (j->unsettled >= j->cfg->max_claimed || mono() < j->claim_paused_until)
 		return false;
 	uint64_t free_bytes;
 	if (j->cfg->spool_min_free && spool_free_bytes(j->spool, &free_bytes, NULL) == 0 &&
@@ -591,6 +613,34 @@ bool jobs_can_claim(struct jobs *j)
 		return false;
 	}
 	return true;
+}
+
+/* A failed spool_claim: true when the spool, not the file, is at fault (see spool.h). */
+static bool spool_unwritable(int rc, const vlm_err *err)
+{
+	return rc < 0 && rc != -EINVAL && rc != -ENOENT && rc != -EAGAIN && rc != -EFBIG &&
+	       err->reason != EX_REASON_IO;
+}
+
+/* The spool cannot take a copy: every file would fail the same way, so claiming stops for a
+ * backoff instead of trying each file (and logging each) in turn. Files stay in their inbox. */
+static void pause_claiming(struct jobs *j, const char *why)
+{
+	char e1[512];
+	j->claim_failures++;
+	double delay = backoff_delay(j, j->claim_failures);
+	j->claim_paused_until = mono() + delay;
+	log_msg(LOG_WARNING, "spool: cannot take a copy, claiming paused for %.1fs: %s", delay,
+		esc(e1, why));
+}
+
+/* A copy went into the spool: the pause, if any, is over. */
+static void claim_succeeded(struct jobs *j)
+{
+	if (j->claim_failures)
+		log_msg(LOG_NOTICE, "spool: writable again after %d failure%s; claiming resumed",
+			j->claim_failures, j->claim_failures == 1 ? "" : "s");
+	j->claim_failures = 0;
 }
 
 int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_in, double now)
@@ -621,6 +671,10 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 		watch_done(w, inbox, name);
 		return 0;
 	}
+	if (spool_unwritable(rc, &err)) {
+		pause_claiming(j, err.msg); /* the file stays first in line */
+		return 0;
+	}
 	if (rc < 0) {
 		log_msg(rc == -EAGAIN ? LOG_INFO : LOG_WARNING, "inbox '%s': '%s' not taken yet: %s",
 			box->name, esc(e1, name), err.msg);
@@ -628,6 +682,8 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 		return 0;
 	}
 	watch_done(w, inbox, name);
+	if (!too_large)
+		claim_succeeded(j);
 
 	struct ex_job same;
 	int found = ex_journal_find_claim(j->journal, &job, &same, &err);
@@ -635,7 +691,7 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 		/* Refused and committed before a stop that came before the move to failed/. */
 		log_msg(LOG_INFO, "job %s '%s': already refused; moving it to the failed folder",
 			same.id, esc(e1, name));
-		return settle(j, &same);
+		return settle(j, &same, now);
 	}
 	if (found > 0) {
 		/* Claimed and committed before a stop that came before the unlink. */
@@ -664,7 +720,7 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 	j->unsettled++;
 	if (too_large) {
 		log_failed(&job);
-		return settle(j, &job);
+		return settle(j, &job, now);
 	}
 	log_msg(LOG_INFO, "job %s '%s': claimed from inbox '%s' (%lld bytes, sha256 %.16s)", job.id,
 		esc(e1, name), job.inbox, (long long)job.size, job.sha256);
@@ -909,6 +965,33 @@ int jobs_abandon(struct jobs *j, double now)
 	return 0;
 }
 
+int jobs_retry_settle(struct jobs *j, double now)
+{
+	if (mono() < j->settle_retry_at)
+		return 0;
+	struct ex_job *list;
+	struct ex_job_filter f = EX_JOB_FILTER_ANY;
+	f.states = 1u << EX_JOB_DONE | 1u << EX_JOB_DUPLICATE | 1u << EX_JOB_FAILED;
+	f.settled = 0;
+	vlm_err err = {0};
+	int n = ex_journal_list(j->journal, &f, &list, &err);
+	if (n < 0) {
+		log_msg(LOG_CRIT, "%s", err.msg);
+		return n;
+	}
+	/* settle() lowers it again for each job that fails once more. */
+	j->settle_retry_at = 1e300;
+	int rc = 0;
+	for (int i = 0; i < n && rc == 0; i++) {
+		if (list[i].next_try <= now)
+			rc = settle(j, &list[i], now);
+		else if (mono() + (list[i].next_try - now) < j->settle_retry_at)
+			j->settle_retry_at = mono() + (list[i].next_try - now);
+	}
+	free(list);
+	return rc;
+}
+
 /* ---- reprocess requests ------------------------------------------------------------------------- */
 
 /* Removes the archived or failed copy a reprocessed job left behind, then forgets its name. */
@@ -949,12 +1032,22 @@ static int reprocess_one(struct jobs *j, struct ex_job *old, double now)
 	char e1[512];
 	vlm_err err = {0};
 	bool failed = old->state == EX_JOB_FAILED;
-	int dirfd = -1, rc;
+	int dirfd = -1, rc = 0;
 	struct ex_job job = {.state = EX_JOB_QUEUED, .claimed_at = now, .next_try = now};
-	if (!old->dest[0] || !old->settled ||
-	    open_inbox_dir(failed ? j->cfg->failed : j->cfg->archive, old->inbox, &dirfd, &err) < 0 ||
-	    /* No size limit here: the parser refuses a file still too large with its reason. */
-	    spool_claim(j->spool, dirfd, old->dest, UINT64_MAX, &job, &err) < 0) {
+	if (old->dest[0] && old->settled &&
+	    open_inbox_dir(failed ? j->cfg->failed : j->cfg->archive, old->inbox, &dirfd, &err) == 0) {
+		/* No size limit here: the parser refuses a file still too large with its reason. */
+		rc = spool_claim(j->spool, dirfd, old->dest, UINT64_MAX, &job, &err);
+		if (spool_unwritable(rc, &err)) {
+			/* The request stays: it is taken again once the spool has room. */
+			close(dirfd);
+			pause_claiming(j, err.msg);
+			return 0;
+		}
+		if (rc == 0)
+			claim_succeeded(j);
+	}
+	if (dirfd < 0 || rc < 0) {
 		log_msg(LOG_WARNING, "job %s '%s': cannot reprocess, the original is not in the %s "
 			"folder%s%s", old->id, esc(e1, old->name), failed ? "failed" : "archive",
 			err.msg[0] ? ": " : "", err.msg);
@@ -1002,7 +1095,7 @@ int jobs_take_reprocess(struct jobs *j, double now)
 		return n;
 	}
 	int rc = 0;
-	for (int i = 0; i < n && rc == 0 && j->unsettled < j->cfg->max_claimed; i++)
+	for (int i = 0; i < n && rc == 0 && jobs_can_claim(j); i++)
 		rc = reprocess_one(j, &list[i], now);
 	free(list);
 	return rc;
@@ -1027,6 +1120,12 @@ double jobs_next_deadline(struct jobs *j, double now, double mono_now)
 	    ex_journal_next_try(j->journal, false, &next_try, NULL) == 1 &&
 	    mono_now + (next_try - now) < t)
 		t = mono_now + (next_try - now);
+	/* Only moments still ahead: one already past is served by the next round, and a stopping
+	 * daemon (which serves neither) must not spin on it. */
+	if (j->claim_paused_until > mono_now && j->claim_paused_until < t)
+		t = j->claim_paused_until; /* files wait in the ready queue for the pause's end */
+	if (j->settle_retry_at > mono_now && j->settle_retry_at < t)
+		t = j->settle_retry_at;
 	return t;
 }
 

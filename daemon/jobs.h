@@ -31,8 +31,9 @@ int jobs_set_config(struct jobs *j, const struct config *cfg, vlm_err *err);
  * running, and finishes the settling of jobs that were done or failed. */
 int jobs_recover(struct jobs *j, double now, vlm_err *err);
 
-/* True while more files may be claimed (claimed-but-unsettled jobs under max_claimed and
- * enough free space for the spool). */
+/* True while more files may be claimed (claimed-but-unsettled jobs under max_claimed, enough
+ * free space for the spool, and no pause after the spool failed to take a copy: full, over
+ * quota or an I/O error, which pauses claiming with the retry backoff). */
 bool jobs_can_claim(struct jobs *j);
 /* Claims the ready file `name` of inbox `inbox`: copy into the spool, journal, remove from the
  * inbox, and tells `w` what became of it. Returns 0, or a negative errno after which the daemon
@@ -54,6 +55,11 @@ void jobs_check_timeouts(struct jobs *j, double mono_now);
 int jobs_take_reprocess(struct jobs *j, double now);
 /* True while `intake reprocess` requests wait to be taken. */
 bool jobs_reprocess_pending(struct jobs *j);
+
+/* Settles again the finished jobs whose original could not be moved out of the spool (the
+ * archive or failed folder full or failing), each once its backoff has passed. Returns 0, or a
+ * negative errno after which the daemon must stop (the journal cannot be written). */
+int jobs_retry_settle(struct jobs *j, double now);
 
 /* The earliest moment something needs doing (monotonic deadline of a child, or a queued job's
  * retry time converted to `mono_now`'s clock), or 1e300. */

@@ -294,7 +294,7 @@ static int loop_once(struct daemon *d)
 		if (watch_fd(d->watch) >= 0)
 			watch_read_events(d->watch, mono);
 		watch_tick(d->watch, mono);
-		if ((rc = claim_ready(d, real)) < 0)
+		if ((rc = claim_ready(d, real)) < 0 || (rc = jobs_retry_settle(d->jobs, real)) < 0)
 			return rc;
 		if (mono >= d->next_reprocess) {
 			d->next_reprocess = mono + REPROCESS_EVERY_S;

@@ -134,17 +134,20 @@ static int write_all(int fd, const void *data, size_t len)
 }
 
 /* Copies `src` to `dst` (-1: reads only) from the start, hashing when `sum` is not NULL;
- * returns the byte count or a negative errno. */
-static int64_t copy_fd(int src, int dst, GChecksum *sum)
+ * returns the byte count or a negative errno, with *read_failed telling which side failed. */
+static int64_t copy_fd(int src, int dst, GChecksum *sum, bool *read_failed)
 {
+	*read_failed = false;
 	static char buf[1 << 16];
 	int64_t total = 0;
 	for (;;) {
 		ssize_t r = read(src, buf, sizeof buf);
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r < 0)
+		if (r < 0) {
+			*read_failed = true;
 			return -errno;
+		}
 		if (r == 0)
 			return total;
 		if (sum)
@@ -169,15 +172,16 @@ int spool_claim(struct spool *s, int dirfd, const char *name, uint64_t max_bytes
 		if (errno == ELOOP)
 			return vlm_err_set(err, -EINVAL, "spool: file '%s': is a symbolic link",
 					   name);
-		return vlm_err_set(err, -errno, "spool: file '%s': cannot open: %s", name,
-				   strerror(errno));
+		return vlm_err_set_reason(err, -errno, EX_REASON_IO,
+					  "spool: file '%s': cannot open: %s", name, strerror(errno));
 	}
 	int tmp = -1, rc = 0;
 	char tmp_name[64] = "";
 	GChecksum *sum = NULL;
 	struct stat st, named, after;
 	if (fstat(fd, &st) < 0) {
-		rc = vlm_err_set(err, -errno, "spool: file '%s': fstat: %s", name, strerror(errno));
+		rc = vlm_err_set_reason(err, -errno, EX_REASON_IO, "spool: file '%s': fstat: %s",
+					name, strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
@@ -207,10 +211,15 @@ int spool_claim(struct spool *s, int dirfd, const char *name, uint64_t max_bytes
 		}
 	}
 	sum = g_checksum_new(G_CHECKSUM_SHA256);
-	int64_t n = copy_fd(fd, tmp, sum);
+	bool read_failed;
+	int64_t n = copy_fd(fd, tmp, sum, &read_failed);
 	if (n < 0) {
-		rc = vlm_err_set(err, (int)n, "spool: file '%s': copy into the spool: %s", name,
-				 strerror((int)-n));
+		/* A spool write that failed leaves a partial copy: removed below, never renamed. */
+		rc = read_failed ? vlm_err_set_reason(err, (int)n, EX_REASON_IO,
+						      "spool: file '%s': read: %s", name,
+						      strerror((int)-n))
+				 : vlm_err_set(err, (int)n, "spool: claim '%s': write: %s",
+					       tmp_name, strerror((int)-n));
 		goto out;
 	}
 	if (fstat(fd, &after) < 0 || after.st_size != n || after.st_size != st.st_size ||
@@ -224,6 +233,9 @@ int spool_claim(struct spool *s, int dirfd, const char *name, uint64_t max_bytes
 					"(%llu)", name, (long long)n, (unsigned long long)max_bytes);
 	} else {
 		crash_point("claim.fsync.before");
+		/* Never fsync again after a failure: the kernel may have dropped the dirty pages
+		 * and a second fsync can succeed without them. The copy is removed and the claim
+		 * starts over from the inbox file. */
 		if (fsync(tmp) < 0) {
 			rc = vlm_err_set(err, -errno, "spool: claim '%s': fsync: %s", tmp_name,
 					 strerror(errno));
@@ -313,7 +325,8 @@ int spool_publish(int dirfd, const char *name, const char *data, size_t len, mod
 		return vlm_err_set(err, -errno, "spool: result '%s': cannot create: %s", tmp_name,
 				   strerror(errno));
 	int rc = 0;
-	/* The crash point sits between a complete write and its fsync. */
+	/* The crash point sits between a complete write and its fsync. A failed write or fsync
+	 * removes the file; the caller redoes the whole job, never the fsync (see spool_claim). */
 	if (fchmod(fd, mode) < 0 || (rc = write_all(fd, data, len)) < 0 ||
 	    (crash_point("publish.fsync.before"), fsync(fd) < 0)) {
 		rc = rc < 0 ? rc : -errno;
@@ -360,7 +373,8 @@ static int move_by_copy(int src_dirfd, const char *src_name, int dest_dirfd,
 		close(src);
 		return rc;
 	}
-	int64_t n = copy_fd(src, dst, NULL);
+	bool read_failed;
+	int64_t n = copy_fd(src, dst, NULL, &read_failed);
 	close(src);
 	if (n < 0 || (crash_point("settle-copy.fsync.before"), fsync(dst) < 0)) {
 		rc = n < 0 ? (int)n : -errno;

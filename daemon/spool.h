@@ -29,8 +29,11 @@ void spool_close(struct spool *s); /* accepts NULL */
  * one link (never to be taken); -EAGAIN when the file changed during the copy (still being
  * written); -EFBIG (err->reason EX_REASON_FILE_TOO_LARGE) when it is larger than `max_bytes`:
  * then it is only hashed, nothing is copied, the job's fields are filled all the same and the
- * original stays in `dirfd` (see spool_settle_source); another negative errno on failure
- * (nothing is left in the spool then). */
+ * original stays in `dirfd` (see spool_settle_source); another negative errno on failure, after
+ * which nothing is left in the spool: with err->reason EX_REASON_IO when the file itself could
+ * not be opened or read, without a reason when the spool could not be written (full, over
+ * quota, failing: -ENOSPC, -EDQUOT, -EIO), a condition of the spool rather than of the file.
+ * A failed fsync is never repeated: the partial copy is removed instead. */
 int spool_claim(struct spool *s, int dirfd, const char *name, uint64_t max_bytes,
 		struct ex_job *job, vlm_err *err);
 

@@ -7,10 +7,19 @@
 set -u
 scenario=${1:?scenario}
 bin="$INTAKE_BIN_DIR/intaked"
+# enospc mounts a small tmpfs: the script runs again in a mount namespace of its own, so the
+# mount goes away with the test however it ends, and nothing outside sees it.
+if [ "$scenario" = enospc ] && [ -z "${INTAKE_TEST_UNSHARED:-}" ]; then
+  unshare -m --propagation private true 2>/dev/null ||
+    { echo "skipped: cannot create a mount namespace (unshare -m needs CAP_SYS_ADMIN)"; exit 77; }
+  INTAKE_TEST_UNSHARED=1 exec unshare -m --propagation private bash "$0" "$@"
+fi
 tmp=$(mktemp -d /tmp/intaked-test.XXXXXX)
 pid=""
+mounts=() # unmounted before the directory is removed, last first
 cleanup() {
   [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  for ((m = ${#mounts[@]} - 1; m >= 0; m--)); do umount "${mounts[m]}"; done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -603,6 +612,174 @@ EOF2
   done
   echo "crashpoints: ${#points[@]} points, $covered reached and crashed at, $runs runs, $violations violations"
   check "no violations" test $violations -eq 0
+  ;;
+enospc) # the spool, the outbox and the archive on a small tmpfs that fills up during load:
+  # claiming pauses, nothing partial is published, and everything comes out once space is freed
+  mkdir -p "$tmp/small" "$tmp/out" "$tmp/archive" "$tmp/state/spool"
+  mount -t tmpfs -o size=1m,mode=0700 intake-test "$tmp/small" 2>/dev/null ||
+    { echo "skipped: mounting a tmpfs is not permitted here"; exit 77; }
+  mounts+=("$tmp/small")
+  # One file system seen at three places (the journal stays outside: a journal that cannot be
+  # written stops the daemon by design). Moves between bind mounts copy (EXDEV), so settling a
+  # job needs space in the archive too.
+  for d in out archive state/spool; do
+    mkdir -p "$tmp/small/$d"
+    mount --bind "$tmp/small/$d" "$tmp/$d" && mounts+=("$tmp/$d")
+  done
+  make_pngs "$tmp/stage" 1 60
+  hash_inputs
+  mkdir "$tmp/stage2"
+  mv "$tmp"/stage/doc-{41..60}.png "$tmp/stage2/"
+  start
+  sleep 0.5
+  mv "$tmp"/stage/* "$tmp/in/a/"
+  wait_published 10 20 0.02 # under load: some published, some being parsed, some waiting
+  # The filler takes every free block: head stops at ENOSPC.
+  head -c 2M /dev/zero 2>"$tmp/filler.err" >"$tmp/small/filler"
+  check "the file system filled up" grep -q "No space left on device" "$tmp/filler.err"
+  mv "$tmp"/stage2/* "$tmp/in/a/"
+  for ((i = 0; i < 100; i++)); do grep -q "claiming paused" "$tmp/log" && break; sleep 0.05; done
+  # From the first pause on, a file leaves the inbox only when claimed (the space a settled job
+  # frees may let one in); the others stay as they were.
+  (cd "$tmp/in/a" && sha256sum -- *) >"$tmp/stuck.sha"
+  claims0=$(grep -c "claimed from" "$tmp/log")
+  stuck=$(wc -l <"$tmp/stuck.sha")
+  read -r _ _ _ _ _ _ _ _ _ _ _ _ _ u0 s0 _ <"/proc/$pid/stat"
+  lines0=$(wc -l <"$tmp/log")
+  sleep 4
+  read -r _ _ _ _ _ _ _ _ _ _ _ _ _ u1 s1 _ <"/proc/$pid/stat"
+  paused=$(grep -c "claiming paused" "$tmp/log")
+  lines=$(($(wc -l <"$tmp/log") - lines0))
+  cpu=$(((u1 + s1 - u0 - s0) * 100 / $(getconf CLK_TCK) / 4))
+  transient=$(grep -c "transient failure" "$tmp/log")
+  unsettled=$(grep -c "cannot move the original out of the spool, retry in" "$tmp/log")
+  echo "enospc: full for 4 s with $stuck files waiting: $lines log lines ($paused claiming" \
+    "pauses, $transient publications and $unsettled archivings retried), daemon CPU $cpu%"
+  check "claiming paused" test "$paused" -ge 1
+  # Backoff 0.2 s doubling to 1 s: a few lines per waiting job and per pause, not a busy loop.
+  check "no busy loop ($lines log lines, $cpu% CPU in 4 s)" test "$lines" -le 400 -a "$cpu" -le 50
+  check "inbox files untouched unless claimed" python3 - "$tmp" "$claims0" <<'EOF'
+import hashlib, os, re, sys
+t, claims0 = sys.argv[1], int(sys.argv[2])
+claimed = re.findall(r"'([^']+)': claimed from", open(f"{t}/log").read())[claims0:]
+for line in open(f"{t}/stuck.sha"):
+    sha, name = line.split()
+    path = f"{t}/in/a/{name}"
+    if os.path.exists(path):
+        assert hashlib.sha256(open(path, "rb").read()).hexdigest() == sha, name
+    else:
+        assert name in claimed, f"{name} left the inbox unclaimed"
+EOF
+  check "no copy left in the spool's claim folder" test -z "$(find "$tmp/state/spool/claim" -type f)"
+  check "every result published so far is whole" python3 -c '
+import glob, json, sys
+for f in glob.glob(sys.argv[1] + "/out/a/*.json"):
+    if not f.split("/")[-1].startswith(".intake-"):
+        assert json.load(open(f))["source"]["sha256"], f' "$tmp"
+  n=$(wc -l <"$tmp/log")
+  rm "$tmp/small/filler"
+  t0=$(date +%s%N)
+  for ((i = 0; i < 400; i++)); do tail -n +$((n + 1)) "$tmp/log" | grep -q "claiming resumed" && break; sleep 0.02; done
+  resume=$((($(date +%s%N) - t0) / 10000000))
+  resume=$((resume / 100)).$(printf %02d $((resume % 100)))
+  check "all 60 after space is freed" wait_published 60 60
+  stop TERM
+  check "exit 0" test $rc -eq 0
+  read -r res dup bad missing extra <<<"$(account)"
+  echo "enospc: 60 files, $missing lost, $extra extra; claiming resumed ${resume} s after space was freed"
+  check "60 results exactly once ($res $dup $bad $missing $extra)" \
+    test "$res $dup $bad $missing $extra" = "60 0 0 0 0"
+  check "60 originals archived whole" \
+    bash -c "cd '$tmp/archive/a' && sha256sum --quiet -c '$tmp/inputs.sha' && test \$(ls | wc -l) -eq 60"
+  check "attempts untouched" python3 -c '
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+assert db.execute("select max(attempts) from jobs").fetchone()[0] == 0' "$tmp/state/journal.db"
+  check "no leftovers" no_leftovers
+  ;;
+eio) # EIO on fsync and ENOSPC on write injected into the spool and the outbox by faultshim.c:
+  # each job redone from its spool copy, no fsync retried on a descriptor where it failed
+  shim=${INTAKE_FAULTSHIM:-}
+  [ -f "$shim" ] || { echo "skipped: no fault shim (INTAKE_FAULTSHIM names libfaultshim.so)"; exit 77; }
+  # An ASan build refuses to start unless its runtime comes first in the library list ("ASan
+  # runtime does not come first"): preload the runtime the binary links, then the shim. The
+  # other way that works is ASAN_OPTIONS=verify_asan_link_order=0 with the shim alone.
+  asan=$(ldd "$bin" | awk '$1 ~ /^libasan/ {print $3}')
+  preload=${asan:+$asan:}$shim
+  # The shim itself: a short write then ENOSPC, an injected EIO, and a second fsync on the same
+  # descriptor logged as a retry (so the daemon's zero below can be trusted).
+  mkdir "$tmp/shimcheck"
+  INTAKE_FAULT="fsync:EIO:every=1,write:ENOSPC:every=1,path=$tmp/shimcheck,log=$tmp/shimcheck.log" \
+    LD_PRELOAD=$shim python3 - "$tmp/shimcheck/f" <<'EOF'
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)
+assert os.write(fd, b"x" * 100) == 50
+for call in (lambda: os.write(fd, b"x"), lambda: os.fsync(fd), lambda: os.fsync(fd)):
+    try:
+        call()
+        raise SystemExit("a call did not fail")
+    except OSError as e:
+        assert e.errno in (errno.ENOSPC, errno.EIO), e
+EOF
+  check "shim: faults injected" test $? -eq 0
+  check "shim: a retried fsync is seen" test "$(grep -c '^retry fsync' "$tmp/shimcheck.log")" -eq 1
+  # 19 documents and a corrupt file, whose quarantine record is written under faults too.
+  make_pngs "$tmp/stage" 1 19
+  printf 'this is not a document\n' >"$tmp/stage/corrupt.pdf"
+  hash_inputs
+  mv "$tmp"/stage/* "$tmp/in/a/"
+  INTAKE_FAULT="fsync:EIO:p=0.3,write:ENOSPC:p=0.1,seed=7,path=$tmp/state/spool,path=$tmp/out,path=$tmp/failed,log=$tmp/faults.log" \
+    LD_PRELOAD=$preload start
+  check "all 20 published" wait_published 20 60
+  stop TERM
+  check "exit 0" test $rc -eq 0
+  read -r res dup bad missing extra <<<"$(account)"
+  check "19 results and 1 quarantined, exactly once ($res $dup $bad $missing $extra)" \
+    test "$res $dup $bad $missing $extra" = "19 0 1 0 0"
+  check "the corrupt file quarantined for its content" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["reason"] == "unsupported format" and d["attempts"] == 0, d' "$tmp/failed/a/corrupt.pdf.error.json"
+  # Corrupt: a result that does not parse, or whose hash and page are not its own input's.
+  corrupt=$(python3 - "$tmp" <<'EOF'
+import glob, json, sys
+t = sys.argv[1]
+want = dict(reversed(line.split()) for line in open(f"{t}/inputs.sha"))
+bad = 0
+for f in glob.glob(f"{t}/out/a/*.json"):
+    try:
+        d = json.load(open(f))
+        page = d["pages"][0]
+        ok = d["source"]["sha256"] == want[d["source"]["name"]] and d["format"] == "png" \
+            and (page["width"], page["height"]) == (8, 4)
+    except (ValueError, KeyError, IndexError):
+        ok = False
+    bad += not ok
+print(bad)
+EOF
+  )
+  injected=$(grep -c '^inject' "$tmp/faults.log")
+  eio=$(grep -c '^inject fsync EIO' "$tmp/faults.log")
+  enospc=$(grep -c '^inject write ENOSPC' "$tmp/faults.log")
+  retries=$(grep -c '^retry' "$tmp/faults.log")
+  # A job redone: its run ended in a transient failure (the result could not be written or
+  # fsynced) and it ran again from its spool copy.
+  runs=$(grep -c "transient failure, retry" "$tmp/log")
+  redone=$(grep "transient failure, retry" "$tmp/log" | awk '{print $5}' | sort -u | wc -l)
+  pauses=$(grep -c "claiming paused" "$tmp/log")
+  resettled=$(grep -c "cannot move the original out of the spool, retry" "$tmp/log")
+  echo "eio: 20 files; $injected faults injected ($eio fsync EIO, $enospc write ENOSPC);" \
+    "$redone jobs redone ($runs reruns), $pauses claims redone, $resettled settlings redone;" \
+    "$corrupt corrupt outputs; $retries fsync retries"
+  check "both kinds of fault injected ($eio $enospc)" test "$eio" -ge 5 -a "$enospc" -ge 1
+  check "jobs redone from the spool ($redone)" test "$redone" -ge 1
+  check "no corrupt output ($corrupt)" test "$corrupt" = 0
+  check "no fsync retried after it failed ($retries)" test "$retries" -eq 0
+  check "attempts untouched" python3 -c '
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+assert db.execute("select max(attempts) from jobs").fetchone()[0] == 0' "$tmp/state/journal.db"
+  check "no leftovers" no_leftovers
   ;;
 *)
   echo "unknown scenario $scenario"
