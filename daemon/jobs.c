@@ -305,15 +305,18 @@ static int publish_json(struct jobs *j, const struct ex_job *job, const char *na
 }
 
 /* A failure that is not the document's fault (disk full, outbox unwritable, fork refused):
- * retried with backoff, attempts untouched. */
+ * retried with backoff, attempts untouched. Said once per job and reason: a stuck outbox must
+ * not fill the log (intake status shows the last error meanwhile). */
 static int retry_transient(struct jobs *j, struct ex_job *job, const char *what, double now)
 {
 	char e1[512], e2[512];
+	bool again = job->transient > 0 && strncmp(job->error, what, sizeof job->error - 1) == 0;
 	job->transient++;
 	snprintf(job->error, sizeof job->error, "%s", what);
 	backoff(j, job, job->transient, now);
-	log_msg(LOG_WARNING, "job %s '%s': transient failure, retry in %.0fs: %s", job->id,
-		esc(e1, job->name), job->next_try - now, esc(e2, what));
+	if (!again)
+		log_msg(LOG_WARNING, "job %s '%s': transient failure, retry in %.0fs: %s", job->id,
+			esc(e1, job->name), job->next_try - now, esc(e2, what));
 	return save(j, job);
 }
 
@@ -593,6 +596,26 @@ bool jobs_can_claim(struct jobs *j)
 	return true;
 }
 
+/* What the watch makes of a claimed file after spool_release_source returned `rc`: forgotten
+ * once removed; a new file under the name (-ESTALE) is looked at as any new file; one the daemon
+ * cannot remove (the inbox not writable) is claimed again later, which only removes it (it is
+ * recognised), and said once. */
+static void release_done(struct watch *w, size_t inbox, const char *name,
+			 const struct ex_job *job, int rc, const vlm_err *err)
+{
+	char e1[512];
+	if (rc == 0) {
+		watch_done(w, inbox, name);
+	} else if (rc == -ESTALE) {
+		log_msg(LOG_NOTICE, "job %s '%s': a new file took its name in the inbox since the "
+			"claim; it is kept and taken as a new document", job->id, esc(e1, name));
+		watch_again(w, inbox, name);
+	} else if (watch_later(w, inbox, name, mono(), 5) == 1) {
+		log_msg(LOG_WARNING, "job %s '%s': claimed, but left in the inbox (removed once "
+			"it can be): %s", job->id, esc(e1, name), err->msg);
+	}
+}
+
 int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_in, double now)
 {
 	const struct config_inbox *box = &j->cfg->inboxes[inbox];
@@ -622,27 +645,33 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 		return 0;
 	}
 	if (rc < 0) {
-		log_msg(rc == -EAGAIN ? LOG_INFO : LOG_WARNING, "inbox '%s': '%s' not taken yet: %s",
-			box->name, esc(e1, name), err.msg);
-		watch_later(w, inbox, name, mono() + (rc == -EAGAIN ? box->stability_s : 5));
+		/* Logged once until the file changes: an unreadable file is looked at again with
+		 * backoff, quietly. */
+		if (watch_later(w, inbox, name, mono(), rc == -EAGAIN ? box->stability_s : 5) == 1)
+			log_msg(rc == -EAGAIN ? LOG_INFO : LOG_WARNING,
+				"inbox '%s': '%s' not taken yet (tried again until it can be): %s",
+				box->name, esc(e1, name), err.msg);
 		return 0;
 	}
-	watch_done(w, inbox, name);
 
 	struct ex_job same;
 	int found = ex_journal_find_claim(j->journal, &job, &same, &err);
 	if (found > 0 && too_large && !same.settled) {
 		/* Refused and committed before a stop that came before the move to failed/. */
+		watch_done(w, inbox, name);
 		log_msg(LOG_INFO, "job %s '%s': already refused; moving it to the failed folder",
 			same.id, esc(e1, name));
 		return settle(j, &same);
 	}
 	if (found > 0) {
-		/* Claimed and committed before a stop that came before the unlink. */
+		/* Claimed and committed before a stop that came before the unlink, or left in an
+		 * inbox the daemon could not write. */
 		spool_discard(j->spool, job.id, NULL);
 		rc = spool_release_source(dirfd, name, &same, &err);
-		log_msg(LOG_INFO, "job %s '%s': already claimed; removed from the inbox%s%s", same.id,
-			esc(e1, name), rc < 0 ? ": " : "", rc < 0 ? err.msg : "");
+		if (rc == 0)
+			log_msg(LOG_INFO, "job %s '%s': already claimed; removed from the inbox",
+				same.id, esc(e1, name));
+		release_done(w, inbox, name, &same, rc, &err);
 		return 0;
 	}
 	if (found == 0 && !too_large)
@@ -663,14 +692,14 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 	crash_point("journal.insert.after");
 	j->unsettled++;
 	if (too_large) {
+		watch_done(w, inbox, name);
 		log_failed(&job);
 		return settle(j, &job);
 	}
 	log_msg(LOG_INFO, "job %s '%s': claimed from inbox '%s' (%lld bytes, sha256 %.16s)", job.id,
 		esc(e1, name), job.inbox, (long long)job.size, job.sha256);
-	if ((rc = spool_release_source(dirfd, name, &job, &err)) < 0)
-		log_msg(LOG_WARNING, "job %s '%s': left in the inbox: %s", job.id, esc(e1, name),
-			err.msg);
+	rc = spool_release_source(dirfd, name, &job, &err);
+	release_done(w, inbox, name, &job, rc, &err);
 	return 0;
 }
 

@@ -91,10 +91,29 @@ needs_hooks() { "$bin" --version | grep -q "test hooks" || { echo "skipped: no t
 
 hash_inputs() { (cd "$tmp/stage" && sha256sum -- *) >>"$tmp/inputs.sha"; }
 
+as_user=() # a command prefix that runs the daemon as another user (perms, privacy)
 start() {
-  (cd "$tmp" && exec "$bin" --config intake.yaml "$@" >>"$tmp/log" 2>&1) &
+  (cd "$tmp" && exec ${as_user[@]+"${as_user[@]}"} "$bin" --config intake.yaml "$@" >>"$tmp/log" 2>&1) &
   pid=$!
 }
+# unprivileged: as root (which ignores file modes) the daemon runs as nobody on a tree chowned to
+# it; as another user it runs as that user. Skips when modes would not apply anyway.
+unprivileged() {
+  if [ "$(id -u)" -eq 0 ]; then
+    command -v setpriv >/dev/null || { echo "skipped: needs setpriv to drop root"; exit 77; }
+    as_user=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+    chown -R nobody:nogroup "$tmp"
+  fi
+  : >"$tmp/modes-probe" && chmod 000 "$tmp/modes-probe"
+  [ "$(id -u)" -ne 0 ] || chown nobody:nogroup "$tmp/modes-probe"
+  if ${as_user[@]+"${as_user[@]}"} cat "$tmp/modes-probe" 2>/dev/null; then
+    echo "skipped: file modes do not apply to the user the daemon would run as"
+    exit 77
+  fi
+  rm -f "$tmp/modes-probe"
+}
+# cpu_ticks PID: user+system clock ticks of the process and its waited-for children
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13 + $14 + $15}'; }
 stop() { # stop [SIGNAL]: signal the daemon and wait for it; its exit status goes to $rc
   kill -"${1:-TERM}" "$pid" 2>/dev/null
   wait "$pid"
@@ -378,6 +397,52 @@ import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 attempts, transient = db.execute("select max(attempts), min(transient) from jobs").fetchone()
 assert attempts == 0 and transient >= 2, (attempts, transient)' "$tmp/state/journal.db"
+  check "no leftovers" no_leftovers
+  ;;
+perms) # an unreadable input, an inbox the daemon cannot write, an outbox it cannot write:
+  # one log line each, no busy loop, nothing lost or deleted; all exactly once after the fix
+  unprivileged
+  mkdir -p "$tmp/in/b" "$tmp/in/c" "$tmp/out/c"
+  write_config "  - path: in/b" "  - path: in/c"
+  make_pngs "$tmp/stage" 1 6
+  hash_inputs
+  cp "$tmp"/stage/doc-[12].png "$tmp/in/a/"
+  cp "$tmp"/stage/doc-[34].png "$tmp/in/b/"
+  cp "$tmp"/stage/doc-[56].png "$tmp/in/c/"
+  [ "$(id -u)" -ne 0 ] || chown -R nobody:nogroup "$tmp"
+  chmod 000 "$tmp/in/a/doc-1.png" # unreadable
+  chmod 555 "$tmp/in/b" "$tmp/out/c" # the daemon owns them, but may not write them
+  start
+  check "the readable file and the claimed ones done" wait_published 3 20
+  sleep 1
+  t0=$(cpu_ticks "$pid") s0=$(date +%s.%N)
+  sleep 6
+  t1=$(cpu_ticks "$pid") s1=$(date +%s.%N)
+  cpu=$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v s="$(awk -v a="$s0" -v b="$s1" 'BEGIN {print b - a}')" \
+    'BEGIN {printf "%.1f", 100 * t / hz / s}')
+  l1=$(grep -c "'doc-1.png'.*Permission denied" "$tmp/log")
+  l34=$(grep -c "'doc-[34].png'.*left in the inbox.*Permission denied" "$tmp/log")
+  l56=$(grep -c "'doc-[56].png'.*transient failure.*Permission denied" "$tmp/log")
+  lines=$(wc -l <"$tmp/log")
+  echo "perms: stuck for 7 s: log lines doc-1 $l1, doc-3/4 $l34, doc-5/6 $l56 ($lines in all); daemon CPU $cpu% (children included)"
+  check "one line for the unreadable file ($l1)" test "$l1" -eq 1
+  check "one line each for the files left in the inbox ($l34)" test "$l34" -eq 2
+  check "one line each for the results that cannot be published ($l56)" test "$l56" -eq 2
+  check "no busy loop: CPU $cpu% under 20%" awk -v c="$cpu" 'BEGIN {exit !(c < 20)}'
+  check "nothing deleted that should stay" test -f "$tmp/in/a/doc-1.png" -a -f "$tmp/in/b/doc-3.png" -a -f "$tmp/in/b/doc-4.png"
+  check "nothing published for c yet" test -z "$(ls "$tmp/out/c")"
+  chmod 644 "$tmp/in/a/doc-1.png"
+  chmod 755 "$tmp/in/b" "$tmp/out/c"
+  t0=$SECONDS
+  check "all 6 after the fix" wait_published 6 40
+  for ((i = 0; i < 200; i++)); do [ -z "$(ls "$tmp/in/b")" ] && break; sleep 0.1; done
+  echo "perms: all delivered and the inbox emptied $((SECONDS - t0)) s after the fix"
+  stop TERM
+  check "exit 0" test $rc -eq 0
+  read -r res dup bad missing extra <<<"$(account)"
+  check "6 results exactly once ($res $dup $bad $missing $extra)" test "$res $dup $bad $missing $extra" = "6 0 0 0 0"
+  check "each original archived once" test "$(ls "$tmp"/archive/*/ | grep -c '\.png$')" -eq 6
+  check "still one line each after the fix" test "$(grep -c "'doc-1.png'.*Permission denied" "$tmp/log") $(grep -c "'doc-[34].png'.*left in the inbox" "$tmp/log")" = "1 2"
   check "no leftovers" no_leftovers
   ;;
 recreate) # the inbox deleted and created again: watched again
