@@ -20,7 +20,8 @@ const char *const crash_point_names[] = {
 	AROUND("claim.rename"),		/* spool/claim -> spool/active */
 	AROUND("claim.fsync-dir"),	/* spool/active */
 	AROUND("journal.insert"),	/* the claim's commit */
-	AROUND("inbox.unlink"),		/* the original leaves the inbox */
+	AROUND("inbox.hide"),		/* the original takes its private name */
+	AROUND("inbox.unlink"),		/* ...and leaves the inbox */
 	AROUND("inbox.fsync-dir"),
 	AROUND("spool.discard-unlink"), /* a claim seen twice; originals: delete */
 	AROUND("spool.discard-fsync-dir"),

@@ -514,6 +514,33 @@ static bool job_known(void *user, const char *id)
 
 static int recover_reprocessed(struct jobs *j);
 
+static int find_job(void *user, const char *id, struct ex_job *job)
+{
+	struct jobs *j = user;
+	return ex_journal_get(j->journal, id, job, NULL);
+}
+
+/* Originals a stop caught between their private name and their removal (spool_release_source).
+ * A failure here is said and left for the next start: the files are kept meanwhile. */
+static void recover_inboxes(struct jobs *j)
+{
+	char e1[512];
+	for (size_t i = 0; i < j->cfg->n_inboxes; i++) {
+		int dirfd = open(j->cfg->inboxes[i].path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dirfd < 0)
+			continue; /* a missing inbox is the watch's to report */
+		vlm_err e = {0};
+		int n = spool_recover_hidden(dirfd, find_job, j, &e);
+		close(dirfd);
+		if (n < 0)
+			log_msg(LOG_WARNING, "recovery: inbox '%s': %s", esc(e1, j->cfg->inboxes[i].name),
+				e.msg);
+		else if (n)
+			log_msg(LOG_INFO, "recovery: inbox '%s': finished removing %d claimed file%s",
+				esc(e1, j->cfg->inboxes[i].name), n, n == 1 ? "" : "s");
+	}
+}
+
 int jobs_recover(struct jobs *j, double now, vlm_err *err)
 {
 	int removed = spool_recover(j->spool, job_known, j, err);
@@ -522,6 +549,7 @@ int jobs_recover(struct jobs *j, double now, vlm_err *err)
 	if (removed)
 		log_msg(LOG_INFO, "recovery: removed %d uncommitted spool file%s", removed,
 			removed == 1 ? "" : "s");
+	recover_inboxes(j);
 	for (size_t i = 0; i < j->cfg->n_inboxes; i++) {
 		const char *bases[] = {j->cfg->outbox, j->cfg->failed, j->cfg->archive};
 		for (size_t k = 0; k < 3; k++) {

@@ -21,6 +21,7 @@
 
 #define TMP_PREFIX ".intake-"
 #define TMP_SUFFIX ".tmp"
+#define HIDDEN_SUFFIX ".claimed"
 
 struct spool {
 	char *active_path;
@@ -262,6 +263,51 @@ out:
 	return rc;
 }
 
+/* The private name a claimed original takes in its inbox just before it is removed: dot names are
+ * never claimed, and no one else uses this one. */
+static void hidden_name(char buf[static 64], const char *id)
+{
+	snprintf(buf, 64, TMP_PREFIX "%s" HIDDEN_SUFFIX, id);
+}
+
+/* Removes the job's original from under its hidden name if it is the file the job claimed; puts
+ * any other file back under the job's name (or "<job id>-<name>" if that is taken again), so it
+ * is claimed as a new document. Returns 0, or -ESTALE when a file was put back. */
+static int release_hidden(int dirfd, const struct ex_job *job, vlm_err *err)
+{
+	char hidden[64];
+	hidden_name(hidden, job->id);
+	struct stat st;
+	if (fstatat(dirfd, hidden, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return vlm_err_set(err, -errno, "spool: file '%s': stat: %s", hidden,
+				   strerror(errno));
+	}
+	if ((uint64_t)st.st_dev == job->src_dev && (uint64_t)st.st_ino == job->src_ino) {
+		crash_point("inbox.unlink.before");
+		if (unlinkat(dirfd, hidden, 0) < 0 && errno != ENOENT)
+			return vlm_err_set(err, -errno, "spool: file '%s': cannot remove from the "
+					   "inbox: %s", job->name, strerror(errno));
+		crash_point("inbox.unlink.after");
+		crash_point("inbox.fsync-dir.before");
+		/* Best effort: if the unlink is lost in a power cut, the hash catches the file
+		 * again. */
+		fsync(dirfd);
+		crash_point("inbox.fsync-dir.after");
+		return 0;
+	}
+	char other[320];
+	snprintf(other, sizeof other, "%s-%.200s", job->id, job->name);
+	if (renameat2(dirfd, hidden, dirfd, job->name, RENAME_NOREPLACE) < 0 &&
+	    renameat2(dirfd, hidden, dirfd, other, RENAME_NOREPLACE) < 0)
+		return vlm_err_set(err, -errno, "spool: file '%s': a newer file under its name "
+				   "cannot be put back: %s", job->name, strerror(errno));
+	fsync(dirfd);
+	return vlm_err_set(err, -ESTALE, "spool: file '%s': replaced since it was claimed",
+			   job->name);
+}
+
 int spool_release_source(int dirfd, const char *name, const struct ex_job *job, vlm_err *err)
 {
 	struct stat st;
@@ -274,16 +320,53 @@ int spool_release_source(int dirfd, const char *name, const struct ex_job *job, 
 	if ((uint64_t)st.st_dev != job->src_dev || (uint64_t)st.st_ino != job->src_ino)
 		return vlm_err_set(err, -ESTALE, "spool: file '%s': replaced since it was claimed",
 				   name);
-	crash_point("inbox.unlink.before");
-	if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
+	/* Unlink has no "only if still this inode": the name could be replaced between the check
+	 * above and an unlink. So the file first takes a name no one else uses, and is checked
+	 * again there. */
+	char hidden[64];
+	hidden_name(hidden, job->id);
+	crash_point("inbox.hide.before");
+	if (renameat2(dirfd, name, dirfd, hidden, RENAME_NOREPLACE) < 0 && errno != EEXIST) {
+		if (errno == ENOENT)
+			return 0;
 		return vlm_err_set(err, -errno, "spool: file '%s': cannot remove from the inbox: %s",
 				   name, strerror(errno));
-	crash_point("inbox.unlink.after");
-	crash_point("inbox.fsync-dir.before");
-	/* Best effort: if the unlink is lost in a power cut, the hash catches the file again. */
-	fsync(dirfd);
-	crash_point("inbox.fsync-dir.after");
-	return 0;
+	}
+	crash_point("inbox.hide.after");
+	return release_hidden(dirfd, job, err);
+}
+
+int spool_recover_hidden(int dirfd, int (*find)(void *user, const char *id, struct ex_job *job),
+			 void *user, vlm_err *err)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return vlm_err_set(err, -errno, "spool: cannot list an inbox: %s", strerror(errno));
+	}
+	int rc = 0, n = 0;
+	size_t p = strlen(TMP_PREFIX), x = strlen(HIDDEN_SUFFIX);
+	struct dirent *e;
+	while (rc == 0 && (e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		if (len <= p + x || len - p - x >= EX_JOB_ID_LEN ||
+		    strncmp(e->d_name, TMP_PREFIX, p) != 0 || strcmp(e->d_name + len - x, HIDDEN_SUFFIX))
+			continue;
+		char id[EX_JOB_ID_LEN];
+		snprintf(id, sizeof id, "%.*s", (int)(len - p - x), e->d_name + p);
+		struct ex_job job;
+		int found = find(user, id, &job);
+		if (found < 0)
+			rc = vlm_err_set(err, found, "spool: inbox file '%s': journal lookup failed",
+					 e->d_name);
+		else if (found && ((rc = release_hidden(dirfd, &job, err)) == 0 || rc == -ESTALE))
+			rc = 0, n++;
+		/* Unknown to the journal (never happens: the name is taken after the commit): kept. */
+	}
+	closedir(d);
+	return rc < 0 ? rc : n;
 }
 
 int spool_discard(struct spool *s, const char *id, vlm_err *err)

@@ -34,10 +34,17 @@ void spool_close(struct spool *s); /* accepts NULL */
 int spool_claim(struct spool *s, int dirfd, const char *name, uint64_t max_bytes,
 		struct ex_job *job, vlm_err *err);
 
-/* Unlinks `name` from `dirfd` if it is still the file the job claimed (same device and inode),
- * then fsyncs the directory. Returns 0, or -ESTALE when the name now refers to another file
- * (left alone), 0 as well when it is already gone. */
+/* Removes `name` from `dirfd` if it is still the file the job claimed (same device and inode):
+ * renamed to the private ".intake-<job id>.claimed", checked again there, unlinked, and the
+ * directory fsynced; a file that took the name in between is put back. Returns 0, or -ESTALE
+ * when the name now refers to another file (left alone), 0 as well when it is already gone. */
 int spool_release_source(int dirfd, const char *name, const struct ex_job *job, vlm_err *err);
+/* Start-up: finishes spool_release_source for every ".intake-<job id>.claimed" left in the inbox
+ * `dirfd` by a stop between its rename and its unlink; `find` looks a job up (1 found, 0 not,
+ * negative on a journal error). Files of unknown jobs are kept. Returns how many were finished,
+ * or a negative errno. */
+int spool_recover_hidden(int dirfd, int (*find)(void *user, const char *id, struct ex_job *job),
+			 void *user, vlm_err *err);
 
 /* Removes active/<id> (a claim that lost to a crash or a duplicate of a claimed file). */
 int spool_discard(struct spool *s, const char *id, vlm_err *err);

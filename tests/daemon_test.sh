@@ -445,6 +445,33 @@ perms) # an unreadable input, an inbox the daemon cannot write, an outbox it can
   check "still one line each after the fix" test "$(grep -c "'doc-1.png'.*Permission denied" "$tmp/log") $(grep -c "'doc-[34].png'.*left in the inbox" "$tmp/log")" = "1 2"
   check "no leftovers" no_leftovers
   ;;
+replace) # an input replaced by a new file of the same name (new inode) between its claim and its
+  # removal from the inbox, at three moments (test builds hold the daemon there): after the
+  # claim's commit, after the name was checked, and after the file took its private name.
+  # The new version is kept and processed too; each version has one result with its own hash.
+  needs_hooks
+  make_pngs "$tmp/stage" 1 6
+  hash_inputs
+  n=0
+  for point in journal.insert.after inbox.hide.before inbox.unlink.before; do
+    n=$((n + 1))
+    INTAKE_STALL_AT="$point:1:2" start
+    cp "$tmp/stage/doc-$((2 * n - 1)).png" "$tmp/in/a/x.png"
+    held="'$point' reached 1 times: stalling"
+    for ((i = 0; i < 200; i++)); do grep -q "$held" "$tmp/log" && break; sleep 0.05; done
+    check "held at $point" grep -q "$held" "$tmp/log"
+    mv "$tmp/stage/doc-$((2 * n)).png" "$tmp/in/a/x.png" # a new inode under the same name
+    check "both versions published ($point)" wait_published $((2 * n)) 20
+    stop TERM
+    check "exit 0" test $rc -eq 0
+  done
+  read -r res dup bad missing extra <<<"$(account)"
+  echo "replace: 3 replacements; $res results, $missing missing, $extra extra"
+  check "6 results exactly once ($res $dup $bad $missing $extra)" test "$res $dup $bad $missing $extra" = "6 0 0 0 0"
+  # At the third moment the claimed file already has its private name: nothing to notice.
+  check "the first two replacements noticed" test "$(grep -c "a new file took its name" "$tmp/log")" -eq 2
+  check "no leftovers" no_leftovers
+  ;;
 recreate) # the inbox deleted and created again: watched again
   make_pngs "$tmp/stage" 1 2
   hash_inputs
