@@ -472,6 +472,94 @@ replace) # an input replaced by a new file of the same name (new inode) between 
   check "the first two replacements noticed" test "$(grep -c "a new file took its name" "$tmp/log")" -eq 2
   check "no leftovers" no_leftovers
   ;;
+privacy) # canary strings in a PDF's text layer and metadata and in a PNG's tEXt chunk, through a
+  # pages inbox, a schema inbox (the tiny fixture model) and a parser child that crashes: never
+  # in the log, `intake status` or the state directory; modes as configured; no core dumps
+  src=$(cd "$(dirname "$0")/.." && pwd)
+  unprivileged
+  mkdir -p "$tmp/in/b"
+  cp -r "$src/tests/fixtures/tiny-glm4v" "$tmp/model"
+  write_config "  - {path: in/b, schema: invoice}" "model: model" "schemas: $src/schemas" \
+    "max_tokens: 600" "context: 2048"
+  # Three canaries, one per place, sharing a prefix found nowhere else.
+  python3 - "$tmp/stage" <<'EOF2'
+import struct, sys, zlib
+d = sys.argv[1]
+def pdf(objects, trailer):
+    out, offsets = b"%PDF-1.4\n", []
+    for i, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n{body}\nendobj\n".encode()
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += (f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R {trailer} >>\n"
+            f"startxref\n{xref}\n%%EOF\n").encode()
+    return out
+def canary_pdf(text, meta):
+    content = f"BT /F1 14 Tf 20 60 Td (Patient {text} DOB 1970-01-01) Tj ET"
+    return pdf(["<< /Type /Catalog /Pages 2 0 R >>",
+                "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 100] "
+                "/Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
+                f"<< /Length {len(content)} >>\nstream\n{content}\nendstream",
+                "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+                f"<< /Title ({meta}) /Author ({meta}) /Subject ({meta}) >>"], "/Info 6 0 R")
+def chunk(t, b):
+    return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xffffffff)
+open(f"{d}/record.pdf", "wb").write(canary_pdf("ZQXCANARY-PDFTEXT-4711", "ZQXCANARY-PDFMETA-4711"))
+open(f"{d}/crashing.pdf", "wb").write(canary_pdf("ZQXCANARY-CRASHTEXT-4711", "ZQXCANARY-CRASHMETA-4711"))
+raw = b"".join(b"\0" + bytes([200, 10, 10] * 8) for _ in range(4))
+open(f"{d}/scan.png", "wb").write(
+    b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 4, 8, 2, 0, 0, 0))
+    + chunk(b"tEXt", b"Comment\0ZQXCANARY-PNGTEXT-4711") + chunk(b"IDAT", zlib.compress(raw))
+    + chunk(b"IEND", b""))
+EOF2
+  hash_inputs
+  [ "$(id -u)" -ne 0 ] || chown -R nobody:nogroup "$tmp"
+  # Held after the first claim's commit, to see a spool file's mode while it exists.
+  INTAKE_STALL_AT=journal.insert.after:1:2 start
+  cp "$tmp/stage/record.pdf" "$tmp/stage/scan.png" "$tmp/in/a/"
+  cp "$tmp/stage/record.pdf" "$tmp/in/b/"
+  for ((i = 0; i < 100; i++)); do grep -q "stalling" "$tmp/log" && break; sleep 0.05; done
+  spool_modes=$(find "$tmp/state/spool/active" -type f -printf '%m\n' | sort -u | tr '\n' ' ')
+  check "a spool file exists, 0600 ($spool_modes)" test "$spool_modes" = "600 "
+  check "daemon: no core file size" grep -Eq '^Max core file size +0 +0 ' "/proc/$pid/limits"
+  # A process that is not dumpable has its /proc files owned by root whatever its own user.
+  check "daemon: not dumpable" test "$(stat -c %u "/proc/$pid/status")" -eq 0 -a \
+    "$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")" -ne 0
+  check "3 results" wait_published 3 120
+  stop TERM
+  # A parser child that crashes on a canary document (quarantined after one attempt).
+  write_config "  - {path: in/b, schema: invoice}" "model: model" "schemas: $src/schemas" \
+    "retry: {attempts: 1, backoff: 200ms, max_backoff: 1s}"
+  INTAKE_TEST_PARSER=crash start
+  cp "$tmp/stage/crashing.pdf" "$tmp/in/a/"
+  check "the crashing document quarantined" wait_published 4 30
+  stop TERM
+  check "crashed" grep -q "failed (crashed)" "$tmp/log"
+  "$INTAKE_BIN_DIR/intake" status --state "$tmp/state" >"$tmp/status.txt" 2>&1
+  log_hits=$(grep -c ZQXCANARY "$tmp/log")
+  status_hits=$(grep -c ZQXCANARY "$tmp/status.txt")
+  state_hits=$(grep -rl --binary-files=text ZQXCANARY "$tmp/state" | wc -l)
+  out_hits=$(grep -rl --binary-files=text ZQXCANARY "$tmp/out" | wc -l)
+  kept_hits=$(grep -rl --binary-files=text ZQXCANARY "$tmp/archive" "$tmp/failed" | wc -l)
+  cores=$(find "$tmp" -name 'core*' -type f | wc -l) # the daemon's working directory is $tmp
+  wrong=$(find "$tmp/out" "$tmp/failed" -name '*.json' -type f ! -perm 0640 | wc -l)
+  wrong=$((wrong + $(find "$tmp/state" "$tmp/archive" "$tmp/failed" -type f ! -name '*.json' ! -perm 0600 | wc -l)))
+  echo "privacy: canary hits: log $log_hits, status $status_hits, state directory $state_hits files" \
+    "(journal and spool); cores $cores; files with the wrong mode $wrong; expected hits: $out_hits" \
+    "result (the PDF's text layer), $kept_hits originals in archive/ and failed/"
+  check "no canary in the log" test "$log_hits" -eq 0
+  check "no canary in intake status" test "$status_hits" -eq 0
+  check "no canary under the state directory" test "$state_hits" -eq 0
+  check "the text layer did reach a result (the search works)" test "$out_hits" -ge 1
+  check "the originals keep their canaries" test "$kept_hits" -eq 4
+  check "no core file" test "$cores" -eq 0
+  check "results and records 0640, spool, journal and originals 0600" test "$wrong" -eq 0
+  read -r res dup bad missing extra <<<"$(account)"
+  check "4 documents, one quarantined" test "$res $bad" = "3 1"
+  ;;
 recreate) # the inbox deleted and created again: watched again
   make_pngs "$tmp/stage" 1 2
   hash_inputs
