@@ -221,6 +221,14 @@ static int settle(struct jobs *j, struct ex_job *job)
 			goto file_error;
 		rc = move_original(j, job, dirfd, &err);
 	}
+	if (rc == -ESTALE) {
+		/* Refused at claim and replaced in the inbox since: the claimed bytes are gone
+		 * (their record stays); the new file is claimed as any other. */
+		log_msg(LOG_NOTICE, "job %s '%s': a new file took its name in the inbox before the "
+			"original was moved; it is kept and taken as a new document", job->id,
+			esc(e1, job->name));
+		rc = 0;
+	}
 	if (rc < 0)
 		goto file_error;
 	job->settled = true;
@@ -514,10 +522,13 @@ static bool job_known(void *user, const char *id)
 
 static int recover_reprocessed(struct jobs *j);
 
+/* For spool_recover_hidden: the job whose original it finds, unless that original was refused
+ * at claim (it goes to the failed folder when the job is settled, not away). */
 static int find_job(void *user, const char *id, struct ex_job *job)
 {
 	struct jobs *j = user;
-	return ex_journal_get(j->journal, id, job, NULL);
+	int found = ex_journal_get(j->journal, id, job, NULL);
+	return found > 0 && refused_at_claim(j, job) ? 0 : found;
 }
 
 /* Originals a stop caught between their private name and their removal (spool_release_source).

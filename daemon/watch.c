@@ -495,8 +495,12 @@ size_t watch_pending(const struct watch *w)
 	gpointer value;
 	for (size_t i = 0; i < w->n; i++) {
 		g_hash_table_iter_init(&it, w->inboxes[i].files);
-		while (g_hash_table_iter_next(&it, NULL, &value))
-			n += !((struct tracked *)value)->refused;
+		while (g_hash_table_iter_next(&it, NULL, &value)) {
+			const struct tracked *t = value;
+			/* A file put off after a failure (unreadable, the inbox not writable) waits
+			 * for someone to fix it, not for the daemon: `--once` need not wait too. */
+			n += !t->refused && t->put_off == 0;
+		}
 	}
 	return n;
 }

@@ -54,7 +54,8 @@ void watch_again(struct watch *w, size_t inbox, const char *name);
  * changes. */
 void watch_refuse(struct watch *w, size_t inbox, const char *name);
 
-/* Files seen and not yet taken or ignored, over all inboxes (0 means every inbox is drained). */
+/* Files seen and not yet taken, ignored or put off (watch_later), over all inboxes (0 means
+ * every inbox is drained of what can be taken now). */
 size_t watch_pending(const struct watch *w);
 
 /* True for names that are never documents (temporary and system files). */

@@ -433,6 +433,12 @@ perms) # an unreadable input, an inbox the daemon cannot write, an outbox it can
   check "no busy loop: CPU $cpu% under 20%" awk -v c="$cpu" 'BEGIN {exit !(c < 20)}'
   check "nothing deleted that should stay" test -f "$tmp/in/a/doc-1.png" -a -f "$tmp/in/b/doc-3.png" -a -f "$tmp/in/b/doc-4.png"
   check "nothing published for c yet" test -z "$(ls "$tmp/out/c")"
+  stop TERM
+  # --once does not wait for files only a person can unstick.
+  (cd "$tmp" && exec timeout 30 ${as_user[@]+"${as_user[@]}"} "$bin" --config intake.yaml --once >>"$tmp/log" 2>&1)
+  check "--once exits 0 while files are stuck" test $? -eq 0
+  start # stuck again, then fixed while it runs
+  sleep 1.5
   chmod 644 "$tmp/in/a/doc-1.png"
   chmod 755 "$tmp/in/b" "$tmp/out/c"
   t0=$SECONDS
@@ -444,34 +450,43 @@ perms) # an unreadable input, an inbox the daemon cannot write, an outbox it can
   read -r res dup bad missing extra <<<"$(account)"
   check "6 results exactly once ($res $dup $bad $missing $extra)" test "$res $dup $bad $missing $extra" = "6 0 0 0 0"
   check "each original archived once" test "$(ls "$tmp"/archive/*/ | grep -c '\.png$')" -eq 6
-  check "still one line each after the fix" test "$(grep -c "'doc-1.png'.*Permission denied" "$tmp/log") $(grep -c "'doc-[34].png'.*left in the inbox" "$tmp/log")" = "1 2"
+  # Each of the three runs says it once, and nothing more after the fix.
+  check "one line per file and run" test "$(grep -c "'doc-1.png'.*Permission denied" "$tmp/log") $(grep -c "'doc-[34].png'.*left in the inbox" "$tmp/log")" = "3 6"
   check "no leftovers" no_leftovers
   ;;
 replace) # an input replaced by a new file of the same name (new inode) between its claim and its
   # removal from the inbox, at three moments (test builds hold the daemon there): after the
-  # claim's commit, after the name was checked, and after the file took its private name.
-  # The new version is kept and processed too; each version has one result with its own hash.
+  # claim's commit, after the name was checked, and after the file took its private name; and
+  # a file over max_file_bytes replaced before its move to the failed folder. The new version is
+  # kept and processed too; each version has one result or quarantine record with its own hash.
   needs_hooks
-  make_pngs "$tmp/stage" 1 6
+  write_config "limits: {max_file_bytes: 100}" # the PNGs have 75 bytes
+  make_pngs "$tmp/stage" 1 8
+  head -c 300 /dev/zero | tr '\0' 'x' >"$tmp/stage/doc-7.png" # over the limit: refused at claim
   hash_inputs
   n=0
-  for point in journal.insert.after inbox.hide.before inbox.unlink.before; do
+  : >>"$tmp/log"
+  for point in journal.insert.after inbox.hide.before inbox.unlink.before inbox.hide.before; do
     n=$((n + 1))
+    held="'$point' reached 1 times: stalling"
+    before=$(grep -c "$held" "$tmp/log")
     INTAKE_STALL_AT="$point:1:2" start
     cp "$tmp/stage/doc-$((2 * n - 1)).png" "$tmp/in/a/x.png"
-    held="'$point' reached 1 times: stalling"
-    for ((i = 0; i < 200; i++)); do grep -q "$held" "$tmp/log" && break; sleep 0.05; done
-    check "held at $point" grep -q "$held" "$tmp/log"
+    for ((i = 0; i < 200; i++)); do [ "$(grep -c "$held" "$tmp/log")" -gt "$before" ] && break; sleep 0.05; done
+    check "held at $point" test "$(grep -c "$held" "$tmp/log")" -gt "$before"
     mv "$tmp/stage/doc-$((2 * n)).png" "$tmp/in/a/x.png" # a new inode under the same name
     check "both versions published ($point)" wait_published $((2 * n)) 20
     stop TERM
     check "exit 0" test $rc -eq 0
   done
   read -r res dup bad missing extra <<<"$(account)"
-  echo "replace: 3 replacements; $res results, $missing missing, $extra extra"
-  check "6 results exactly once ($res $dup $bad $missing $extra)" test "$res $dup $bad $missing $extra" = "6 0 0 0 0"
+  echo "replace: 4 replacements; $res results, $bad quarantined, $missing missing, $extra extra"
+  check "7 results and 1 refused, exactly once ($res $dup $bad $missing $extra)" \
+    test "$res $dup $bad $missing $extra" = "7 0 1 0 0"
+  # The refused file was overwritten by the replacing mv: only its record remains.
+  check "the new version not moved to failed/" test ! -e "$tmp/failed/a/x.png"
   # At the third moment the claimed file already has its private name: nothing to notice.
-  check "the first two replacements noticed" test "$(grep -c "a new file took its name" "$tmp/log")" -eq 2
+  check "three replacements noticed" test "$(grep -c "a new file took its name" "$tmp/log")" -eq 3
   check "no leftovers" no_leftovers
   ;;
 privacy) # canary strings in a PDF's text layer and metadata and in a PNG's tEXt chunk, through a
