@@ -1,9 +1,12 @@
 /* Job life cycle (see jobs.h). The order of every step, and why a crash between any two is safe:
  *
- *   claim:    copy into spool/active (durable) -> journal QUEUED -> unlink from the inbox.
+ *   claim:    copy into spool/active (durable) -> journal QUEUED -> out of the inbox: renamed
+ *             to its private name .intake-<id>.claimed, checked to be the claimed inode there,
+ *             unlinked (a file that took the name meanwhile is put back, never deleted).
  *             A crash before the journal commit leaves an unknown spool file (deleted at start);
  *             after it, the inbox file is claimed again, recognised (ex_journal_find_claim) and
- *             only unlinked.
+ *             only removed; a private name left behind is finished at start. A file the daemon
+ *             cannot read or remove stays in the inbox and is looked at again with backoff.
  *             Over max_file_bytes: hashed, not copied -> journal FAILED -> settled from the
  *             inbox. A crash before the settling finds the inbox file recognised as refused
  *             (start-up recovery or the claim) and moves it then.
