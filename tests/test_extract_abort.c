@@ -63,6 +63,9 @@ int main(void)
 	vlm_err err = {0};
 	if (ex_extractor_new(&opts, &x, &err) < 0 || ex_schema_load(yaml, &schema, &err) < 0) {
 		fprintf(stderr, "%s\n", err.msg);
+		ex_schema_free(schema);
+		ex_extractor_free(x);
+		scratch_done();
 		return 1;
 	}
 
