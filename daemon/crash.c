@@ -1,13 +1,16 @@
-/* Named crash points (see crash.h): the list of names, and the counter that kills the daemon at
- * the point and occurrence INTAKE_CRASH_AT names. Compiled to nothing without test hooks. */
+/* Named crash points (see crash.h): the list of names, and the counters that kill the daemon at
+ * the point and occurrence INTAKE_CRASH_AT names, or hold it there for the seconds
+ * INTAKE_STALL_AT names. Compiled to nothing without test hooks. */
 #include "crash.h"
 
 #ifdef INTAKE_TEST_HOOKS
 
+#include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define AROUND(step) step ".before", step ".after"
 
@@ -17,7 +20,8 @@ const char *const crash_point_names[] = {
 	AROUND("claim.rename"),		/* spool/claim -> spool/active */
 	AROUND("claim.fsync-dir"),	/* spool/active */
 	AROUND("journal.insert"),	/* the claim's commit */
-	AROUND("inbox.unlink"),		/* the original leaves the inbox */
+	AROUND("inbox.hide"),		/* the original takes its private name */
+	AROUND("inbox.unlink"),		/* ...and leaves the inbox */
 	AROUND("inbox.fsync-dir"),
 	AROUND("spool.discard-unlink"), /* a claim seen twice; originals: delete */
 	AROUND("spool.discard-fsync-dir"),
@@ -36,29 +40,42 @@ const char *const crash_point_names[] = {
 	NULL,
 };
 
-static struct {
+struct target {
 	bool parsed;
 	char name[64];
 	long at, seen;
-} target;
+	long stall_s; /* INTAKE_STALL_AT only */
+};
+static struct target crash_at, stall_at;
 
-/* Reads INTAKE_CRASH_AT=NAME:N once; anything malformed is a test bug, so it aborts. */
-static void parse_target(void)
+/* Reads `var` once: NAME:N (INTAKE_CRASH_AT) or NAME:N:SECONDS (INTAKE_STALL_AT). Anything
+ * malformed is a test bug, so it aborts. */
+static void parse_target(struct target *t, const char *var, bool with_seconds)
 {
-	target.parsed = true;
-	const char *v = getenv("INTAKE_CRASH_AT");
+	t->parsed = true;
+	const char *v = getenv(var);
 	if (!v || !*v)
 		return;
-	const char *colon = strrchr(v, ':');
+	const char *colon = strchr(v, ':');
 	char *end = NULL;
-	long n = colon ? strtol(colon + 1, &end, 10) : 0;
-	if (!colon || (size_t)(colon - v) >= sizeof target.name || end == colon + 1 || *end ||
-	    n < 1) {
-		fprintf(stderr, "crash: INTAKE_CRASH_AT '%s': expected NAME:N, N >= 1\n", v);
+	long n = colon ? strtol(colon + 1, &end, 10) : 0, s = 0;
+	if (with_seconds && end && *end == ':' && end[1])
+		s = strtol(end + 1, &end, 10);
+	if (!colon || (size_t)(colon - v) >= sizeof t->name || end == colon + 1 || *end ||
+	    n < 1 || (with_seconds && (s < 1 || s > 3600))) {
+		fprintf(stderr, "crash: %s '%s': expected NAME:N%s, N >= 1\n", var, v,
+			with_seconds ? ":SECONDS (1-3600)" : "");
 		abort();
 	}
-	memcpy(target.name, v, (size_t)(colon - v));
-	target.at = n;
+	memcpy(t->name, v, (size_t)(colon - v));
+	t->at = n;
+	t->stall_s = s;
+}
+
+/* True the Nth time `name` is reached, N as `t` says. */
+static bool hit(struct target *t, const char *name)
+{
+	return t->at != 0 && strcmp(t->name, name) == 0 && ++t->seen == t->at;
 }
 
 void crash_point(const char *name)
@@ -71,12 +88,24 @@ void crash_point(const char *name)
 		fprintf(stderr, "crash: point '%s' is not in crash_point_names\n", name);
 		abort();
 	}
-	if (!target.parsed)
-		parse_target();
-	if (target.at == 0 || strcmp(target.name, name) != 0 || ++target.seen < target.at)
-		return;
-	fprintf(stderr, "crash: point '%s' reached %ld times: SIGKILL\n", name, target.seen);
-	raise(SIGKILL);
+	if (!crash_at.parsed) {
+		parse_target(&crash_at, "INTAKE_CRASH_AT", false);
+		parse_target(&stall_at, "INTAKE_STALL_AT", true);
+	}
+	if (hit(&stall_at, name)) {
+		/* The daemon is single-threaded here: a test changes the files meanwhile. */
+		fprintf(stderr, "crash: point '%s' reached %ld times: stalling %lds\n", name,
+			stall_at.seen, stall_at.stall_s);
+		struct timespec left = {.tv_sec = stall_at.stall_s};
+		while (nanosleep(&left, &left) < 0 && errno == EINTR)
+			continue; /* a signal's flag is seen once the stall is over */
+		fprintf(stderr, "crash: point '%s': going on\n", name);
+	}
+	if (hit(&crash_at, name)) {
+		fprintf(stderr, "crash: point '%s' reached %ld times: SIGKILL\n", name,
+			crash_at.seen);
+		raise(SIGKILL);
+	}
 }
 
 void crash_points_list(FILE *f)

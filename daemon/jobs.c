@@ -1,9 +1,12 @@
 /* Job life cycle (see jobs.h). The order of every step, and why a crash between any two is safe:
  *
- *   claim:    copy into spool/active (durable) -> journal QUEUED -> unlink from the inbox.
+ *   claim:    copy into spool/active (durable) -> journal QUEUED -> out of the inbox: renamed
+ *             to its private name .intake-<id>.claimed, checked to be the claimed inode there,
+ *             unlinked (a file that took the name meanwhile is put back, never deleted).
  *             A crash before the journal commit leaves an unknown spool file (deleted at start);
  *             after it, the inbox file is claimed again, recognised (ex_journal_find_claim) and
- *             only unlinked.
+ *             only removed; a private name left behind is finished at start. A file the daemon
+ *             cannot read or remove stays in the inbox and is looked at again with backoff.
  *             Over max_file_bytes: hashed, not copied -> journal FAILED -> settled from the
  *             inbox. A crash before the settling finds the inbox file recognised as refused
  *             (start-up recovery or the claim) and moves it then.
@@ -239,6 +242,14 @@ static int settle(struct jobs *j, struct ex_job *job, double now)
 			goto file_error;
 		rc = move_original(j, job, dirfd, &err);
 	}
+	if (rc == -ESTALE) {
+		/* Refused at claim and replaced in the inbox since: the claimed bytes are gone
+		 * (their record stays); the new file is claimed as any other. */
+		log_msg(LOG_NOTICE, "job %s '%s': a new file took its name in the inbox before the "
+			"original was moved; it is kept and taken as a new document", job->id,
+			esc(e1, job->name));
+		rc = 0;
+	}
 	if (rc < 0)
 		goto file_error;
 	job->settled = true;
@@ -327,15 +338,18 @@ static int publish_json(struct jobs *j, const struct ex_job *job, const char *na
 }
 
 /* A failure that is not the document's fault (disk full, outbox unwritable, fork refused):
- * retried with backoff, attempts untouched. */
+ * retried with backoff, attempts untouched. Said once per job and reason: a stuck outbox must
+ * not fill the log (intake status shows the last error meanwhile). */
 static int retry_transient(struct jobs *j, struct ex_job *job, const char *what, double now)
 {
 	char e1[512], e2[512];
+	bool again = job->transient > 0 && strncmp(job->error, what, sizeof job->error - 1) == 0;
 	job->transient++;
 	snprintf(job->error, sizeof job->error, "%s", what);
 	backoff(j, job, job->transient, now);
-	log_msg(LOG_WARNING, "job %s '%s': transient failure, retry in %.0fs: %s", job->id,
-		esc(e1, job->name), job->next_try - now, esc(e2, what));
+	if (!again)
+		log_msg(LOG_WARNING, "job %s '%s': transient failure, retry in %.0fs: %s", job->id,
+			esc(e1, job->name), job->next_try - now, esc(e2, what));
 	return save(j, job);
 }
 
@@ -533,6 +547,36 @@ static bool job_known(void *user, const char *id)
 
 static int recover_reprocessed(struct jobs *j);
 
+/* For spool_recover_hidden: the job whose original it finds, unless that original was refused
+ * at claim (it goes to the failed folder when the job is settled, not away). */
+static int find_job(void *user, const char *id, struct ex_job *job)
+{
+	struct jobs *j = user;
+	int found = ex_journal_get(j->journal, id, job, NULL);
+	return found > 0 && refused_at_claim(j, job) ? 0 : found;
+}
+
+/* Originals a stop caught between their private name and their removal (spool_release_source).
+ * A failure here is said and left for the next start: the files are kept meanwhile. */
+static void recover_inboxes(struct jobs *j)
+{
+	char e1[512];
+	for (size_t i = 0; i < j->cfg->n_inboxes; i++) {
+		int dirfd = open(j->cfg->inboxes[i].path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dirfd < 0)
+			continue; /* a missing inbox is the watch's to report */
+		vlm_err e = {0};
+		int n = spool_recover_hidden(dirfd, find_job, j, &e);
+		close(dirfd);
+		if (n < 0)
+			log_msg(LOG_WARNING, "recovery: inbox '%s': %s", esc(e1, j->cfg->inboxes[i].name),
+				e.msg);
+		else if (n)
+			log_msg(LOG_INFO, "recovery: inbox '%s': finished removing %d claimed file%s",
+				esc(e1, j->cfg->inboxes[i].name), n, n == 1 ? "" : "s");
+	}
+}
+
 int jobs_recover(struct jobs *j, double now, vlm_err *err)
 {
 	int removed = spool_recover(j->spool, job_known, j, err);
@@ -541,6 +585,7 @@ int jobs_recover(struct jobs *j, double now, vlm_err *err)
 	if (removed)
 		log_msg(LOG_INFO, "recovery: removed %d uncommitted spool file%s", removed,
 			removed == 1 ? "" : "s");
+	recover_inboxes(j);
 	for (size_t i = 0; i < j->cfg->n_inboxes; i++) {
 		const char *bases[] = {j->cfg->outbox, j->cfg->failed, j->cfg->archive};
 		for (size_t k = 0; k < 3; k++) {
@@ -643,6 +688,26 @@ static void claim_succeeded(struct jobs *j)
 	j->claim_failures = 0;
 }
 
+/* What the watch makes of a claimed file after spool_release_source returned `rc`: forgotten
+ * once removed; a new file under the name (-ESTALE) is looked at as any new file; one the daemon
+ * cannot remove (the inbox not writable) is claimed again later, which only removes it (it is
+ * recognised), and said once. */
+static void release_done(struct watch *w, size_t inbox, const char *name,
+			 const struct ex_job *job, int rc, const vlm_err *err)
+{
+	char e1[512];
+	if (rc == 0) {
+		watch_done(w, inbox, name);
+	} else if (rc == -ESTALE) {
+		log_msg(LOG_NOTICE, "job %s '%s': a new file took its name in the inbox since the "
+			"claim; it is kept and taken as a new document", job->id, esc(e1, name));
+		watch_again(w, inbox, name);
+	} else if (watch_later(w, inbox, name, mono(), 5) == 1) {
+		log_msg(LOG_WARNING, "job %s '%s': claimed, but left in the inbox (removed once "
+			"it can be): %s", job->id, esc(e1, name), err->msg);
+	}
+}
+
 int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_in, double now)
 {
 	const struct config_inbox *box = &j->cfg->inboxes[inbox];
@@ -676,12 +741,14 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 		return 0;
 	}
 	if (rc < 0) {
-		log_msg(rc == -EAGAIN ? LOG_INFO : LOG_WARNING, "inbox '%s': '%s' not taken yet: %s",
-			box->name, esc(e1, name), err.msg);
-		watch_later(w, inbox, name, mono() + (rc == -EAGAIN ? box->stability_s : 5));
+		/* Logged once until the file changes: an unreadable file is looked at again with
+		 * backoff, quietly. */
+		if (watch_later(w, inbox, name, mono(), rc == -EAGAIN ? box->stability_s : 5) == 1)
+			log_msg(rc == -EAGAIN ? LOG_INFO : LOG_WARNING,
+				"inbox '%s': '%s' not taken yet (tried again until it can be): %s",
+				box->name, esc(e1, name), err.msg);
 		return 0;
 	}
-	watch_done(w, inbox, name);
 	if (!too_large)
 		claim_succeeded(j);
 
@@ -689,16 +756,20 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 	int found = ex_journal_find_claim(j->journal, &job, &same, &err);
 	if (found > 0 && too_large && !same.settled) {
 		/* Refused and committed before a stop that came before the move to failed/. */
+		watch_done(w, inbox, name);
 		log_msg(LOG_INFO, "job %s '%s': already refused; moving it to the failed folder",
 			same.id, esc(e1, name));
 		return settle(j, &same, now);
 	}
 	if (found > 0) {
-		/* Claimed and committed before a stop that came before the unlink. */
+		/* Claimed and committed before a stop that came before the unlink, or left in an
+		 * inbox the daemon could not write. */
 		spool_discard(j->spool, job.id, NULL);
 		rc = spool_release_source(dirfd, name, &same, &err);
-		log_msg(LOG_INFO, "job %s '%s': already claimed; removed from the inbox%s%s", same.id,
-			esc(e1, name), rc < 0 ? ": " : "", rc < 0 ? err.msg : "");
+		if (rc == 0)
+			log_msg(LOG_INFO, "job %s '%s': already claimed; removed from the inbox",
+				same.id, esc(e1, name));
+		release_done(w, inbox, name, &same, rc, &err);
 		return 0;
 	}
 	if (found == 0 && !too_large)
@@ -719,14 +790,14 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 	crash_point("journal.insert.after");
 	j->unsettled++;
 	if (too_large) {
+		watch_done(w, inbox, name);
 		log_failed(&job);
 		return settle(j, &job, now);
 	}
 	log_msg(LOG_INFO, "job %s '%s': claimed from inbox '%s' (%lld bytes, sha256 %.16s)", job.id,
 		esc(e1, name), job.inbox, (long long)job.size, job.sha256);
-	if ((rc = spool_release_source(dirfd, name, &job, &err)) < 0)
-		log_msg(LOG_WARNING, "job %s '%s': left in the inbox: %s", job.id, esc(e1, name),
-			err.msg);
+	rc = spool_release_source(dirfd, name, &job, &err);
+	release_done(w, inbox, name, &job, rc, &err);
 	return 0;
 }
 

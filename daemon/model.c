@@ -34,6 +34,9 @@ struct model {
 	char *model_dir, *device;
 	struct ex_limits limits;
 	struct ex_extract_opts opts;
+#ifdef INTAKE_TEST_HOOKS
+	long test_steps; /* decode steps of an extraction INTAKE_TEST_MODEL aborts; -1: none */
+#endif
 };
 
 static const char *schema_dir(const struct config *cfg)
@@ -63,6 +66,49 @@ static GHashTable *load_schemas(const struct config *cfg, vlm_err *err)
 	return t;
 }
 
+#ifdef INTAKE_TEST_HOOKS
+/* Test builds only: INTAKE_TEST_MODEL=oom:N makes the first N extractions fail as an engine out
+ * of (GPU) memory does; abort:N makes the engine's abort hook stop the next N after a few
+ * decode steps, as a drain or a hung step would; both may be given ("oom:1,abort:1"). The daemon
+ * tests see them retried without using attempts. The worker thread is the only caller. */
+#define TEST_ABORT_AFTER_STEPS 3
+
+static bool test_fault(const char *mode)
+{
+	static struct {
+		const char *mode;
+		long left;
+	} faults[] = {{"oom", 0}, {"abort", 0}};
+	static bool parsed;
+	size_t n = sizeof faults / sizeof faults[0];
+	if (!parsed) {
+		parsed = true;
+		const char *v = getenv("INTAKE_TEST_MODEL");
+		for (const char *p = v; p && *p;) {
+			size_t len = strcspn(p, ":");
+			for (size_t i = 0; i < n; i++)
+				if (strlen(faults[i].mode) == len && strncmp(p, faults[i].mode, len) == 0)
+					faults[i].left = strtol(p + len + (p[len] == ':'), NULL, 10);
+			p += strcspn(p, ",");
+			p += *p == ',';
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(faults[i].mode, mode) != 0 || faults[i].left <= 0)
+			continue;
+		faults[i].left--;
+		return true;
+	}
+	return false;
+}
+
+static bool test_abort(void *user)
+{
+	long *steps = user;
+	return *steps >= 0 && ++*steps > TEST_ABORT_AFTER_STEPS;
+}
+#endif
+
 int model_new(const struct config *cfg, struct model **out, vlm_err *err)
 {
 	*out = NULL;
@@ -76,6 +122,10 @@ int model_new(const struct config *cfg, struct model **out, vlm_err *err)
 	m->opts = (struct ex_extract_opts){.model_dir = m->model_dir, .device = m->device,
 					   .max_tokens = cfg->max_tokens, .n_ctx = cfg->context,
 					   .limits = &m->limits};
+#ifdef INTAKE_TEST_HOOKS
+	m->opts.abort = test_abort;
+	m->opts.user = &m->test_steps;
+#endif
 	m->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	m->retired = g_ptr_array_new_with_free_func((GDestroyNotify)ex_schema_free);
 	pthread_mutex_init(&m->mu, NULL);
@@ -167,24 +217,6 @@ static double mono(void)
 	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-#ifdef INTAKE_TEST_HOOKS
-/* Test builds only: INTAKE_TEST_MODEL=oom:N makes the first N extractions fail as an engine out
- * of (GPU) memory does, so the daemon tests see them retried without using attempts. The
- * worker thread is the only caller. */
-static bool test_oom(void)
-{
-	static long left = -1;
-	if (left < 0) {
-		const char *v = getenv("INTAKE_TEST_MODEL");
-		left = v && strncmp(v, "oom:", 4) == 0 ? strtol(v + 4, NULL, 10) : 0;
-	}
-	if (left == 0)
-		return false;
-	left--;
-	return true;
-}
-#endif
-
 /* The worker's part of one job: load the model when there is none, then extract. */
 static void run_job(struct model *m, struct model_job *job)
 {
@@ -202,15 +234,17 @@ static void run_job(struct model *m, struct model_job *job)
 			ex_extractor_device(m->x), mono() - t0);
 	}
 #ifdef INTAKE_TEST_HOOKS
-	if (test_oom()) {
+	if (test_fault("oom")) {
 		job->rc = vlm_err_set(&job->err, -ENOMEM, "model: out of memory (INTAKE_TEST_MODEL)");
 		job->transient = true;
 		return;
 	}
+	m->test_steps = test_fault("abort") ? 0 : -1;
 #endif
 	job->rc = ex_extract_doc(m->x, job->doc, &job->src, job->schema, &job->result, &job->err);
-	/* Out of (GPU) memory is the machine's state, not the document's fault. */
-	job->transient = job->rc == -ENOMEM;
+	/* Out of (GPU) memory is the machine's state, and an aborted generation (a stop, a hung
+	 * step) says nothing about the document: neither uses an attempt. */
+	job->transient = job->rc == -ENOMEM || job->rc == -ECANCELED;
 }
 
 static void *worker(void *arg)

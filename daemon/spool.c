@@ -21,6 +21,7 @@
 
 #define TMP_PREFIX ".intake-"
 #define TMP_SUFFIX ".tmp"
+#define HIDDEN_SUFFIX ".claimed"
 
 struct spool {
 	char *active_path;
@@ -274,28 +275,139 @@ out:
 	return rc;
 }
 
-int spool_release_source(int dirfd, const char *name, const struct ex_job *job, vlm_err *err)
+/* The private name a claimed original takes in its inbox on its way out: dot names are never
+ * claimed, and no one else uses this one. Unlink and rename have no "only if still this inode",
+ * so the name is checked, the file renamed to its private name, and checked again there: a file
+ * that takes the name between the check and the rename is caught by the second check. */
+static void hidden_name(char buf[static 64], const char *id)
 {
+	snprintf(buf, 64, TMP_PREFIX "%s" HIDDEN_SUFFIX, id);
+}
+
+static bool claimed_file(const struct stat *st, const struct ex_job *job)
+{
+	return (uint64_t)st->st_dev == job->src_dev && (uint64_t)st->st_ino == job->src_ino;
+}
+
+/* Renames `name` to the job's private name if it is the claimed file. Returns 0 when the private
+ * name holds a file (this rename's, or one a stop left), 1 when `name` is gone, -ESTALE when it
+ * is another file now (left alone), or a negative errno. */
+static int hide(int dirfd, const char *name, const struct ex_job *job, vlm_err *err)
+{
+	char hidden[64];
+	hidden_name(hidden, job->id);
 	struct stat st;
+	if (fstatat(dirfd, hidden, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return 0;
 	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 		if (errno == ENOENT)
-			return 0;
+			return 1;
 		return vlm_err_set(err, -errno, "spool: file '%s': stat: %s", name, strerror(errno));
 	}
-	/* A new file dropped under the same name since the claim must not be deleted unseen. */
-	if ((uint64_t)st.st_dev != job->src_dev || (uint64_t)st.st_ino != job->src_ino)
+	/* A new file dropped under the same name since the claim must not be touched unseen. */
+	if (!claimed_file(&st, job))
 		return vlm_err_set(err, -ESTALE, "spool: file '%s': replaced since it was claimed",
 				   name);
-	crash_point("inbox.unlink.before");
-	if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
-		return vlm_err_set(err, -errno, "spool: file '%s': cannot remove from the inbox: %s",
+	crash_point("inbox.hide.before");
+	if (renameat2(dirfd, name, dirfd, hidden, RENAME_NOREPLACE) < 0) {
+		if (errno == ENOENT)
+			return 1;
+		return vlm_err_set(err, -errno, "spool: file '%s': cannot move out of the inbox: %s",
 				   name, strerror(errno));
+	}
+	crash_point("inbox.hide.after");
+	return 0;
+}
+
+static int move_file(int src_dirfd, const char *src_name, int dest_dirfd, const char *dest_name,
+		     vlm_err *err);
+
+/* Moves the file under the job's private name to `dest_name` in `dest_dirfd` (as move_file), or
+ * deletes it when dest_dirfd is -1, if it is the claimed file; any other file goes back under
+ * the job's name (or "<job id>-<name>" if that is taken again), to be claimed as a new
+ * document, and -ESTALE is returned. 1 when there is nothing under the private name. */
+static int settle_hidden(int dirfd, const struct ex_job *job, int dest_dirfd,
+			 const char *dest_name, vlm_err *err)
+{
+	char hidden[64];
+	hidden_name(hidden, job->id);
+	struct stat st;
+	if (fstatat(dirfd, hidden, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno == ENOENT)
+			return 1;
+		return vlm_err_set(err, -errno, "spool: file '%s': stat: %s", hidden,
+				   strerror(errno));
+	}
+	if (!claimed_file(&st, job)) {
+		char other[320];
+		snprintf(other, sizeof other, "%s-%.200s", job->id, job->name);
+		if (renameat2(dirfd, hidden, dirfd, job->name, RENAME_NOREPLACE) < 0 &&
+		    renameat2(dirfd, hidden, dirfd, other, RENAME_NOREPLACE) < 0)
+			return vlm_err_set(err, -errno, "spool: file '%s': a newer file under its "
+					   "name cannot be put back: %s", job->name,
+					   strerror(errno));
+		fsync(dirfd);
+		return vlm_err_set(err, -ESTALE, "spool: file '%s': replaced since it was claimed",
+				   job->name);
+	}
+	if (dest_dirfd >= 0)
+		return move_file(dirfd, hidden, dest_dirfd, dest_name, err);
+	crash_point("inbox.unlink.before");
+	if (unlinkat(dirfd, hidden, 0) < 0 && errno != ENOENT)
+		return vlm_err_set(err, -errno, "spool: file '%s': cannot remove from the inbox: %s",
+				   job->name, strerror(errno));
 	crash_point("inbox.unlink.after");
 	crash_point("inbox.fsync-dir.before");
 	/* Best effort: if the unlink is lost in a power cut, the hash catches the file again. */
 	fsync(dirfd);
 	crash_point("inbox.fsync-dir.after");
 	return 0;
+}
+
+int spool_release_source(int dirfd, const char *name, const struct ex_job *job, vlm_err *err)
+{
+	int rc = hide(dirfd, name, job, err);
+	if (rc == 0)
+		rc = settle_hidden(dirfd, job, -1, NULL, err);
+	return rc == 1 ? 0 : rc;
+}
+
+int spool_recover_hidden(int dirfd, int (*find)(void *user, const char *id, struct ex_job *job),
+			 void *user, vlm_err *err)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return vlm_err_set(err, -errno, "spool: cannot list an inbox: %s", strerror(errno));
+	}
+	int rc = 0, n = 0;
+	size_t p = strlen(TMP_PREFIX), x = strlen(HIDDEN_SUFFIX);
+	struct dirent *e;
+	while (rc == 0 && (e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		if (len <= p + x || len - p - x >= EX_JOB_ID_LEN ||
+		    strncmp(e->d_name, TMP_PREFIX, p) != 0 || strcmp(e->d_name + len - x, HIDDEN_SUFFIX))
+			continue;
+		char id[EX_JOB_ID_LEN];
+		snprintf(id, sizeof id, "%.*s", (int)(len - p - x), e->d_name + p);
+		struct ex_job job;
+		int found = find(user, id, &job);
+		if (found < 0) {
+			rc = vlm_err_set(err, found, "spool: inbox file '%s': journal lookup failed",
+					 e->d_name);
+		} else if (found) {
+			/* A file put back (-ESTALE) is finished too: it is claimed as a new one. */
+			int r = settle_hidden(dirfd, &job, -1, NULL, err);
+			rc = r == -ESTALE ? 0 : r < 0 ? r : 0;
+			n += rc == 0;
+		}
+		/* Not found: unknown to the journal (the name is taken only after the commit) or
+		 * not to be removed: kept. */
+	}
+	closedir(d);
+	return rc < 0 ? rc : n;
 }
 
 int spool_discard(struct spool *s, const char *id, vlm_err *err)
@@ -451,17 +563,8 @@ int spool_settle(struct spool *s, const char *id, int dest_dirfd, const char *de
 int spool_settle_source(int src_dirfd, const struct ex_job *job, int dest_dirfd,
 			const char *dest_name, vlm_err *err)
 {
-	struct stat st;
-	if (fstatat(src_dirfd, job->name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-		if (errno == ENOENT)
-			return 1;
-		return vlm_err_set(err, -errno, "spool: file '%s': stat: %s", job->name,
-				   strerror(errno));
-	}
-	if ((uint64_t)st.st_dev != job->src_dev || (uint64_t)st.st_ino != job->src_ino)
-		return vlm_err_set(err, -ESTALE, "spool: file '%s': replaced since it was claimed",
-				   job->name);
-	return move_file(src_dirfd, job->name, dest_dirfd, dest_name, err);
+	int rc = hide(src_dirfd, job->name, job, err);
+	return rc == 0 ? settle_hidden(src_dirfd, job, dest_dirfd, dest_name, err) : rc;
 }
 
 bool spool_has(const struct spool *s, const char *id)

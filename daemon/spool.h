@@ -37,10 +37,17 @@ void spool_close(struct spool *s); /* accepts NULL */
 int spool_claim(struct spool *s, int dirfd, const char *name, uint64_t max_bytes,
 		struct ex_job *job, vlm_err *err);
 
-/* Unlinks `name` from `dirfd` if it is still the file the job claimed (same device and inode),
- * then fsyncs the directory. Returns 0, or -ESTALE when the name now refers to another file
- * (left alone), 0 as well when it is already gone. */
+/* Removes `name` from `dirfd` if it is still the file the job claimed (same device and inode):
+ * renamed to the private ".intake-<job id>.claimed", checked again there, unlinked, and the
+ * directory fsynced; a file that took the name in between is put back. Returns 0, or -ESTALE
+ * when the name now refers to another file (left alone), 0 as well when it is already gone. */
 int spool_release_source(int dirfd, const char *name, const struct ex_job *job, vlm_err *err);
+/* Start-up: finishes spool_release_source for every ".intake-<job id>.claimed" left in the inbox
+ * `dirfd` by a stop between its rename and its unlink; `find` looks a job up (1 found, 0 not or
+ * not to be removed, negative on a journal error). Files of other jobs are kept. Returns how
+ * many were finished, or a negative errno. */
+int spool_recover_hidden(int dirfd, int (*find)(void *user, const char *id, struct ex_job *job),
+			 void *user, vlm_err *err);
 
 /* Removes active/<id> (a claim that lost to a crash or a duplicate of a claimed file). */
 int spool_discard(struct spool *s, const char *id, vlm_err *err);
@@ -63,9 +70,10 @@ int spool_settle(struct spool *s, const char *id, int dest_dirfd, const char *de
 		 vlm_err *err);
 
 /* Moves the original of a job refused at claim (still job->name in `src_dirfd`, the inbox) to
- * `dest_name` in `dest_dirfd`, if the name is still the claimed file (same device and inode).
- * Returns 0, 1 when it is gone, -ESTALE when the name is another file now, -EEXIST when
- * `dest_name` is taken, or a negative errno. */
+ * `dest_name` in `dest_dirfd`, if the name is still the claimed file (same device and inode),
+ * through the private name spool_release_source uses (where a stop may have left it).
+ * Returns 0, 1 when it is gone, -ESTALE when the name is another file now (left alone or put
+ * back), -EEXIST when `dest_name` is taken, or a negative errno. */
 int spool_settle_source(int src_dirfd, const struct ex_job *job, int dest_dirfd,
 			const char *dest_name, vlm_err *err);
 

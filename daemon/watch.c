@@ -20,11 +20,13 @@
 	(IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR |           \
 	 IN_EXCL_UNLINK)
 #define RETRY_LOST_S 1.0 /* how often a missing inbox is looked for again */
+#define PUT_OFF_MAX_S 60.0 /* the longest wait before a stuck file is tried again */
 
 struct tracked {
 	struct stat st;     /* as last seen */
 	double changed_at;  /* last change of stat or last event naming it */
 	double not_before;  /* watch_later */
+	int put_off;        /* watch_later calls since the file last changed */
 	bool ready;         /* in the ready queue */
 	bool refused;       /* never to be taken while unchanged */
 	bool incomplete_logged;
@@ -288,7 +290,7 @@ static bool looks_complete(int dirfd, const char *name, const struct stat *st)
 {
 	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
-		return false;
+		return true; /* unreadable: the claim fails and says why, rather than waiting here */
 	uint8_t head[16] = {0}, tail[1024];
 	size_t nt = st->st_size < (off_t)sizeof tail ? (size_t)st->st_size : sizeof tail;
 	bool ok = pread(fd, head, sizeof head, 0) >= 8 &&
@@ -346,6 +348,8 @@ static void check_inbox(struct watch *w, struct inbox *b, double now)
 			t->st = st;
 			t->changed_at = now;
 			t->refused = false;
+			t->put_off = 0; /* a changed file (a fixed mode) is looked at afresh */
+			t->not_before = 0;
 			continue;
 		}
 		if (t->refused || now < t->not_before || now - t->changed_at < b->cfg->stability_s)
@@ -458,11 +462,23 @@ void watch_done(struct watch *w, size_t inbox, const char *name)
 		g_hash_table_remove(b->files, name);
 }
 
-void watch_later(struct watch *w, size_t inbox, const char *name, double when)
+int watch_later(struct watch *w, size_t inbox, const char *name, double now, double delay)
+{
+	struct tracked *t = unready(&w->inboxes[inbox], name);
+	if (!t)
+		return 1;
+	t->put_off++;
+	for (int i = 1; i < t->put_off && delay < PUT_OFF_MAX_S; i++)
+		delay *= 2;
+	t->not_before = now + (delay < PUT_OFF_MAX_S ? delay : PUT_OFF_MAX_S);
+	return t->put_off;
+}
+
+void watch_again(struct watch *w, size_t inbox, const char *name)
 {
 	struct tracked *t = unready(&w->inboxes[inbox], name);
 	if (t)
-		t->not_before = when;
+		*t = (struct tracked){0}; /* no stat matches: the next pass starts its stability wait */
 }
 
 void watch_refuse(struct watch *w, size_t inbox, const char *name)
@@ -479,8 +495,12 @@ size_t watch_pending(const struct watch *w)
 	gpointer value;
 	for (size_t i = 0; i < w->n; i++) {
 		g_hash_table_iter_init(&it, w->inboxes[i].files);
-		while (g_hash_table_iter_next(&it, NULL, &value))
-			n += !((struct tracked *)value)->refused;
+		while (g_hash_table_iter_next(&it, NULL, &value)) {
+			const struct tracked *t = value;
+			/* A file put off after a failure (unreadable, the inbox not writable) waits
+			 * for someone to fix it, not for the daemon: `--once` need not wait too. */
+			n += !t->refused && t->put_off == 0;
+		}
 	}
 	return n;
 }

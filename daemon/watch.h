@@ -43,13 +43,19 @@ double watch_next_deadline(const struct watch *w);
 bool watch_next_ready(struct watch *w, size_t *inbox, const char **name);
 /* The ready file was claimed (or will never be): stop tracking it. */
 void watch_done(struct watch *w, size_t inbox, const char *name);
-/* The ready file could not be taken yet (still changing, disk full): look again at `when`. */
-void watch_later(struct watch *w, size_t inbox, const char *name, double when);
+/* The ready file could not be taken yet, or not removed (still changing, unreadable, the inbox
+ * not writable): look again after `delay` seconds, doubled each time the unchanged file is put
+ * off again, at most 60 s. Returns how many times it has been put off since it last changed
+ * (1 the first time), so the caller reports a stuck file once, not at every look. */
+int watch_later(struct watch *w, size_t inbox, const char *name, double now, double delay);
+/* Another file took the name since it was found ready: look at it as at a new file. */
+void watch_again(struct watch *w, size_t inbox, const char *name);
 /* The file is not something to take (not a regular file with one link): ignore it until it
  * changes. */
 void watch_refuse(struct watch *w, size_t inbox, const char *name);
 
-/* Files seen and not yet taken or ignored, over all inboxes (0 means every inbox is drained). */
+/* Files seen and not yet taken, ignored or put off (watch_later), over all inboxes (0 means
+ * every inbox is drained of what can be taken now). */
 size_t watch_pending(const struct watch *w);
 
 /* True for names that are never documents (temporary and system files). */

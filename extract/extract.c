@@ -56,6 +56,7 @@ struct ex_extractor {
 	int factor;             /* patch x merge: pixels per image token along a side */
 	int64_t min_page_tokens; /* what smart_resize makes of the smallest image */
 	ex_progress_fn *progress;
+	bool (*abort)(void *user);
 	void *user;
 	char device[16];
 	char model_id[256];
@@ -137,6 +138,7 @@ int ex_extractor_new(const struct ex_extract_opts *opts, struct ex_extractor **o
 			 : opts->text_budget ? opts->text_budget : EX_PROMPT_TEXT_BUDGET;
 	x->grammar_opts.max_value_bytes = opts->max_value_bytes;
 	x->progress = opts->progress;
+	x->abort = opts->abort;
 	x->user = opts->user;
 	int rc = pick_device(opts->device, x->device, err);
 	if (rc == 0)
@@ -319,6 +321,12 @@ static int mask(void *user, const int32_t *generated, size_t n_generated, float 
 	return ex_grammar_mask(w->state, generated, n_generated, logits, n_vocab);
 }
 
+static bool should_abort(void *user)
+{
+	struct watch *w = user;
+	return w->x->abort && w->x->abort(w->x->user);
+}
+
 static void on_token(void *user, int32_t token, float logprob, const char *text, size_t len)
 {
 	struct watch *w = user;
@@ -343,7 +351,8 @@ static int generate(struct ex_extractor *x, const struct ex_grammar *g, const st
 		return rc;
 	struct vlm_request req = {
 		.prompt = p->text, .images = p->images, .n_images = (int)p->n,
-		.max_tokens = x->max_tokens, .mask = mask, .on_token = on_token, .user = w,
+		.max_tokens = x->max_tokens, .mask = mask, .abort = should_abort,
+		.on_token = on_token, .user = w,
 	};
 	w->state = p->state;
 	w->t_start = now_s();
@@ -357,6 +366,10 @@ static int generate(struct ex_extractor *x, const struct ex_grammar *g, const st
 	t[STAGE_DECODE] += t_end - t_first;
 	if (rc < 0)
 		return rc;
+	/* A partial answer is no answer: the caller decides whether to try again. */
+	if (p->res.stop == VLM_STOP_ABORTED)
+		return vlm_err_set(err, -ECANCELED, "extract: generation aborted after %zu tokens",
+				   p->res.n_tokens);
 	vlm_err why = {0};
 	if (ex_grammar_finish(p->state, p->res.tokens, p->res.n_tokens, &why) < 0) {
 		*cut_off = g_strdup_printf("pages %d-%d: %s", doc->pages[p->first].number,

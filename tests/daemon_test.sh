@@ -100,10 +100,29 @@ needs_hooks() { "$bin" --version | grep -q "test hooks" || { echo "skipped: no t
 
 hash_inputs() { (cd "$tmp/stage" && sha256sum -- *) >>"$tmp/inputs.sha"; }
 
+as_user=() # a command prefix that runs the daemon as another user (perms, privacy)
 start() {
-  (cd "$tmp" && exec "$bin" --config intake.yaml "$@" >>"$tmp/log" 2>&1) &
+  (cd "$tmp" && exec ${as_user[@]+"${as_user[@]}"} "$bin" --config intake.yaml "$@" >>"$tmp/log" 2>&1) &
   pid=$!
 }
+# unprivileged: as root (which ignores file modes) the daemon runs as nobody on a tree chowned to
+# it; as another user it runs as that user. Skips when modes would not apply anyway.
+unprivileged() {
+  if [ "$(id -u)" -eq 0 ]; then
+    command -v setpriv >/dev/null || { echo "skipped: needs setpriv to drop root"; exit 77; }
+    as_user=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+    chown -R nobody:nogroup "$tmp"
+  fi
+  : >"$tmp/modes-probe" && chmod 000 "$tmp/modes-probe"
+  [ "$(id -u)" -ne 0 ] || chown nobody:nogroup "$tmp/modes-probe"
+  if ${as_user[@]+"${as_user[@]}"} cat "$tmp/modes-probe" 2>/dev/null; then
+    echo "skipped: file modes do not apply to the user the daemon would run as"
+    exit 77
+  fi
+  rm -f "$tmp/modes-probe"
+}
+# cpu_ticks PID: user+system clock ticks of the process, then of its waited-for children
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13, $14 + $15}'; }
 stop() { # stop [SIGNAL]: signal the daemon and wait for it; its exit status goes to $rc
   kill -"${1:-TERM}" "$pid" 2>/dev/null
   wait "$pid"
@@ -389,6 +408,184 @@ attempts, transient = db.execute("select max(attempts), min(transient) from jobs
 assert attempts == 0 and transient >= 2, (attempts, transient)' "$tmp/state/journal.db"
   check "no leftovers" no_leftovers
   ;;
+perms) # an unreadable input, an inbox the daemon cannot write, an outbox it cannot write:
+  # one log line each, no busy loop, nothing lost or deleted; all exactly once after the fix
+  unprivileged
+  mkdir -p "$tmp/in/b" "$tmp/in/c" "$tmp/out/c"
+  write_config "  - path: in/b" "  - path: in/c"
+  make_pngs "$tmp/stage" 1 6
+  hash_inputs
+  cp "$tmp"/stage/doc-[12].png "$tmp/in/a/"
+  cp "$tmp"/stage/doc-[34].png "$tmp/in/b/"
+  cp "$tmp"/stage/doc-[56].png "$tmp/in/c/"
+  [ "$(id -u)" -ne 0 ] || chown -R nobody:nogroup "$tmp"
+  chmod 000 "$tmp/in/a/doc-1.png" # unreadable
+  chmod 555 "$tmp/in/b" "$tmp/out/c" # the daemon owns them, but may not write them
+  start
+  check "the readable file and the claimed ones done" wait_published 3 20
+  sleep 1
+  read -r d0 c0 <<<"$(cpu_ticks "$pid")"
+  s0=$(date +%s.%N)
+  sleep 6
+  read -r d1 c1 <<<"$(cpu_ticks "$pid")"
+  s1=$(date +%s.%N)
+  percent() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v a="$s0" -v b="$s1" 'BEGIN {printf "%.1f", 100 * t / hz / (b - a)}'; }
+  cpu=$(percent $((d1 - d0 + c1 - c0)))
+  l1=$(grep -c "'doc-1.png'.*Permission denied" "$tmp/log")
+  l34=$(grep -c "'doc-[34].png'.*left in the inbox.*Permission denied" "$tmp/log")
+  l56=$(grep -c "'doc-[56].png'.*transient failure.*Permission denied" "$tmp/log")
+  lines=$(wc -l <"$tmp/log")
+  echo "perms: stuck for 7 s: log lines doc-1 $l1, doc-3/4 $l34, doc-5/6 $l56 ($lines in all); CPU $cpu% over 6 s (daemon $(percent $((d1 - d0)))%, parser children $(percent $((c1 - c0)))%)"
+  check "one line for the unreadable file ($l1)" test "$l1" -eq 1
+  check "one line each for the files left in the inbox ($l34)" test "$l34" -eq 2
+  check "one line each for the results that cannot be published ($l56)" test "$l56" -eq 2
+  check "no busy loop: CPU $cpu% under 20%" awk -v c="$cpu" 'BEGIN {exit !(c < 20)}'
+  check "nothing deleted that should stay" test -f "$tmp/in/a/doc-1.png" -a -f "$tmp/in/b/doc-3.png" -a -f "$tmp/in/b/doc-4.png"
+  check "nothing published for c yet" test -z "$(ls "$tmp/out/c")"
+  stop TERM
+  # --once does not wait for files only a person can unstick.
+  (cd "$tmp" && exec timeout 30 ${as_user[@]+"${as_user[@]}"} "$bin" --config intake.yaml --once >>"$tmp/log" 2>&1)
+  check "--once exits 0 while files are stuck" test $? -eq 0
+  start # stuck again, then fixed while it runs
+  sleep 1.5
+  chmod 644 "$tmp/in/a/doc-1.png"
+  chmod 755 "$tmp/in/b" "$tmp/out/c"
+  t0=$SECONDS
+  check "all 6 after the fix" wait_published 6 40
+  for ((i = 0; i < 200; i++)); do [ -z "$(ls "$tmp/in/b")" ] && break; sleep 0.1; done
+  echo "perms: all delivered and the inbox emptied $((SECONDS - t0)) s after the fix"
+  stop TERM
+  check "exit 0" test $rc -eq 0
+  read -r res dup bad missing extra <<<"$(account)"
+  check "6 results exactly once ($res $dup $bad $missing $extra)" test "$res $dup $bad $missing $extra" = "6 0 0 0 0"
+  check "each original archived once" test "$(ls "$tmp"/archive/*/ | grep -c '\.png$')" -eq 6
+  # Each of the three runs says it once, and nothing more after the fix.
+  check "one line per file and run" test "$(grep -c "'doc-1.png'.*Permission denied" "$tmp/log") $(grep -c "'doc-[34].png'.*left in the inbox" "$tmp/log")" = "3 6"
+  check "no leftovers" no_leftovers
+  ;;
+replace) # an input replaced by a new file of the same name (new inode) between its claim and its
+  # removal from the inbox, at three moments (test builds hold the daemon there): after the
+  # claim's commit, after the name was checked, and after the file took its private name; and
+  # a file over max_file_bytes replaced before its move to the failed folder. The new version is
+  # kept and processed too; each version has one result or quarantine record with its own hash.
+  needs_hooks
+  write_config "limits: {max_file_bytes: 100}" # the PNGs have 75 bytes
+  make_pngs "$tmp/stage" 1 8
+  head -c 300 /dev/zero | tr '\0' 'x' >"$tmp/stage/doc-7.png" # over the limit: refused at claim
+  hash_inputs
+  n=0
+  : >>"$tmp/log"
+  for point in journal.insert.after inbox.hide.before inbox.unlink.before inbox.hide.before; do
+    n=$((n + 1))
+    held="'$point' reached 1 times: stalling"
+    before=$(grep -c "$held" "$tmp/log")
+    INTAKE_STALL_AT="$point:1:2" start
+    cp "$tmp/stage/doc-$((2 * n - 1)).png" "$tmp/in/a/x.png"
+    for ((i = 0; i < 200; i++)); do [ "$(grep -c "$held" "$tmp/log")" -gt "$before" ] && break; sleep 0.05; done
+    check "held at $point" test "$(grep -c "$held" "$tmp/log")" -gt "$before"
+    mv "$tmp/stage/doc-$((2 * n)).png" "$tmp/in/a/x.png" # a new inode under the same name
+    check "both versions published ($point)" wait_published $((2 * n)) 20
+    stop TERM
+    check "exit 0" test $rc -eq 0
+  done
+  read -r res dup bad missing extra <<<"$(account)"
+  echo "replace: 4 replacements; $res results, $bad quarantined, $missing missing, $extra extra"
+  check "7 results and 1 refused, exactly once ($res $dup $bad $missing $extra)" \
+    test "$res $dup $bad $missing $extra" = "7 0 1 0 0"
+  # The refused file was overwritten by the replacing mv: only its record remains.
+  check "the new version not moved to failed/" test ! -e "$tmp/failed/a/x.png"
+  # At the third moment the claimed file already has its private name: nothing to notice.
+  check "three replacements noticed" test "$(grep -c "a new file took its name" "$tmp/log")" -eq 3
+  check "no leftovers" no_leftovers
+  ;;
+privacy) # canary strings in a PDF's text layer and metadata and in a PNG's tEXt chunk, through a
+  # pages inbox, a schema inbox (the tiny fixture model) and a parser child that crashes: never
+  # in the log, `intake status` or the state directory; modes as configured; no core dumps
+  src=$(cd "$(dirname "$0")/.." && pwd)
+  unprivileged
+  mkdir -p "$tmp/in/b"
+  cp -r "$src/tests/fixtures/tiny-glm4v" "$tmp/model"
+  write_config "  - {path: in/b, schema: invoice}" "model: model" "schemas: $src/schemas" \
+    "max_tokens: 600" "context: 2048"
+  # Three canaries, one per place, sharing a prefix found nowhere else.
+  python3 - "$tmp/stage" <<'EOF2'
+import struct, sys, zlib
+d = sys.argv[1]
+def pdf(objects, trailer):
+    out, offsets = b"%PDF-1.4\n", []
+    for i, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n{body}\nendobj\n".encode()
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += (f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R {trailer} >>\n"
+            f"startxref\n{xref}\n%%EOF\n").encode()
+    return out
+def canary_pdf(text, meta):
+    content = f"BT /F1 14 Tf 20 60 Td (Patient {text} DOB 1970-01-01) Tj ET"
+    return pdf(["<< /Type /Catalog /Pages 2 0 R >>",
+                "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 100] "
+                "/Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
+                f"<< /Length {len(content)} >>\nstream\n{content}\nendstream",
+                "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+                f"<< /Title ({meta}) /Author ({meta}) /Subject ({meta}) >>"], "/Info 6 0 R")
+def chunk(t, b):
+    return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xffffffff)
+open(f"{d}/record.pdf", "wb").write(canary_pdf("ZQXCANARY-PDFTEXT-4711", "ZQXCANARY-PDFMETA-4711"))
+open(f"{d}/crashing.pdf", "wb").write(canary_pdf("ZQXCANARY-CRASHTEXT-4711", "ZQXCANARY-CRASHMETA-4711"))
+raw = b"".join(b"\0" + bytes([200, 10, 10] * 8) for _ in range(4))
+open(f"{d}/scan.png", "wb").write(
+    b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 4, 8, 2, 0, 0, 0))
+    + chunk(b"tEXt", b"Comment\0ZQXCANARY-PNGTEXT-4711") + chunk(b"IDAT", zlib.compress(raw))
+    + chunk(b"IEND", b""))
+EOF2
+  hash_inputs
+  [ "$(id -u)" -ne 0 ] || chown -R nobody:nogroup "$tmp"
+  # Held after the first claim's commit, to see a spool file's mode while it exists.
+  INTAKE_STALL_AT=journal.insert.after:1:2 start
+  cp "$tmp/stage/record.pdf" "$tmp/stage/scan.png" "$tmp/in/a/"
+  cp "$tmp/stage/record.pdf" "$tmp/in/b/"
+  for ((i = 0; i < 100; i++)); do grep -q "stalling" "$tmp/log" && break; sleep 0.05; done
+  spool_modes=$(find "$tmp/state/spool/active" -type f -printf '%m\n' | sort -u | tr '\n' ' ')
+  check "a spool file exists, 0600 ($spool_modes)" test "$spool_modes" = "600 "
+  check "daemon: no core file size" grep -Eq '^Max core file size +0 +0 ' "/proc/$pid/limits"
+  # A process that is not dumpable has its /proc files owned by root whatever its own user.
+  check "daemon: not dumpable" test "$(stat -c %u "/proc/$pid/status")" -eq 0 -a \
+    "$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")" -ne 0
+  check "3 results" wait_published 3 120
+  stop TERM
+  # A parser child that crashes on a canary document (quarantined after one attempt).
+  write_config "  - {path: in/b, schema: invoice}" "model: model" "schemas: $src/schemas" \
+    "retry: {attempts: 1, backoff: 200ms, max_backoff: 1s}"
+  INTAKE_TEST_PARSER=crash start
+  cp "$tmp/stage/crashing.pdf" "$tmp/in/a/"
+  check "the crashing document quarantined" wait_published 4 30
+  stop TERM
+  check "crashed" grep -q "failed (crashed)" "$tmp/log"
+  "$INTAKE_BIN_DIR/intake" status --state "$tmp/state" >"$tmp/status.txt" 2>&1
+  log_hits=$(grep -c ZQXCANARY "$tmp/log")
+  status_hits=$(grep -c ZQXCANARY "$tmp/status.txt")
+  state_hits=$(grep -rl --binary-files=text ZQXCANARY "$tmp/state" | wc -l)
+  out_hits=$(grep -rl --binary-files=text ZQXCANARY "$tmp/out" | wc -l)
+  kept_hits=$(grep -rl --binary-files=text ZQXCANARY "$tmp/archive" "$tmp/failed" | wc -l)
+  cores=$(find "$tmp" -name 'core*' -type f | wc -l) # the daemon's working directory is $tmp
+  wrong=$(find "$tmp/out" "$tmp/failed" -name '*.json' -type f ! -perm 0640 | wc -l)
+  wrong=$((wrong + $(find "$tmp/state" "$tmp/archive" "$tmp/failed" -type f ! -name '*.json' ! -perm 0600 | wc -l)))
+  echo "privacy: canary hits: log $log_hits, status $status_hits, state directory $state_hits files" \
+    "(journal and spool); cores $cores; files with the wrong mode $wrong; expected hits: $out_hits" \
+    "result (the PDF's text layer), $kept_hits originals in archive/ and failed/"
+  check "no canary in the log" test "$log_hits" -eq 0
+  check "no canary in intake status" test "$status_hits" -eq 0
+  check "no canary under the state directory" test "$state_hits" -eq 0
+  check "the text layer did reach a result (the search works)" test "$out_hits" -ge 1
+  check "the originals keep their canaries" test "$kept_hits" -eq 4
+  check "no core file" test "$cores" -eq 0
+  check "results and records 0640, spool, journal and originals 0600" test "$wrong" -eq 0
+  read -r res dup bad missing extra <<<"$(account)"
+  check "4 documents, one quarantined" test "$res $bad" = "3 1"
+  ;;
 recreate) # the inbox deleted and created again: watched again
   make_pngs "$tmp/stage" 1 2
   hash_inputs
@@ -469,7 +666,8 @@ syscalls) # every system call of the daemon and its parser children passes the u
   ;;
 schema) # a schema inbox: the tiny fixture model (loaded once, in the daemon) extracts from the
   # pages the sandboxed child decoded; the model directory missing at first and (test builds)
-  # the engine out of memory on the first extraction are transient failures
+  # the engine out of memory on the first extraction and its abort hook stopping the second
+  # after a few decode steps are transient failures
   src=$(cd "$(dirname "$0")/.." && pwd)
   mkdir -p "$tmp/in/b"
   {
@@ -489,7 +687,7 @@ schema) # a schema inbox: the tiny fixture model (loaded once, in the daemon) ex
   cp "$src/samples/invoice.pdf" "$src/samples/invoice_screenshot.png" "$tmp/stage/"
   make_pngs "$tmp/stage" 1 1
   hash_inputs
-  INTAKE_TEST_MODEL=oom:1 start
+  INTAKE_TEST_MODEL=oom:1,abort:1 start
   mv "$tmp/stage/doc-1.png" "$tmp/in/b/"
   mv "$tmp/stage/invoice.pdf" "$tmp/stage/invoice_screenshot.png" "$tmp/in/a/"
   check "the pages inbox is served without a model" wait_published 1 20
@@ -506,6 +704,8 @@ schema) # a schema inbox: the tiny fixture model (loaded once, in the daemon) ex
   if "$bin" --version | grep -q "test hooks"; then
     check "engine out of memory: transient" \
       grep -q "transient failure, retry in .*: model: out of memory" "$tmp/log"
+    check "generation aborted mid-way: transient" \
+      grep -q "transient failure, retry in .*: extract: generation aborted after 3 tokens" "$tmp/log"
   fi
   check "schema-shaped results" python3 - "$tmp" "$src/schemas/invoice.yaml" <<'EOF'
 import glob, json, re, sys

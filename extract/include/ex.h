@@ -313,7 +313,10 @@ struct ex_extract_opts {
 				 * the answer, at most 65535; 0: 512 (grammar.h) */
 	const struct ex_limits *limits; /* ingest limits; NULL: defaults */
 	ex_progress_fn *progress;       /* called after each generated token; may be NULL */
-	void *user;
+	/* Checked between decode steps (vlm_request.abort); true stops the document's extraction
+	 * with -ECANCELED and no result. May be NULL. */
+	bool (*abort)(void *user);
+	void *user;                     /* given to progress and abort */
 };
 
 /* Loads the model and prepares a session. Errors: -ENODEV (--device cuda without a CUDA device),
@@ -334,7 +337,8 @@ const char *ex_extractor_device(const struct ex_extractor *x);
  * Returns 0 with *result a new reference whose status is ok, needs_review, or failed (the model's
  * answer was cut off by max_tokens: "error" says so). Returns a negative errno with no result
  * when the document is refused (err->reason is its enum ex_ingest_reason, and
- * ex_reason_is_refusal() is true), or on an internal failure (engine, memory, I/O). */
+ * ex_reason_is_refusal() is true), when the abort hook stopped it (-ECANCELED), or on an internal
+ * failure (engine, memory, I/O). */
 int ex_extract(struct ex_extractor *x, const char *path, const struct ex_schema *schema,
 	       json_t **result, vlm_err *err);
 /* The document a result is about, as ex_extract_doc's caller knows it. */
