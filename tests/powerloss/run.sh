@@ -28,14 +28,15 @@ back=$tmp/back mnt=$tmp/mnt
 fspid="" dpid=""
 unmount() {
   [ -n "$fspid" ] || return 0
+  # A parser child may hold a file for a moment after the daemon's death; then a lazy unmount.
   for ((i = 0; i < 50; i++)); do fusermount3 -u "$mnt" 2>/dev/null && break; sleep 0.1; done
+  mountpoint -q "$mnt" && fusermount3 -u -z "$mnt"
   wait "$fspid"
   fspid=""
 }
 cleanup() {
   [ -n "$dpid" ] && kill -KILL "$dpid" 2>/dev/null && wait "$dpid" 2>/dev/null
   unmount
-  mountpoint -q "$mnt" 2>/dev/null && fusermount3 -u -z "$mnt"
   rm -rf "$tmp"
 }
 trap cleanup EXIT
