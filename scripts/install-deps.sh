@@ -11,6 +11,7 @@ packages=(
   libyaml-dev libpcre2-dev libjansson-dev
   libsqlite3-dev libsystemd-dev libseccomp-dev libcurl4-openssl-dev
   poppler-utils python3 fontconfig fonts-dejavu-core
+  libfuse3-dev fuse3 # the manual power-loss test (tests/powerloss)
 )
 
 missing=()

@@ -768,42 +768,10 @@ crashpoints) # kill at every named crash point (1st, 2nd, 3rd time), restart, ch
       reached=1
       (cd "$tmp" && exec timeout 60 "$bin" --config intake.yaml --once >>"$tmp/log" 2>&1)
       again=$?
-      # Each dropped file: exactly one record, carrying its hash; the corrupt one quarantined,
-      # exactly one of doc-1 and its copy a duplicate notice; every JSON file parses.
-      if ! verdict=$(python3 - "$tmp" <<'EOF2'
-import glob, json, os, sqlite3, sys
-t = sys.argv[1]
-sha = dict(reversed(line.split()) for line in open(f"{t}/inputs.sha"))
-records = {}
-for f in glob.glob(f"{t}/out/a/*.json"):
-    d = json.load(open(f))
-    kind = "duplicate" if f.endswith(".duplicate.json") else "result"
-    records.setdefault(d["source"]["name"], []).append((kind, d["source"]["sha256"]))
-for f in glob.glob(f"{t}/failed/a/*.error.json"):
-    d = json.load(open(f))
-    records.setdefault(d["file"], []).append(("quarantine", d["sha256"]))
-problems, kind = [], {}
-for name, h in sha.items():
-    got = records.pop(name, [])
-    if len(got) != 1 or got[0][1] != h:
-        problems.append(f"{name}: {got}")
-    kind[name] = got[0][0] if got else None
-if records:
-    problems.append(f"records for files never dropped: {records}")
-want = {"corrupt.png": "quarantine", "doc-2.png": "result", "doc-3.png": "result"}
-if any(kind[k] != v for k, v in want.items()) or \
-        sorted([kind["doc-1.png"], kind["dup.png"]], key=str) != ["duplicate", "result"]:
-    problems.append(f"outcomes: {kind}")
-db = sqlite3.connect(f"{t}/state/journal.db")
-ok = db.execute("pragma integrity_check").fetchone()[0]
-if ok != "ok":
-    problems.append(f"journal integrity_check: {ok}")
-print("; ".join(problems))
-sys.exit(1 if problems else 0)
-EOF2
-      ) || [ $again -ne 0 ] || ! no_leftovers >/dev/null; then
+      # The invariant (crash_invariant.py): each dropped file exactly one record carrying its
+      # hash, every JSON file parses, no leftovers, the journal's integrity check passes.
+      if ! verdict=$(python3 "$(dirname "$0")/crash_invariant.py" "$tmp") || [ $again -ne 0 ]; then
         echo "VIOLATION at $point:$n (restart exited $again): $verdict"
-        no_leftovers
         tail -5 "$tmp/log"
         violations=$((violations + 1))
       fi
