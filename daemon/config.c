@@ -24,6 +24,7 @@ static const char *const duplicates_names[] = {"notice", "reuse"};
 _Static_assert(sizeof duplicates_names / sizeof duplicates_names[0] == CONFIG_DUPLICATES_COUNT,
 	       "duplicates names");
 static const char *const device_names[] = {"auto", "cpu", "cuda"};
+static const char *const precision_names[] = {"f32", "bf16"};
 
 struct loader {
 	const char *file;
@@ -426,6 +427,9 @@ static void top_pair(struct loader *l, const char *key, const yaml_node_t *knode
 	else if (strcmp(key, "device") == 0) {
 		if (set_enum(l, v, key, device_names, 3, &e))
 			set_string(l, v, key, &cfg->device);
+	} else if (strcmp(key, "precision") == 0) {
+		if (set_enum(l, v, key, precision_names, 2, &e))
+			cfg->bf16 = e == 1;
 	} else if (strcmp(key, "schemas") == 0)
 		set_path(l, v, key, &cfg->schemas);
 	else if (strcmp(key, "max_tokens") == 0)
@@ -456,7 +460,8 @@ static void top_pair(struct loader *l, const char *key, const yaml_node_t *knode
 		each_pair(l, v, key, limits_pair, cfg);
 	else
 		problem(l, knode, key, "unknown key (known: inboxes, outbox, archive, failed, "
-			"state, model, device, schemas, max_tokens, context, workers, max_claimed, "
+			"state, model, device, precision, schemas, max_tokens, context, workers, "
+			"max_claimed, "
 			"spool_min_free, stability, "
 			"poll_interval, rescan_interval, originals, duplicates, retry, limits)");
 }

@@ -30,6 +30,7 @@ struct config {
 	size_t n_inboxes;
 	char *outbox, *archive, *failed, *state, *model; /* absolute paths */
 	char *device;                                    /* "auto", "cpu" or "cuda" */
+	bool bf16;       /* precision: bf16 activations (ex_extract_opts.bf16); false: f32 */
 	char *schemas;   /* where inboxes' schemas are found; NULL: ex_schema_dir_default() */
 	int max_tokens;  /* per prompt of schema extraction; 0: the extractor's default */
 	int context;     /* tokens per prompt; 0: the extractor's default */

@@ -120,6 +120,7 @@ int model_new(const struct config *cfg, struct model **out, vlm_err *err)
 	m->device = strdup(cfg->device);
 	m->limits = cfg->limits;
 	m->opts = (struct ex_extract_opts){.model_dir = m->model_dir, .device = m->device,
+					   .bf16 = cfg->bf16,
 					   .max_tokens = cfg->max_tokens, .n_ctx = cfg->context,
 					   .limits = &m->limits};
 #ifdef INTAKE_TEST_HOOKS

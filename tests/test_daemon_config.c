@@ -56,6 +56,7 @@ static void test_full(void)
 		"failed: failed\n"
 		"state: ./state/\n"
 		"device: cpu\n"
+		"precision: bf16\n"
 		"schemas: my-schemas\n"
 		"max_tokens: 600\n"
 		"context: 4096\n"
@@ -97,6 +98,7 @@ static void test_full(void)
 	CHECK_STR(cfg->state, want);
 	CHECK_STR(cfg->archive, "/var/archive");
 	CHECK_STR(cfg->device, "cpu");
+	CHECK(cfg->bf16);
 	snprintf(want, sizeof want, "%s/my-schemas", dir);
 	CHECK_STR(cfg->schemas, want);
 	CHECK_INT(cfg->max_tokens, 600);
@@ -136,7 +138,8 @@ static void test_broken(void)
 		"limits:\n"                      /* 12 */
 		"  max_pages: [1, 2]\n"          /* 13 */
 		"  max_file_bytes: 12X\n"        /* 14 */
-		"context: 10\n");                /* 15 */
+		"context: 10\n"                 /* 15 */
+		"precision: fp8\n");            /* 16 */
 	struct config *cfg = (struct config *)1;
 	vlm_err err = {0};
 	n_problems = 0;
@@ -152,11 +155,12 @@ static void test_broken(void)
 	CHECK(reported("line 13", "key 'limits.max_pages': expected a single value, not a list"));
 	CHECK(reported("line 14", "key 'limits.max_file_bytes': '12X'"));
 	CHECK(reported("line 15", "key 'context': '10' is out of range"));
+	CHECK(reported("line 16", "'fp8' is not one of f32, bf16"));
 	CHECK(reported("inboxes 1 and 3 overlap", "in/a/sub"));
 	CHECK(reported("inbox 1", "overlaps outbox"));
-	CHECK_INT(n_problems, 12);
-	CHECK_CONTAINS(err.msg, "12 problems");
-	if (n_problems != 11)
+	CHECK_INT(n_problems, 13);
+	CHECK_CONTAINS(err.msg, "13 problems");
+	if (n_problems != 13)
 		for (int i = 0; i < n_problems && i < 16; i++)
 			fprintf(stderr, "  reported: %s\n", problems[i]);
 }
@@ -210,6 +214,7 @@ static void test_demo_defaults(void)
 		CHECK(cfg->schemas == NULL); /* the extractor's default directory */
 		CHECK_INT(cfg->max_tokens, 0);
 		CHECK_INT(cfg->context, 0);
+		CHECK(!cfg->bf16);
 	}
 	config_free(cfg);
 	if (chdir(cwd) < 0)
