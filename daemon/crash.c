@@ -1,13 +1,17 @@
 /* Named crash points (see crash.h): the list of names, and the counter that kills the daemon at
- * the point and occurrence INTAKE_CRASH_AT names. Compiled to nothing without test hooks. */
+ * the point and occurrence INTAKE_CRASH_AT names, and the trace INTAKE_CRASH_TRACE asks for
+ * (which points a run reaches, so a test can crash a restart at each of them). Compiled to
+ * nothing without test hooks. */
 #include "crash.h"
 
 #ifdef INTAKE_TEST_HOOKS
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define AROUND(step) step ".before", step ".after"
 
@@ -33,6 +37,10 @@ const char *const crash_point_names[] = {
 	AROUND("settle-copy.fsync-dir-dest"),
 	AROUND("settle-copy.unlink"),
 	AROUND("settle-copy.fsync-dir-src"),
+	AROUND("journal.reprocess"),	/* a reprocess request: the new job takes over */
+	AROUND("reprocess.unlink"),	/* the archived or failed copy it replaces */
+	AROUND("reprocess.unlink-record"), /* a failed job's error record */
+	AROUND("reprocess.fsync-dir"),
 	NULL,
 };
 
@@ -40,12 +48,23 @@ static struct {
 	bool parsed;
 	char name[64];
 	long at, seen;
+	int trace_fd; /* INTAKE_CRASH_TRACE: every point reached, one a line; -1 when unset */
 } target;
 
-/* Reads INTAKE_CRASH_AT=NAME:N once; anything malformed is a test bug, so it aborts. */
+/* Reads INTAKE_CRASH_AT=NAME:N and INTAKE_CRASH_TRACE=FILE once; anything malformed is a test
+ * bug, so it aborts. */
 static void parse_target(void)
 {
 	target.parsed = true;
+	const char *trace = getenv("INTAKE_CRASH_TRACE");
+	target.trace_fd = -1;
+	if (trace && *trace) {
+		target.trace_fd = open(trace, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+		if (target.trace_fd < 0) {
+			perror("crash: INTAKE_CRASH_TRACE");
+			abort();
+		}
+	}
 	const char *v = getenv("INTAKE_CRASH_AT");
 	if (!v || !*v)
 		return;
@@ -73,6 +92,13 @@ void crash_point(const char *name)
 	}
 	if (!target.parsed)
 		parse_target();
+	if (target.trace_fd >= 0) {
+		/* One write per line, so the trace shows the order points were reached in. */
+		char line[80];
+		int n = snprintf(line, sizeof line, "%s\n", name);
+		if (write(target.trace_fd, line, (size_t)n) != n)
+			abort();
+	}
 	if (target.at == 0 || strcmp(target.name, name) != 0 || ++target.seen < target.at)
 		return;
 	fprintf(stderr, "crash: point '%s' reached %ld times: SIGKILL\n", name, target.seen);

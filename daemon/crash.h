@@ -1,7 +1,8 @@
 /* Named crash points (test builds only): crash_point("NAME") marks a spot just before or just
  * after a durable step (fsync, rename, unlink, journal commit) on a document's path. With
  * INTAKE_CRASH_AT=NAME:N the daemon kills itself with SIGKILL the Nth time NAME is reached, so
- * tests/daemon_test.sh crashpoints can check that recovery holds at every one of them.
+ * tests/daemon_test.sh crashpoints can check that recovery holds at every one of them; with
+ * INTAKE_CRASH_TRACE=FILE it appends the name of every point it reaches to FILE.
  * Release builds compile every point to nothing. */
 #pragma once
 

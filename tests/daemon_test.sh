@@ -11,6 +11,8 @@ tmp=$(mktemp -d /tmp/intaked-test.XXXXXX)
 pid=""
 cleanup() {
   [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  # The crashpoints scenario's tmpfs mounts (in its own mount namespace, gone with it anyway).
+  mountpoint -q "$tmp" 2>/dev/null && umount -R "$tmp"
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -28,10 +30,10 @@ write_config() { # write_config [extra yaml lines...]
     echo "  - path: in/a"
     printf '%s\n' "$@"
     echo "outbox: out"
-    echo "archive: archive"
-    echo "failed: failed"
+    echo "archive: ${archive_dir:-archive}"
+    echo "failed: ${failed_dir:-failed}"
     echo "state: state"
-    echo "stability: 300ms"
+    echo "stability: ${stability:-300ms}"
     echo "rescan_interval: 3s"
     echo "workers: 2"
     echo "max_claimed: 200"
@@ -532,76 +534,204 @@ db = sqlite3.connect(sys.argv[1])
 assert db.execute("select max(attempts) from jobs").fetchone()[0] == 0' "$tmp/state/journal.db"
   check "no leftovers" no_leftovers
   ;;
-crashpoints) # kill at every named crash point (1st, 2nd, 3rd time), restart, check the invariant
+crashpoints) # kill at every named crash point (1st, 2nd, 3rd time), restart, check the invariant;
+  # crash the restart too; the cross-file-system settling and the reprocess path
   needs_hooks
+  # settle-copy.* need archive/ and failed/ on another file system than the inbox and spool: the
+  # scenario starts again in a private mount namespace and mounts a tmpfs there (gone with it).
+  # The work folder is a tmpfs too: SIGKILL leaves the page cache intact, so the file system
+  # does not change what is tested, and without real fsyncs the runs are 2-3 times faster.
+  if [ -z "${INTAKE_CRASH_NS:-}" ] && unshare -m --propagation private true 2>/dev/null; then
+    rm -rf "$tmp"
+    exec unshare -m --propagation private env INTAKE_CRASH_NS=1 bash "$0" "$scenario"
+  fi
+  other_fs=0
+  if [ -n "${INTAKE_CRASH_NS:-}" ] && mount -t tmpfs -o size=64m,mode=0700 intake-work "$tmp" &&
+    mkdir -p "$tmp/in/a" "$tmp/stage" "$tmp/xfs" &&
+    mount -t tmpfs -o size=64m intake-xfs "$tmp/xfs"; then
+    other_fs=1
+  fi
+  t0=$SECONDS
   mapfile -t points < <("$bin" --list-crash-points)
   check "crash points listed" test "${#points[@]}" -gt 0
+  stability=0s # every file is in place before each run starts
   make_pngs "$tmp/stage" 1 3
   cp "$tmp/stage/doc-1.png" "$tmp/stage/dup.png"
   printf 'this is not a document\n' >"$tmp/stage/corrupt.png"
   (cd "$tmp/stage" && sha256sum -- *) >"$tmp/inputs.sha"
-  covered=0 runs=0 violations=0
-  for point in "${points[@]}"; do
-    reached=0
-    for n in 1 2 3; do
-      rm -rf "$tmp/in/a" "$tmp/out" "$tmp/archive" "$tmp/failed" "$tmp/state" "$tmp/log"
-      mkdir -p "$tmp/in/a"
-      cp "$tmp"/stage/* "$tmp/in/a/"
-      # The braces' 2>/dev/null silences bash's "Killed" job report, not the daemon's log.
-      { (cd "$tmp" && INTAKE_CRASH_AT="$point:$n" exec timeout 60 "$bin" --config intake.yaml \
-        --once >>"$tmp/log" 2>&1); first=$?; } 2>/dev/null
-      runs=$((runs + 1))
-      # Not reached N times: reached fewer times with the same files, so N+1 is not either.
-      if [ $first -ne 137 ]; then
-        [ $first -eq 0 ] || { echo "$point:$n: first run exited $first"; violations=$((violations + 1)); }
-        break
-      fi
-      reached=1
-      (cd "$tmp" && exec timeout 60 "$bin" --config intake.yaml --once >>"$tmp/log" 2>&1)
-      again=$?
-      # Each dropped file: exactly one record, carrying its hash; the corrupt one quarantined,
-      # exactly one of doc-1 and its copy a duplicate notice; every JSON file parses.
-      if ! verdict=$(python3 - "$tmp" <<'EOF2'
-import glob, json, os, sqlite3, sys
-t = sys.argv[1]
+  declare -A reached=()
+  runs=0 violations=0
+  # use_fs same|other: archive/ and failed/ beside the spool, or on the tmpfs.
+  use_fs() {
+    if [ "$1" = other ]; then archive_dir=xfs/archive failed_dir=xfs/failed
+    else archive_dir=archive failed_dir=failed; fi
+    write_config
+  }
+  # fresh FILE...: empty folders, the named files of stage/ in the inbox.
+  fresh() {
+    (cd "$tmp" && rm -rf in out archive failed state log xfs/archive xfs/failed trace)
+    mkdir -p "$tmp/in/a"
+    for f in "$@"; do cp "$tmp/stage/$f" "$tmp/in/a/"; done
+  }
+  # once [VAR=VALUE...]: one --once run; its exit status in $ran. The braces' 2>/dev/null
+  # silences bash's "Killed" job report, not the daemon's log.
+  once() {
+    { (cd "$tmp" && exec env "$@" timeout 60 "$bin" --config intake.yaml --once >>"$tmp/log" 2>&1)
+      ran=$?; } 2>/dev/null
+    runs=$((runs + 1))
+  }
+  # verdict: the invariant after a run that completed. Each dropped file has exactly the records
+  # $expect names (result, duplicate, quarantine), each carrying its hash; each original is in
+  # the archive (or failed) folder exactly once; every JSON file parses; the journal passes its
+  # integrity check and has no job left unfinished, unsettled or with a reprocess request.
+  verdict() {
+    python3 - "$tmp" "$archive_dir" "$failed_dir" "$expect" <<'EOF2'
+import glob, hashlib, json, os, sqlite3, sys
+t, archive, failed, expect = sys.argv[1:]
+want = dict(kv.split("=") for kv in expect.split())
 sha = dict(reversed(line.split()) for line in open(f"{t}/inputs.sha"))
 records = {}
 for f in glob.glob(f"{t}/out/a/*.json"):
     d = json.load(open(f))
     kind = "duplicate" if f.endswith(".duplicate.json") else "result"
     records.setdefault(d["source"]["name"], []).append((kind, d["source"]["sha256"]))
-for f in glob.glob(f"{t}/failed/a/*.error.json"):
+for f in glob.glob(f"{t}/{failed}/a/*.error.json"):
     d = json.load(open(f))
     records.setdefault(d["file"], []).append(("quarantine", d["sha256"]))
-problems, kind = [], {}
-for name, h in sha.items():
-    got = records.pop(name, [])
-    if len(got) != 1 or got[0][1] != h:
-        problems.append(f"{name}: {got}")
-    kind[name] = got[0][0] if got else None
+problems = []
+# "a.png|b.png=result+duplicate": the two files' records together, one each.
+for group, kinds in want.items():
+    names, kinds = group.split("|"), kinds.split("+")
+    got = {name: records.pop(name, []) for name in names}
+    if sorted(k for g in got.values() for k, _ in g) != sorted(kinds) or \
+            any(len(g) != len(kinds) // len(names) for g in got.values()) or \
+            any(h != sha[name] for name, g in got.items() for _, h in g):
+        problems.append(f"{group}: {got}")
 if records:
     problems.append(f"records for files never dropped: {records}")
-want = {"corrupt.png": "quarantine", "doc-2.png": "result", "doc-3.png": "result"}
-if any(kind[k] != v for k, v in want.items()) or \
-        sorted([kind["doc-1.png"], kind["dup.png"]], key=str) != ["duplicate", "result"]:
-    problems.append(f"outcomes: {kind}")
+kept = {}
+for f in glob.glob(f"{t}/{archive}/a/*") + glob.glob(f"{t}/{failed}/a/*"):
+    if not f.endswith(".error.json"):
+        h = hashlib.sha256(open(f, "rb").read()).hexdigest()
+        kept[h] = kept.get(h, 0) + 1
+dropped = {}
+for name in (n for group in want for n in group.split("|")):
+    dropped[sha[name]] = dropped.get(sha[name], 0) + 1
+if kept != dropped:
+    problems.append(f"originals kept {kept}, dropped {dropped}")
 db = sqlite3.connect(f"{t}/state/journal.db")
 ok = db.execute("pragma integrity_check").fetchone()[0]
 if ok != "ok":
     problems.append(f"journal integrity_check: {ok}")
+# States: 0 queued, 1 running, 2 done, 3 duplicate, 4 failed, 5 reprocessed.
+odd = db.execute("select name, state, settled, reprocess, dest from jobs where state < 2 or "
+                 "(state < 5 and settled = 0) or reprocess != 0 or (state = 5 and dest != '')"
+                 ).fetchall()
+if odd:
+    problems.append(f"journal: unfinished jobs {odd}")
 print("; ".join(problems))
 sys.exit(1 if problems else 0)
 EOF2
-      ) || [ $again -ne 0 ] || ! no_leftovers >/dev/null; then
-        echo "VIOLATION at $point:$n (restart exited $again): $verdict"
-        no_leftovers
-        tail -5 "$tmp/log"
-        violations=$((violations + 1))
-      fi
+  }
+  # judge WHAT: after the last run of a case, the invariant, else a violation.
+  judge() {
+    local v
+    if [ $ran -ne 0 ] || ! v=$(verdict) || ! no_leftovers >/dev/null; then
+      echo "VIOLATION at $1 (last run exited $ran): $v"
+      no_leftovers
+      tail -5 "$tmp/log"
+      violations=$((violations + 1))
+    fi
+  }
+  # A crash at X.before leaves the disk as the previous point's .after did, except where a
+  # temporary file is being written (the three .fsync.before): the points where the state
+  # differs. Crashes of the restart are made at those, and at the spool.discard-* points, which
+  # only a restart reaches.
+  distinct() { [[ $1 == *.after || $1 == *.fsync.before || $1 == spool.discard-* ]]; }
+  # crash_at SETUP POINT N DEEP: SETUP, crash at the Nth time POINT is reached, restart (traced)
+  # and judge. DEEP=1: then, for each distinct point the restart reached, the same first crash,
+  # the restart crashed there (1st time), a third run, and judge. Fails when POINT was not
+  # reached N times in the first run.
+  crash_at() {
+    local setup=$1 p=$2 n=$3 deep=$4 q
+    $setup
+    once INTAKE_CRASH_AT="$p:$n"
+    if [ $ran -ne 137 ]; then
+      [ $ran -eq 0 ] || { echo "$p:$n: first run exited $ran"; violations=$((violations + 1)); }
+      return 1
+    fi
+    reached[$p]=1
+    once INTAKE_CRASH_TRACE="$tmp/trace"
+    judge "$p:$n"
+    [ "$deep" -eq 1 ] || return 0
+    local -a restart
+    mapfile -t restart < <(awk '!seen[$0]++' "$tmp/trace")
+    for q in "${restart[@]}"; do
+      distinct "$q" || continue
+      $setup
+      once INTAKE_CRASH_AT="$p:$n"
+      once INTAKE_CRASH_AT="$q:1"
+      [ $ran -eq 137 ] && reached[$q]=1
+      once
+      judge "$p:$n, then the restart at $q:1"
     done
-    covered=$((covered + reached))
+  }
+  # 1. Every point, 1st-3rd time, over 3 PNGs, a copy of one and a corrupt file. The restart is
+  # crashed too, after each distinct point, over one PNG: its restart then does only recovery
+  # (and the copy's 0.5 s wait for its original would dominate the time).
+  use_fs same
+  setup_all() { fresh doc-1.png doc-2.png doc-3.png dup.png corrupt.png; }
+  setup_two() { fresh doc-2.png corrupt.png; }
+  setup_one() { fresh doc-2.png; }
+  # doc-1 and its copy: which is the duplicate depends on the order they were claimed in.
+  all="doc-1.png|dup.png=result+duplicate doc-2.png=result doc-3.png=result corrupt.png=quarantine"
+  two="doc-2.png=result corrupt.png=quarantine"
+  for point in "${points[@]}"; do
+    case $point in settle-copy.* | journal.reprocess.* | reprocess.*) continue ;; esac
+    expect=$all
+    for n in 1 2 3; do crash_at setup_all "$point" $n 0 || break; done
+    expect=doc-2.png=result
+    distinct "$point" && crash_at setup_one "$point" 1 1
   done
-  echo "crashpoints: ${#points[@]} points, $covered reached and crashed at, $runs runs, $violations violations"
+  echo "crashpoints: same file system done ($((SECONDS - t0)) s, $runs runs)"
+  # 2. The archive and failed folders on another file system: the copying settle.
+  if [ $other_fs -eq 1 ]; then
+    use_fs other
+    for point in "${points[@]}"; do
+      [[ $point == settle-copy.* ]] || continue
+      expect=$two
+      for n in 1 2 3; do crash_at setup_two "$point" $n 0 || break; done
+      expect=doc-2.png=result
+      distinct "$point" && crash_at setup_one "$point" 1 1
+    done
+    use_fs same
+    echo "crashpoints: other file system done ($((SECONDS - t0)) s, $runs runs)"
+  else
+    echo "crashpoints: settle-copy.* skipped: cannot mount a tmpfs in a private mount namespace" \
+      "(needs CAP_SYS_ADMIN)"
+  fi
+  # 3. Reprocess requests (intake reprocess, then the daemon): a done and a failed job taken
+  # again from the archive and failed folders. After it, the done file has its two results, the
+  # failed one its one quarantine record. The points of the request's own steps (the copy back
+  # into the spool, the journal, removing the old copy); the new jobs' run and settling are the
+  # path section 1 covers.
+  intake="$INTAKE_BIN_DIR/intake"
+  setup_reprocess() {
+    setup_two
+    once
+    "$intake" reprocess --state "$tmp/state" --no-wait doc-2.png >/dev/null &&
+      "$intake" reprocess --state "$tmp/state" --no-wait --failed >/dev/null ||
+      echo "setup_reprocess: intake reprocess failed"
+  }
+  expect="doc-2.png=result+result corrupt.png=quarantine"
+  for point in "${points[@]}"; do
+    case $point in claim.* | journal.update.* | journal.reprocess.* | reprocess.*) ;; *) continue ;; esac
+    for n in 1 2 3; do
+      crash_at setup_reprocess "$point" $n "$([[ $n == 1 && $point == *reprocess* ]] && distinct "$point" && echo 1 || echo 0)" || break
+    done
+  done
+  echo "crashpoints: ${#points[@]} points, ${#reached[@]} reached and crashed at, $runs runs," \
+    "$violations violations ($((SECONDS - t0)) s)"
   check "no violations" test $violations -eq 0
   ;;
 *)
