@@ -272,6 +272,7 @@ kill) # SIGKILL of the daemon and of its parser children at random moments, with
     b"\0\0\0\0IEND\xaeB`\x82")' "$tmp/stage/corrupt.png"
   hash_inputs
   # READY=1 times, for the recovery time of each start.
+  touch "$tmp/ready.log"
   python3 - "$tmp/notify.sock" "$tmp/ready.log" <<'EOF' &
 import socket, sys, time
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -292,11 +293,11 @@ EOF
     NOTIFY_SOCKET="$tmp/notify.sock" start
     while ((by_daemon + by_child < kills)); do
       sleep "$(python3 -c "import random; print(random.uniform(0.05, 0.6))")"
-      # Half the kills aim at a parser child: one is waited for (0.3 s at most; none is
+      # Half the kills aim at a parser child: one is waited for (0.6 s at most; none is
       # running between documents), else the daemon is killed.
       children=()
       if ((RANDOM % 2)); then
-        for ((w = 0; w < 15 && ${#children[@]} == 0; w++)); do
+        for ((w = 0; w < 30 && ${#children[@]} == 0; w++)); do
           mapfile -t children < <(pgrep -P "$pid")
           ((${#children[@]})) || sleep 0.02
         done
@@ -315,8 +316,15 @@ EOF
   # The last start runs until every file has its record (not --once: it would leave a job
   # backing off after a killed child for the next start).
   echo "$EPOCHREALTIME" >>"$tmp/starts.log"
+  readies=$(wc -l <"$tmp/ready.log")
   NOTIFY_SOCKET="$tmp/notify.sock" start
-  check "every file published after the last start" wait_published "$n_files" $((n_files / 2 + 120)) 0.5
+  # Its SIGTERM handler is in place once it is ready.
+  for ((i = 0; i < 300; i++)); do
+    [ "$(wc -l <"$tmp/ready.log")" -gt "$readies" ] && break
+    sleep 0.1
+  done
+  check "every file published after the last start" \
+    wait_published "$n_files" $((n_files / 2 + 120)) 0.5
   stop TERM
   check "last stop exits 0" test $rc -eq 0
   kill "$listener"
@@ -333,7 +341,8 @@ for pattern, kind in ((f"{t}/out/a/*.json", None), (f"{t}/failed/a/*.error.json"
     for f in glob.glob(pattern):
         try:
             d = json.load(open(f))
-            name, h = (d["file"], d["sha256"]) if kind else (d["source"]["name"], d["source"]["sha256"])
+            src = d if kind else d["source"]
+            name, h = src["file" if kind else "name"], src["sha256"]
         except (ValueError, KeyError, TypeError):
             corrupt += 1
             continue
@@ -371,7 +380,8 @@ EOF
     "$dups duplicated, $bad corrupt, $wrong wrong outcome ($crashed quarantined after every" \
     "attempt's child was killed); $readies starts reached READY," \
     "max recovery $recovery s ($((SECONDS - t0)) s)"
-  check "nothing lost, duplicated, corrupt or misclassified" test "$lost $dups $bad $wrong" = "0 0 0 0"
+  check "nothing lost, duplicated, corrupt or misclassified" \
+    test "$lost $dups $bad $wrong" = "0 0 0 0"
   check "journal integrity" python3 -c '
 import sqlite3, sys
 assert sqlite3.connect(sys.argv[1]).execute("pragma integrity_check").fetchone()[0] == "ok"' \
@@ -640,7 +650,8 @@ assert db.execute("select max(attempts) from jobs").fetchone()[0] == 0' "$tmp/st
   check "no leftovers" no_leftovers
   ;;
 crashpoints) # kill at every named crash point (1st, 2nd, 3rd time), restart, check the invariant;
-  # crash the restart too; the cross-file-system settling and the reprocess path
+  # crash the restart too; the cross-file-system settling and the reprocess path. Prints points
+  # listed, points reached and crashed at, daemon runs and violations.
   needs_hooks
   # settle-copy.* need archive/ and failed/ on another file system than the inbox and spool: the
   # scenario starts again in a private mount namespace and mounts a tmpfs there (gone with it).
@@ -818,8 +829,9 @@ EOF2
   # 3. Reprocess requests (intake reprocess, then the daemon): a done and a failed job taken
   # again from the archive and failed folders. After it, the done file has its two results, the
   # failed one its one quarantine record. The points of the request's own steps (the copy back
-  # into the spool, the journal, removing the old copy); the new jobs' run and settling are the
-  # path section 1 covers.
+  # into the spool, the journal, removing the old copy; the restart crashed too after those of
+  # reprocess.* and journal.reprocess.*); the new jobs' run and settling are the path section 1
+  # covers.
   intake="$INTAKE_BIN_DIR/intake"
   setup_reprocess() {
     setup_two
@@ -830,10 +842,13 @@ EOF2
   }
   expect="doc-2.png=result+result corrupt.png=quarantine"
   for point in "${points[@]}"; do
-    case $point in claim.* | journal.update.* | journal.reprocess.* | reprocess.*) ;; *) continue ;; esac
-    for n in 1 2 3; do
-      crash_at setup_reprocess "$point" $n "$([[ $n == 1 && $point == *reprocess* ]] && distinct "$point" && echo 1 || echo 0)" || break
-    done
+    case $point in
+    claim.* | journal.update.* | journal.reprocess.* | reprocess.*) ;;
+    *) continue ;;
+    esac
+    deep=0
+    [[ $point == *reprocess* ]] && distinct "$point" && deep=1
+    for n in 1 2 3; do crash_at setup_reprocess "$point" $n $deep || break; deep=0; done
   done
   echo "crashpoints: ${#points[@]} points, ${#reached[@]} reached and crashed at, $runs runs," \
     "$violations violations ($((SECONDS - t0)) s)"
