@@ -96,7 +96,7 @@ void crash_point(const char *name)
 		/* One write per line, so the trace shows the order points were reached in. */
 		char line[80];
 		int n = snprintf(line, sizeof line, "%s\n", name);
-		if (write(target.trace_fd, line, (size_t)n) != n)
+		if (n >= (int)sizeof line || write(target.trace_fd, line, (size_t)n) != n)
 			abort();
 	}
 	if (target.at == 0 || strcmp(target.name, name) != 0 || ++target.seen < target.at)
