@@ -1,16 +1,19 @@
-/* Named crash points (see crash.h): the list of names, and the counters that kill the daemon at
- * the point and occurrence INTAKE_CRASH_AT names, or hold it there for the seconds
- * INTAKE_STALL_AT names. Compiled to nothing without test hooks. */
+/* Named crash points (see crash.h): the list of names, the counters that kill the daemon at the
+ * point and occurrence INTAKE_CRASH_AT names or hold it there for the seconds INTAKE_STALL_AT
+ * names, and the trace INTAKE_CRASH_TRACE asks for (which points a run reaches, so a test can
+ * crash a restart at each of them). Compiled to nothing without test hooks. */
 #include "crash.h"
 
 #ifdef INTAKE_TEST_HOOKS
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define AROUND(step) step ".before", step ".after"
 
@@ -37,6 +40,10 @@ const char *const crash_point_names[] = {
 	AROUND("settle-copy.fsync-dir-dest"),
 	AROUND("settle-copy.unlink"),
 	AROUND("settle-copy.fsync-dir-src"),
+	AROUND("journal.reprocess"),	/* a reprocess request: the new job takes over */
+	AROUND("reprocess.unlink"),	/* the archived or failed copy it replaces */
+	AROUND("reprocess.unlink-record"), /* a failed job's error record */
+	AROUND("reprocess.fsync-dir"),
 	NULL,
 };
 
@@ -47,6 +54,20 @@ struct target {
 	long stall_s; /* INTAKE_STALL_AT only */
 };
 static struct target crash_at, stall_at;
+static int trace_fd = -1; /* INTAKE_CRASH_TRACE: every point reached, one a line */
+
+/* Opens INTAKE_CRASH_TRACE=FILE, if set, once; a file that cannot be opened is a test bug. */
+static void open_trace(void)
+{
+	const char *trace = getenv("INTAKE_CRASH_TRACE");
+	if (!trace || !*trace)
+		return;
+	trace_fd = open(trace, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (trace_fd < 0) {
+		perror("crash: INTAKE_CRASH_TRACE");
+		abort();
+	}
+}
 
 /* Reads `var` once: NAME:N (INTAKE_CRASH_AT) or NAME:N:SECONDS (INTAKE_STALL_AT). Anything
  * malformed is a test bug, so it aborts. */
@@ -91,6 +112,14 @@ void crash_point(const char *name)
 	if (!crash_at.parsed) {
 		parse_target(&crash_at, "INTAKE_CRASH_AT", false);
 		parse_target(&stall_at, "INTAKE_STALL_AT", true);
+		open_trace();
+	}
+	if (trace_fd >= 0) {
+		/* One write per line, so the trace shows the order points were reached in. */
+		char line[80];
+		int n = snprintf(line, sizeof line, "%s\n", name);
+		if (n >= (int)sizeof line || write(trace_fd, line, (size_t)n) != n)
+			abort();
 	}
 	if (hit(&stall_at, name)) {
 		/* The daemon is single-threaded here: a test changes the files meanwhile. */

@@ -3,7 +3,8 @@
  * INTAKE_CRASH_AT=NAME:N the daemon kills itself with SIGKILL the Nth time NAME is reached, so
  * tests/daemon_test.sh crashpoints can check that recovery holds at every one of them. With
  * INTAKE_STALL_AT=NAME:N:SECONDS it sleeps there instead, so a test can change the inbox at that
- * exact moment (daemon_test.sh replace).
+ * exact moment (daemon_test.sh replace); with INTAKE_CRASH_TRACE=FILE it appends the name of
+ * every point it reaches to FILE.
  * Release builds compile every point to nothing. */
 #pragma once
 

@@ -1074,10 +1074,17 @@ static int drop_reprocessed_original(struct jobs *j, struct ex_job *old)
 	    0) {
 		char err_name[320];
 		snprintf(err_name, sizeof err_name, "%s.error.json", old->dest);
+		crash_point("reprocess.unlink.before");
 		unlinkat(dirfd, old->dest, 0);
-		if (failed)
+		crash_point("reprocess.unlink.after");
+		if (failed) {
+			crash_point("reprocess.unlink-record.before");
 			unlinkat(dirfd, err_name, 0);
+			crash_point("reprocess.unlink-record.after");
+		}
+		crash_point("reprocess.fsync-dir.before");
 		fsync(dirfd);
+		crash_point("reprocess.fsync-dir.after");
 		close(dirfd);
 	}
 	old->dest[0] = '\0';
@@ -1139,6 +1146,7 @@ static int reprocess_one(struct jobs *j, struct ex_job *old, double now)
 	/* A job can be reprocessed once: the new job takes over the original in one transaction. */
 	old->state = EX_JOB_REPROCESSED;
 	old->reprocess = false;
+	crash_point("journal.reprocess.before");
 	if ((rc = ex_journal_begin(j->journal, &err)) < 0 ||
 	    (rc = ex_journal_insert(j->journal, &job, &err)) < 0 ||
 	    (rc = ex_journal_update(j->journal, old, &err)) < 0 ||
@@ -1148,6 +1156,7 @@ static int reprocess_one(struct jobs *j, struct ex_job *old, double now)
 		log_msg(LOG_CRIT, "%s", err.msg);
 		return rc;
 	}
+	crash_point("journal.reprocess.after");
 	j->unsettled++;
 	log_msg(LOG_INFO, "job %s '%s': reprocessing job %s", job.id, esc(e1, job.name), old->id);
 	return drop_reprocessed_original(j, old);

@@ -464,10 +464,32 @@ int spool_publish(int dirfd, const char *name, const char *data, size_t len, mod
 	return rc < 0 ? rc : 0;
 }
 
-/* Copies `src_name` of `src_dirfd` to dest_name through a temporary name, then removes the
- * source: for a destination on another file system (rename cannot cross file systems). */
-static int move_by_copy(int src_dirfd, const char *src_name, int dest_dirfd,
-			const char *dest_name, vlm_err *err)
+/* Whether `a_name` in `a_dirfd` and `b_name` in `b_dirfd` are readable and hold the same bytes
+ * (compared by SHA-256). */
+static bool same_bytes(int a_dirfd, const char *a_name, int b_dirfd, const char *b_name)
+{
+	const int dirs[2] = {a_dirfd, b_dirfd};
+	const char *const names[2] = {a_name, b_name};
+	char digest[2][65] = {"", ""};
+	for (int i = 0; i < 2; i++) {
+		int fd = openat(dirs[i], names[i], O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0)
+			return false;
+		GChecksum *sum = g_checksum_new(G_CHECKSUM_SHA256);
+		bool read_failed;
+		if (copy_fd(fd, -1, sum, &read_failed) >= 0)
+			snprintf(digest[i], sizeof digest[i], "%s", g_checksum_get_string(sum));
+		g_checksum_free(sum);
+		close(fd);
+	}
+	return digest[0][0] && strcmp(digest[0], digest[1]) == 0;
+}
+
+/* Copies `src_name` of `src_dirfd` to `dest_name` of `dest_dirfd` through a temporary name,
+ * fsynced, renamed without overwriting. Returns 0, 1 when the source is gone, -EEXIST when
+ * `dest_name` is taken, or a negative errno. */
+static int copy_into(int src_dirfd, const char *src_name, int dest_dirfd, const char *dest_name,
+		     vlm_err *err)
 {
 	char tmp_name[512];
 	snprintf(tmp_name, sizeof tmp_name, TMP_PREFIX "%s" TMP_SUFFIX, dest_name);
@@ -506,6 +528,21 @@ static int move_by_copy(int src_dirfd, const char *src_name, int dest_dirfd,
 						   strerror(-rc));
 	}
 	crash_point("settle-copy.rename.after");
+	return 0;
+}
+
+/* Moves `src_name` to `dest_name` on another file system (rename cannot cross file systems):
+ * copies, then removes the source. As move_file. */
+static int move_by_copy(int src_dirfd, const char *src_name, int dest_dirfd,
+			const char *dest_name, vlm_err *err)
+{
+	/* A crash after the copy's rename and before the source's unlink leaves both: the copy
+	 * in place is this move's, so the move is finished, not made again under another name
+	 * (which would keep the original twice). */
+	int rc;
+	if (!same_bytes(src_dirfd, src_name, dest_dirfd, dest_name) &&
+	    (rc = copy_into(src_dirfd, src_name, dest_dirfd, dest_name, err)) != 0)
+		return rc;
 	crash_point("settle-copy.fsync-dir-dest.before");
 	if ((rc = spool_fsync_dir(dest_dirfd, dest_name, err)) < 0)
 		return rc;

@@ -64,8 +64,10 @@ int spool_publish(int dirfd, const char *name, const char *data, size_t len, mod
 
 /* Moves active/<id> to `dest_name` in `dest_dirfd` without overwriting (copying when the two are
  * on different file systems), or deletes it when dest_dirfd is -1; fsyncs both directories.
- * Returns 0, 1 when active/<id> was already gone (settled before a crash), -EEXIST when
- * `dest_name` is taken, or a negative errno. */
+ * Across file systems, a `dest_name` that already holds the same bytes is the copy of a move a
+ * crash cut short: the move is finished by removing the source. Returns 0, 1 when active/<id>
+ * was already gone (settled before a crash), -EEXIST when `dest_name` is taken, or a negative
+ * errno. */
 int spool_settle(struct spool *s, const char *id, int dest_dirfd, const char *dest_name,
 		 vlm_err *err);
 
