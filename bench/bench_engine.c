@@ -33,8 +33,13 @@
 #include "membw.h"
 #include "vlm.h"
 
-enum { IMAGE_SIDE = 1024, WARM_SIDE = 112, PREFILL_SHORT = 1024, PREFILL_LONG = 2048,
-       DECODE_STEPS = 32 };
+enum {
+	IMAGE_SIDE = 1024,
+	WARM_SIDE = 112,
+	PREFILL_SHORT = 1024,
+	PREFILL_LONG = 2048,
+	DECODE_STEPS = 32
+};
 
 struct results {
 	int n_threads;
@@ -65,8 +70,7 @@ static uint8_t *synthetic_image(int side)
 /* A 32-bit LCG (Numerical Recipes constants) over [0, n_tokens), skipping special tokens (an
  * image or video placeholder would make the text prompt a malformed multimodal one): the same
  * ids in C and in Python. */
-static void pseudo_random_ids(const struct vlm_model *model, int32_t *ids, int64_t n,
-			      uint32_t seed)
+static void pseudo_random_ids(const struct vlm_model *model, int32_t *ids, int64_t n, uint32_t seed)
 {
 	uint32_t s = seed, below = (uint32_t)vlm_model_n_tokens(model);
 	for (int64_t i = 0; i < n; i++) {
@@ -114,13 +118,16 @@ static int64_t image_prompt(const struct vlm_model_info *info, int64_t n_tokens,
  * one row is read), at the stored element size. */
 static int decode_bytes(const struct vlm_model_info *info, double *bytes, vlm_err *err)
 {
-	int elem = strcmp(info->weight_dtype, "F32") == 0 ? 4
-		 : strcmp(info->weight_dtype, "BF16") == 0 || strcmp(info->weight_dtype, "F16") == 0
-			 ? 2
-			 : 0;
+	int elem =
+		strcmp(info->weight_dtype, "F32") == 0 ? 4
+		: strcmp(info->weight_dtype, "BF16") == 0 || strcmp(info->weight_dtype, "F16") == 0
+			? 2
+			: 0;
 	if (!elem)
-		return vlm_err_set(err, -ENOTSUP, "bench_engine: weight dtype '%s': the roofline "
-				   "needs one dtype", info->weight_dtype);
+		return vlm_err_set(err, -ENOTSUP,
+				   "bench_engine: weight dtype '%s': the roofline "
+				   "needs one dtype",
+				   info->weight_dtype);
 	int64_t embed = (int64_t)info->vocab_size * info->text_hidden;
 	*bytes = (double)(info->n_params_text - embed) * elem;
 	return 0;
@@ -133,8 +140,8 @@ static int run(struct vlm_model *model, struct results *r, vlm_err *err)
 	vlm_model_get_info(model, &info);
 	int64_t n_ctx = PREFILL_LONG + DECODE_STEPS;
 	struct vlm_session *s = NULL;
-	struct vlm_prepped warm = {0}, page = {0};
-	struct vision_clock clock = {0};
+	struct vlm_prepped warm = { 0 }, page = { 0 };
+	struct vision_clock clock = { 0 };
 	float *logits = malloc((size_t)info.vocab_size * sizeof *logits);
 	int32_t *ids = malloc((size_t)n_ctx * sizeof *ids);
 	uint8_t *warm_rgb = synthetic_image(WARM_SIDE), *rgb = synthetic_image(IMAGE_SIDE);
@@ -149,7 +156,8 @@ static int run(struct vlm_model *model, struct results *r, vlm_err *err)
 
 	int64_t n = image_prompt(&info, warm.n_tokens, ids);
 	if ((rc = vlm_session_prefill(s, ids, n, warm.pixel_values,
-				      (const int64_t(*)[3])warm.grid_thw, 1, logits, false, err)) < 0 ||
+				      (const int64_t(*)[3])warm.grid_thw, 1, logits, false, err)) <
+		    0 ||
 	    (rc = vlm_session_decode(s, ids[0], logits, err)) < 0)
 		goto out;
 
@@ -160,12 +168,14 @@ static int run(struct vlm_model *model, struct results *r, vlm_err *err)
 	r->image_tokens = page.n_tokens;
 	r->image_patches = page.n_patches;
 	if (page.n_tokens + 2 > n_ctx) {
-		rc = vlm_err_set(err, -E2BIG, "bench_engine: %lld image tokens exceed the "
-				 "benchmark's context", (long long)page.n_tokens);
+		rc = vlm_err_set(err, -E2BIG,
+				 "bench_engine: %lld image tokens exceed the "
+				 "benchmark's context",
+				 (long long)page.n_tokens);
 		goto out;
 	}
 	n = image_prompt(&info, page.n_tokens, ids);
-	vlm_model_set_trace(model, &(struct vlm_trace){.fn = on_trace, .user = &clock});
+	vlm_model_set_trace(model, &(struct vlm_trace){ .fn = on_trace, .user = &clock });
 	t0 = membw_now_s();
 	rc = vlm_session_prefill(s, ids, n, page.pixel_values, (const int64_t(*)[3])page.grid_thw,
 				 1, logits, false, err);
@@ -175,7 +185,7 @@ static int run(struct vlm_model *model, struct results *r, vlm_err *err)
 	if (rc < 0)
 		goto out;
 
-	static const int64_t lengths[2] = {PREFILL_SHORT, PREFILL_LONG};
+	static const int64_t lengths[2] = { PREFILL_SHORT, PREFILL_LONG };
 	for (int i = 1; i >= 0; i--) { /* 2k first, so the 1k sequence is the one decode extends */
 		pseudo_random_ids(model, ids, lengths[i], 1u + (uint32_t)i);
 		t0 = membw_now_s();
@@ -244,14 +254,16 @@ static int write_json(const char *path, const struct results *r, vlm_err *err)
 	if (!f)
 		return vlm_err_set(err, -errno, "bench_engine: '%s': cannot write: %s", path,
 				   strerror(errno));
-	fprintf(f, "{\"engine\": \"intake\", \"precision\": \"%s\", \"threads\": %d, \"load_s\": %.4f, \"prep_s\": %.4f, "
+	fprintf(f,
+		"{\"engine\": \"intake\", \"precision\": \"%s\", \"threads\": %d, \"load_s\": "
+		"%.4f, \"prep_s\": %.4f, "
 		"\"vision_s\": %.4f, \"image_prefill_s\": %.4f, \"image_tokens\": %lld, "
 		"\"image_patches\": %lld, \"prefill_1k_s\": %.4f, \"prefill_2k_s\": %.4f, "
 		"\"decode_steps\": %d, \"decode_s\": %.4f, \"decode_best_step_s\": %.4f, "
 		"\"peak_rss_mib\": %.1f, \"bandwidth_gb_s\": %.3f, \"bytes_per_token\": %.0f}\n",
-		r->bf16 ? "bf16" : "f32", r->n_threads, r->load_s, r->prep_s, r->vision_s, r->image_prefill_s,
-		(long long)r->image_tokens, (long long)r->image_patches, r->prefill_s[0],
-		r->prefill_s[1], DECODE_STEPS, r->decode_s, r->decode_best_s,
+		r->bf16 ? "bf16" : "f32", r->n_threads, r->load_s, r->prep_s, r->vision_s,
+		r->image_prefill_s, (long long)r->image_tokens, (long long)r->image_patches,
+		r->prefill_s[0], r->prefill_s[1], DECODE_STEPS, r->decode_s, r->decode_best_s,
 		r->peak_rss_kib / 1024.0, r->bw_gb_s, r->bytes_per_token);
 	if (fclose(f) != 0)
 		return vlm_err_set(err, -EIO, "bench_engine: '%s': write failed", path);
@@ -277,19 +289,20 @@ int main(int argc, char **argv)
 			usage = true;
 	}
 	if (!dir || usage || n_threads < 0) {
-		fprintf(stderr, "usage: bench_engine MODEL_DIR [--threads N] [--precision f32|bf16] "
+		fprintf(stderr,
+			"usage: bench_engine MODEL_DIR [--threads N] [--precision f32|bf16] "
 			"[--json FILE]\n");
 		return 2;
 	}
-	vlm_err err = {0};
-	struct results r = {.bf16 = bf16};
+	vlm_err err = { 0 };
+	struct results r = { .bf16 = bf16 };
 	struct vlm_pool *pool = NULL;
 	struct vlm_model *model = NULL;
 	int rc = vlm_pool_new(n_threads, &pool, &err);
 	if (rc == 0) {
 		r.n_threads = vlm_pool_n_threads(pool);
 		double t0 = membw_now_s();
-		struct vlm_model_opts opts = {.n_threads = r.n_threads, .bf16_activations = bf16};
+		struct vlm_model_opts opts = { .n_threads = r.n_threads, .bf16_activations = bf16 };
 		rc = vlm_model_load(dir, &opts, &model, &err);
 		r.load_s = membw_now_s() - t0;
 	}

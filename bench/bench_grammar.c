@@ -79,10 +79,12 @@ static void make_vocab(struct vocab_build *b)
 		t[0] = (char)i;
 		add(b, t, 1);
 	}
-	static const char *const json[] = {
-		"\",", "\":\"", "\"}", "{\"", "},{\"", "\":", "\"]", "\"],\"", "}]", "]}", "\",\"",
-		"\\\"", "\\u00", "\\n", "\\\\", "\":{\"", "\":[", "\":[{\"", "null", "true", "false",
-		"\":null", "\":true", "\":false", ",\"", "\n", "\n\n", "\":\"\",\""};
+	static const char *const json[] = { "\",",    "\":\"",   "\"}",       "{\"",      "},{\"",
+					    "\":",    "\"]",     "\"],\"",    "}]",       "]}",
+					    "\",\"",  "\\\"",    "\\u00",     "\\n",      "\\\\",
+					    "\":{\"", "\":[",    "\":[{\"",   "null",     "true",
+					    "false",  "\":null", "\":true",   "\":false", ",\"",
+					    "\n",     "\n\n",    "\":\"\",\"" };
 	for (size_t i = 0; i < sizeof json / sizeof json[0]; i++)
 		add(b, json[i], strlen(json[i]));
 	for (int i = 0; i < 1000; i++) { /* digit runs: 0-9, 00-99, 000-999 */
@@ -145,13 +147,12 @@ static void report(const char *what, double *t, size_t n)
 	for (size_t i = 0; i < n; i++)
 		sum += t[i];
 	qsort(t, n, sizeof *t, cmp_double);
-	double mean = sum / (double)n, p99 = t[(size_t)((double)(n - 1) * 0.99)],
-	       max = t[n - 1];
+	double mean = sum / (double)n, p99 = t[(size_t)((double)(n - 1) * 0.99)], max = t[n - 1];
 	printf("%-34s n %6zu  mean %9.1f us  p99 %9.1f us  max %9.1f us\n", what, n, mean * 1e6,
 	       p99 * 1e6, max * 1e6);
 	printf("%-34s mean %.4f%% / p99 %.4f%% of a CPU step (0.77 s), mean %.2f%% / p99 %.2f%% "
-	       "of an H100 step (6.4 ms)\n", "", mean / 0.77 * 100, p99 / 0.77 * 100,
-	       mean / 6.4e-3 * 100, p99 / 6.4e-3 * 100);
+	       "of an H100 step (6.4 ms)\n",
+	       "", mean / 0.77 * 100, p99 / 0.77 * 100, mean / 6.4e-3 * 100, p99 / 6.4e-3 * 100);
 }
 
 int main(int argc, char **argv)
@@ -175,7 +176,7 @@ int main(int argc, char **argv)
 	struct ex_vocab *v = NULL;
 	struct ex_grammar *g = NULL;
 	struct ex_grammar_state *s = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	double t0 = now();
 	if (ex_schema_load(schema_path, &schema, &err) < 0 ||
 	    ex_vocab_new(N_VOCAB, bytes, b.n, flags, &v, &err) < 0) {
@@ -248,7 +249,8 @@ int main(int argc, char **argv)
 	}
 	ex_grammar_stats(g, &st1);
 	printf("walk: %zu answers, %zu tokens, %zu bytes of JSON; %zu token sets cached, %zu "
-	       "shared bitsets\n", n_answers, n_warm, n_bytes, st1.n_sets, st1.n_shared);
+	       "shared bitsets\n",
+	       n_answers, n_warm, n_bytes, st1.n_sets, st1.n_shared);
 	report("cold (first mask in a state)", cold, n_cold);
 	report("walk, state already cached", first, n_first);
 	report("steady state (replay)", warm, n_warm);

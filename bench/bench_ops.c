@@ -47,9 +47,12 @@ static double time_matmul(struct vlm_ops *ops, int64_t M, int64_t N, int64_t K, 
 {
 	double best = 1e30;
 	for (int r = 0; r < runs; r++) {
-		struct vlm_tensor t = {.name = "bench.weight", .dtype = VLM_DTYPE_BF16, .n_dims = 2,
-				       .shape = {N, K}, .data = w[r % copies],
-				       .n_bytes = sizeof(uint16_t) * (size_t)(N * K)};
+		struct vlm_tensor t = { .name = "bench.weight",
+					.dtype = VLM_DTYPE_BF16,
+					.n_dims = 2,
+					.shape = { N, K },
+					.data = w[r % copies],
+					.n_bytes = sizeof(uint16_t) * (size_t)(N * K) };
 		vlm_err err;
 		double t0 = membw_now_s();
 		if (vlm_op_matmul(ops, y, x, M, &t, NULL, &err) < 0) {
@@ -84,7 +87,7 @@ int main(int argc, char **argv)
 	}
 	printf("%-40s %8.1f GB/s %12s\n", "memory read (1 GiB buffer), all threads", bw, "");
 
-	static const int64_t shapes[][2] = {{4096, 4096}, {13696, 4096}};
+	static const int64_t shapes[][2] = { { 4096, 4096 }, { 13696, 4096 } };
 	float *x = malloc(sizeof(float) * 512 * 4096), *y = malloc(sizeof(float) * 512 * 13696);
 	for (int64_t i = 0; i < 512 * 4096; i++)
 		x[i] = (float)(i % 17) * 0.01f - 0.08f;
@@ -96,22 +99,25 @@ int main(int argc, char **argv)
 		for (int impl = VLM_OPS_PORTABLE; impl < VLM_OPS_IMPL_COUNT; impl++) {
 			if (vlm_ops_set_impl(ops, (enum vlm_ops_impl)impl, NULL) < 0)
 				continue;
-			double t = time_matmul(ops, 1, N, K, w, copies, MATVEC_ROUNDS * copies, x, y);
+			double t =
+				time_matmul(ops, 1, N, K, w, copies, MATVEC_ROUNDS * copies, x, y);
 			char what[80];
 			snprintf(what, sizeof what, "matvec bf16 %lldx%lld M=1 %s", (long long)N,
 				 (long long)K, vlm_ops_impl_name((enum vlm_ops_impl)impl));
 			printf("%-40s %8.1f GB/s %10.0f %%   (%.2f ms)\n", what, bytes / t / 1e9,
 			       100.0 * bytes / t / 1e9 / bw, t * 1e3);
 		}
-		vlm_ops_set_impl(ops, vlm_ops_impl_supported(VLM_OPS_AVX2) ? VLM_OPS_AVX2
-									  : VLM_OPS_PORTABLE, NULL);
+		vlm_ops_set_impl(
+			ops, vlm_ops_impl_supported(VLM_OPS_AVX2) ? VLM_OPS_AVX2 : VLM_OPS_PORTABLE,
+			NULL);
 		for (int bf16 = 0; s == 0 && bf16 < 2; bf16++) {
 			if (vlm_ops_set_bf16(ops, bf16, NULL) < 0)
 				continue;
 			double t = time_matmul(ops, 512, N, K, w, 1, MATMUL_REPEATS, x, y);
 			double flops = 2.0 * 512 * (double)(N * K);
 			printf("%-40s %6.1f GFLOP/s %12s (%.1f ms)\n",
-			       bf16 ? "matmul bf16 4096x4096 M=512 x in bf16" : "matmul bf16 4096x4096 M=512",
+			       bf16 ? "matmul bf16 4096x4096 M=512 x in bf16"
+				    : "matmul bf16 4096x4096 M=512",
 			       flops / t / 1e9, "", t * 1e3);
 		}
 		vlm_ops_set_bf16(ops, false, NULL);
@@ -122,15 +128,25 @@ int main(int argc, char **argv)
 
 	enum { ATT_L = 2048, ATT_H = 12, ATT_HD = 128 };
 	int64_t n = (int64_t)ATT_L * ATT_H * ATT_HD;
-	float *qkv = malloc(sizeof(float) * (size_t)(3 * n)), *out = malloc(sizeof(float) * (size_t)n);
+	float *qkv = malloc(sizeof(float) * (size_t)(3 * n)),
+	      *out = malloc(sizeof(float) * (size_t)n);
 	for (int64_t i = 0; i < 3 * n; i++)
 		qkv[i] = (float)(i % 23) * 0.01f - 0.11f;
-	const int32_t cu[] = {0, ATT_L};
-	struct vlm_attn a = {.L = ATT_L, .T = ATT_L, .n_head = ATT_H, .n_kv_head = ATT_H,
-			     .head_dim = ATT_HD, .q = qkv, .q_stride = 3 * ATT_H * ATT_HD,
-			     .k = qkv + ATT_H * ATT_HD, .v = qkv + 2 * ATT_H * ATT_HD,
-			     .kv_stride = 3 * ATT_H * ATT_HD, .out = out,
-			     .mask = VLM_ATTN_SEGMENTS, .cu_seqlens = cu, .n_segments = 1};
+	const int32_t cu[] = { 0, ATT_L };
+	struct vlm_attn a = { .L = ATT_L,
+			      .T = ATT_L,
+			      .n_head = ATT_H,
+			      .n_kv_head = ATT_H,
+			      .head_dim = ATT_HD,
+			      .q = qkv,
+			      .q_stride = 3 * ATT_H * ATT_HD,
+			      .k = qkv + ATT_H * ATT_HD,
+			      .v = qkv + 2 * ATT_H * ATT_HD,
+			      .kv_stride = 3 * ATT_H * ATT_HD,
+			      .out = out,
+			      .mask = VLM_ATTN_SEGMENTS,
+			      .cu_seqlens = cu,
+			      .n_segments = 1 };
 	for (int bf16 = 0; bf16 < 2; bf16++) {
 		if (vlm_ops_set_bf16(ops, bf16, NULL) < 0)
 			continue;
@@ -145,7 +161,8 @@ int main(int argc, char **argv)
 			best = dt < best ? dt : best;
 		}
 		printf("%-40s %6.1f GFLOP/s %12s (%.1f ms)\n",
-		       bf16 ? "attention 2048x2048 x12 heads of 128 bf16" : "attention 2048x2048, 12 heads of 128",
+		       bf16 ? "attention 2048x2048 x12 heads of 128 bf16"
+			    : "attention 2048x2048, 12 heads of 128",
 		       4.0 * ATT_L * ATT_L * ATT_HD * ATT_H / best / 1e9, "", best * 1e3);
 	}
 	vlm_ops_set_bf16(ops, false, NULL);

@@ -63,17 +63,18 @@ static void draw_invoice_page(cairo_t *cr, int page)
 	text_at(cr, 420, 140, 10, line);
 	text_at(cr, 420, 154, 10, "Date: 14 March 2024");
 	text_at(cr, 420, 168, 10, "Due: 13 April 2024");
-	static const char *const bill_to[] = {"Bill to:", "ACME Retail Ltd.", "Accounts Payable",
-					      "17 King Street", "Manchester M2 4LQ", "United Kingdom"};
+	static const char *const bill_to[] = { "Bill to:",          "ACME Retail Ltd.",
+					       "Accounts Payable",  "17 King Street",
+					       "Manchester M2 4LQ", "United Kingdom" };
 	for (int i = 0; i < 6; i++)
 		text_at(cr, 56, 140 + 14 * i, 10, bill_to[i]);
 
-	double top = 250, row_h = 18, x[5] = {56, 96, 330, 400, 470};
+	double top = 250, row_h = 18, x[5] = { 56, 96, 330, 400, 470 };
 	cairo_set_source_rgb(cr, 0.88, 0.91, 0.95);
 	cairo_rectangle(cr, 56, top, 483, row_h);
 	cairo_fill(cr);
 	cairo_set_source_rgb(cr, 0, 0, 0);
-	static const char *const head[] = {"Pos.", "Description", "Qty", "Unit price", "Amount"};
+	static const char *const head[] = { "Pos.", "Description", "Qty", "Unit price", "Amount" };
 	for (int c = 0; c < 5; c++)
 		text_at(cr, x[c] + 4, top + 13, 9.5, head[c]);
 	cairo_set_line_width(cr, 0.5);
@@ -115,8 +116,9 @@ static void draw_invoice_page(cairo_t *cr, int page)
 	snprintf(line, sizeof line, "Net EUR %.2f + 19%% VAT EUR %.2f", total, total * 0.19);
 	text_at(cr, 360, ty + 16, 9, line);
 	cairo_set_source_rgb(cr, 0.4, 0.4, 0.4);
-	text_at(cr, 56, 800, 8, "Bank: Hamburger Sparkasse - IBAN DE89 3704 0044 0532 0130 00 - "
-				"BIC HASPDEHHXXX - Payment within 30 days, no deduction.");
+	text_at(cr, 56, 800, 8,
+		"Bank: Hamburger Sparkasse - IBAN DE89 3704 0044 0532 0130 00 - "
+		"BIC HASPDEHHXXX - Payment within 30 days, no deduction.");
 	snprintf(line, sizeof line, "Page %d of %d", page, N_INVOICE_PAGES);
 	text_at(cr, 500, 815, 8, line);
 }
@@ -151,7 +153,7 @@ static double time_ours(const char *path, double dpi, size_t *n_pages)
 	lim.max_total_pixels = UINT64_MAX / 4;
 	double best = INFINITY;
 	for (int r = 0; r < N_RUNS; r++) {
-		vlm_err err = {0};
+		vlm_err err = { 0 };
 		struct ex_doc *doc = NULL;
 		double t0 = now_s();
 		if (ex_doc_load(path, &lim, &doc, &err) < 0) {
@@ -184,7 +186,7 @@ static double time_pdftoppm(const char *path, int dpi, const char *outdir)
 	char res[16], prefix[512];
 	snprintf(res, sizeof res, "%d", dpi);
 	snprintf(prefix, sizeof prefix, "%s/p", outdir);
-	char *argv[] = {"pdftoppm", "-r", res, (char *)path, prefix, NULL};
+	char *argv[] = { "pdftoppm", "-r", res, (char *)path, prefix, NULL };
 	double best = INFINITY;
 	for (int r = 0; r < N_RUNS; r++) {
 		pid_t pid;
@@ -229,7 +231,7 @@ int main(int argc, char **argv)
 	printf("file: %s\n", argc == 2 ? path : "generated 10-page A4 invoice");
 	printf("%5s %7s %14s %14s %12s\n", "dpi", "pages", "ours pages/s", "pdftoppm p/s",
 	       "ours/pdftoppm");
-	static const int dpis[] = {150, 200, 300};
+	static const int dpis[] = { 150, 200, 300 };
 	for (size_t i = 0; i < sizeof dpis / sizeof dpis[0]; i++) {
 		size_t n_pages = 0;
 		double ours = time_ours(path, dpis[i], &n_pages);

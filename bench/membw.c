@@ -30,7 +30,7 @@ static void read_task(void *ctx, int64_t task, int thread)
 {
 	struct read_job *j = ctx;
 	const float *p = j->data + task * j->per_task;
-	float acc[16] = {0};
+	float acc[16] = { 0 };
 	for (int64_t i = 0; i < j->per_task; i += 16)
 		for (int l = 0; l < 16; l++)
 			acc[l] += p[i + l];
@@ -46,8 +46,10 @@ int membw_read(struct vlm_pool *pool, size_t bytes, double *gb_per_s, vlm_err *e
 	int n_slices = (int)(bytes / slice);
 	*gb_per_s = 0;
 	if (n_slices < 2)
-		return vlm_err_set(err, -EINVAL, "membw: a buffer of %zu bytes is under two 128 MiB "
-				   "slices", bytes);
+		return vlm_err_set(err, -EINVAL,
+				   "membw: a buffer of %zu bytes is under two 128 MiB "
+				   "slices",
+				   bytes);
 	struct read_job *j = calloc(1, sizeof *j);
 	float *data = malloc(bytes);
 	if (!j || !data) {

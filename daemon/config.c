@@ -15,16 +15,16 @@
 
 #include "config.h"
 
-static const char *const watch_names[] = {"auto", "inotify", "poll"};
+static const char *const watch_names[] = { "auto", "inotify", "poll" };
 _Static_assert(sizeof watch_names / sizeof watch_names[0] == CONFIG_WATCH_COUNT, "watch names");
-static const char *const originals_names[] = {"archive", "delete"};
+static const char *const originals_names[] = { "archive", "delete" };
 _Static_assert(sizeof originals_names / sizeof originals_names[0] == CONFIG_ORIGINALS_COUNT,
 	       "originals names");
-static const char *const duplicates_names[] = {"notice", "reuse"};
+static const char *const duplicates_names[] = { "notice", "reuse" };
 _Static_assert(sizeof duplicates_names / sizeof duplicates_names[0] == CONFIG_DUPLICATES_COUNT,
 	       "duplicates names");
-static const char *const device_names[] = {"auto", "cpu", "cuda"};
-static const char *const precision_names[] = {"f32", "bf16"};
+static const char *const device_names[] = { "auto", "cpu", "cuda" };
+static const char *const precision_names[] = { "f32", "bf16" };
 
 struct loader {
 	const char *file;
@@ -35,9 +35,8 @@ struct loader {
 	void *user;
 };
 
-__attribute__((format(printf, 4, 5))) static void problem(struct loader *l,
-							   const yaml_node_t *node,
-							   const char *key, const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static void problem(struct loader *l, const yaml_node_t *node,
+							  const char *key, const char *fmt, ...)
 {
 	char what[256], line[640];
 	va_list ap;
@@ -188,12 +187,13 @@ static bool parse_number(const char *s, const struct unit *units, double *out)
 	return false;
 }
 
-static const struct unit duration_units[] = {
-	{"ms", 0.001}, {"s", 1}, {"m", 60}, {"min", 60}, {"h", 3600}, {NULL, 0}};
+static const struct unit duration_units[] = { { "ms", 0.001 }, { "s", 1 },    { "m", 60 },
+					      { "min", 60 },   { "h", 3600 }, { NULL, 0 } };
 static const struct unit size_units[] = {
-	{"K", 1024.0},         {"KiB", 1024.0},         {"M", 1048576.0},
-	{"MiB", 1048576.0},    {"G", 1073741824.0},     {"GiB", 1073741824.0},
-	{"T", 1099511627776.0}, {"TiB", 1099511627776.0}, {NULL, 0}};
+	{ "K", 1024.0 },          { "KiB", 1024.0 },          { "M", 1048576.0 },
+	{ "MiB", 1048576.0 },     { "G", 1073741824.0 },      { "GiB", 1073741824.0 },
+	{ "T", 1099511627776.0 }, { "TiB", 1099511627776.0 }, { NULL, 0 }
+};
 
 static bool set_duration(struct loader *l, const yaml_node_t *node, const char *key, double min,
 			 double max, double *dst)
@@ -295,19 +295,24 @@ static void inbox_pair(struct loader *l, const char *key, const yaml_node_t *kno
 		set_path(l, v, full, &c->box->path);
 	} else if (strcmp(key, "name") == 0) {
 		if (set_string(l, v, full, &c->box->name) && !valid_name(c->box->name))
-			problem(l, v, full, "'%s': use letters, digits, '-', '_' and '.' "
-				"(not first), at most 64", c->box->name);
+			problem(l, v, full,
+				"'%s': use letters, digits, '-', '_' and '.' "
+				"(not first), at most 64",
+				c->box->name);
 	} else if (strcmp(key, "schema") == 0) {
 		if (set_string(l, v, full, &c->box->schema) && !valid_name(c->box->schema))
-			problem(l, v, full, "'%s' is not a schema name (letters, digits, '-', "
-				"'_', '.')", c->box->schema);
+			problem(l, v, full,
+				"'%s' is not a schema name (letters, digits, '-', "
+				"'_', '.')",
+				c->box->schema);
 	} else if (strcmp(key, "watch") == 0) {
 		if (set_enum(l, v, full, watch_names, CONFIG_WATCH_COUNT, &e))
 			c->box->watch = (enum config_watch)e;
 	} else if (strcmp(key, "stability") == 0) {
 		set_duration(l, v, full, 0, 3600, &c->box->stability_s);
 	} else {
-		problem(l, knode, full, "unknown key (known: path, name, schema, watch, "
+		problem(l, knode, full,
+			"unknown key (known: path, name, schema, watch, "
 			"stability)");
 	}
 }
@@ -334,7 +339,7 @@ static void load_inboxes(struct loader *l, struct config *cfg, const yaml_node_t
 			yaml_document_get_node(&l->doc, list->data.sequence.items.start[i]);
 		struct config_inbox *box = &cfg->inboxes[cfg->n_inboxes++];
 		box->stability_s = default_stability;
-		struct inbox_ctx c = {.cfg = cfg, .box = box};
+		struct inbox_ctx c = { .cfg = cfg, .box = box };
 		snprintf(c.key, sizeof c.key, "inboxes[%zu]", i + 1);
 		each_pair(l, item, c.key, inbox_pair, &c);
 		if (!box->path) {
@@ -345,8 +350,10 @@ static void load_inboxes(struct loader *l, struct config *cfg, const yaml_node_t
 			const char *slash = strrchr(box->path, '/');
 			box->name = strdup(slash && slash[1] ? slash + 1 : "inbox");
 			if (!box->name || !valid_name(box->name))
-				problem(l, item, c.key, "the directory name '%s' cannot name its "
-					"outbox folder; set 'name'", box->path);
+				problem(l, item, c.key,
+					"the directory name '%s' cannot name its "
+					"outbox folder; set 'name'",
+					box->path);
 		}
 	}
 }
@@ -362,8 +369,10 @@ static void retry_pair(struct loader *l, const char *key, const yaml_node_t *kno
 	else if (strcmp(key, "max_backoff") == 0)
 		set_duration(l, v, "retry.max_backoff", 0.01, 7 * 86400, &cfg->backoff_max_s);
 	else
-		problem(l, knode, "retry", "unknown key '%s' (known: attempts, backoff, "
-			"max_backoff)", key);
+		problem(l, knode, "retry",
+			"unknown key '%s' (known: attempts, backoff, "
+			"max_backoff)",
+			key);
 }
 
 static void limits_pair(struct loader *l, const char *key, const yaml_node_t *knode,
@@ -395,7 +404,8 @@ static void limits_pair(struct loader *l, const char *key, const yaml_node_t *kn
 	else if (strcmp(key, "parse_cpu") == 0)
 		set_duration(l, v, full, 1, 86400, &cfg->parse_cpu_s);
 	else
-		problem(l, knode, full, "unknown key (known: max_file_bytes, max_pages, "
+		problem(l, knode, full,
+			"unknown key (known: max_file_bytes, max_pages, "
 			"max_page_pixels, max_total_pixels, pdf_pixel_budget, pdf_max_dpi, "
 			"parse_timeout, parse_memory, parse_cpu)");
 }
@@ -459,7 +469,8 @@ static void top_pair(struct loader *l, const char *key, const yaml_node_t *knode
 	else if (strcmp(key, "limits") == 0)
 		each_pair(l, v, key, limits_pair, cfg);
 	else
-		problem(l, knode, key, "unknown key (known: inboxes, outbox, archive, failed, "
+		problem(l, knode, key,
+			"unknown key (known: inboxes, outbox, archive, failed, "
 			"state, model, device, precision, schemas, max_tokens, context, workers, "
 			"max_claimed, "
 			"spool_min_free, stability, "
@@ -481,8 +492,10 @@ static void check_layout(struct loader *l, struct config *cfg)
 {
 	const struct {
 		const char *key, *path;
-	} own[] = {{"outbox", cfg->outbox}, {"archive", cfg->archive}, {"failed", cfg->failed},
-		   {"state", cfg->state}};
+	} own[] = { { "outbox", cfg->outbox },
+		    { "archive", cfg->archive },
+		    { "failed", cfg->failed },
+		    { "state", cfg->state } };
 	for (size_t i = 0; i < cfg->n_inboxes; i++) {
 		const struct config_inbox *a = &cfg->inboxes[i];
 		if (!a->path || !a->name)
@@ -495,16 +508,18 @@ static void check_layout(struct loader *l, struct config *cfg)
 				problem(l, NULL, NULL, "inboxes %zu and %zu overlap ('%s', '%s')",
 					j + 1, i + 1, b->path, a->path);
 			if (strcmp(a->name, b->name) == 0)
-				problem(l, NULL, NULL, "inboxes %zu and %zu have the same name '%s'; "
-					"set 'name' so their results stay apart", j + 1, i + 1,
-					a->name);
+				problem(l, NULL, NULL,
+					"inboxes %zu and %zu have the same name '%s'; "
+					"set 'name' so their results stay apart",
+					j + 1, i + 1, a->name);
 		}
 		for (size_t k = 0; k < sizeof own / sizeof own[0]; k++)
-			if (cfg->originals == CONFIG_ORIGINALS_ARCHIVE || strcmp(own[k].key, "archive"))
+			if (cfg->originals == CONFIG_ORIGINALS_ARCHIVE ||
+			    strcmp(own[k].key, "archive"))
 				if (path_within(a->path, own[k].path) ||
 				    path_within(own[k].path, a->path))
-					problem(l, NULL, NULL, "inbox %zu '%s' overlaps %s '%s'", i + 1,
-						a->path, own[k].key, own[k].path);
+					problem(l, NULL, NULL, "inbox %zu '%s' overlaps %s '%s'",
+						i + 1, a->path, own[k].key, own[k].path);
 	}
 }
 
@@ -548,9 +563,9 @@ static int demo_defaults(struct config *cfg, vlm_err *err)
 		return vlm_err_set(err, -ENOMEM, "config: out of memory");
 	}
 	cfg->n_inboxes = 1;
-	cfg->inboxes[0] = (struct config_inbox){.name = strdup("inbox"),
+	cfg->inboxes[0] = (struct config_inbox){ .name = strdup("inbox"),
 						 .path = resolve(base, "inbox"),
-						 .stability_s = 2};
+						 .stability_s = 2 };
 	free(base);
 	if (!cfg->inboxes[0].name || !cfg->inboxes[0].path)
 		return vlm_err_set(err, -ENOMEM, "config: out of memory");
@@ -574,7 +589,7 @@ static char *file_dir(const char *path)
 static int load_file(const char *path, struct config *cfg, config_report_fn *report, void *user,
 		     vlm_err *err)
 {
-	struct loader l = {.file = path, .report = report, .user = user};
+	struct loader l = { .file = path, .report = report, .user = user };
 	FILE *f = fopen(path, "rb");
 	if (!f)
 		return vlm_err_set(err, -errno, "config: '%s': cannot open: %s", path,
@@ -607,7 +622,7 @@ static int load_file(const char *path, struct config *cfg, config_report_fn *rep
 	fclose(f);
 
 	const yaml_node_t *root = yaml_document_get_root_node(&l.doc);
-	struct top_ctx t = {.cfg = cfg, .stability = 2};
+	struct top_ctx t = { .cfg = cfg, .stability = 2 };
 	if (!root)
 		problem(&l, NULL, NULL, "the file is empty; at least 'inboxes' is needed");
 	else
@@ -617,7 +632,8 @@ static int load_file(const char *path, struct config *cfg, config_report_fn *rep
 	if (t.inboxes)
 		load_inboxes(&l, cfg, t.inboxes, t.stability);
 	if (cfg->backoff_max_s < cfg->backoff_initial_s)
-		problem(&l, NULL, NULL, "retry.max_backoff (%gs) is shorter than retry.backoff (%gs)",
+		problem(&l, NULL, NULL,
+			"retry.max_backoff (%gs) is shorter than retry.backoff (%gs)",
 			cfg->backoff_max_s, cfg->backoff_initial_s);
 	check_layout(&l, cfg);
 	yaml_document_delete(&l.doc);

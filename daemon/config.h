@@ -12,9 +12,18 @@
 
 #define CONFIG_DEFAULT_PATH "/etc/intake/intake.yaml"
 
-enum config_watch { CONFIG_WATCH_AUTO, CONFIG_WATCH_INOTIFY, CONFIG_WATCH_POLL, CONFIG_WATCH_COUNT };
+enum config_watch {
+	CONFIG_WATCH_AUTO,
+	CONFIG_WATCH_INOTIFY,
+	CONFIG_WATCH_POLL,
+	CONFIG_WATCH_COUNT
+};
 enum config_originals { CONFIG_ORIGINALS_ARCHIVE, CONFIG_ORIGINALS_DELETE, CONFIG_ORIGINALS_COUNT };
-enum config_duplicates { CONFIG_DUPLICATES_NOTICE, CONFIG_DUPLICATES_REUSE, CONFIG_DUPLICATES_COUNT };
+enum config_duplicates {
+	CONFIG_DUPLICATES_NOTICE,
+	CONFIG_DUPLICATES_REUSE,
+	CONFIG_DUPLICATES_COUNT
+};
 
 struct config_inbox {
 	char *name;   /* results, archive and failed files go to <dir>/<name>/ */
@@ -34,19 +43,20 @@ struct config {
 	char *schemas;   /* where inboxes' schemas are found; NULL: ex_schema_dir_default() */
 	int max_tokens;  /* per prompt of schema extraction; 0: the extractor's default */
 	int context;     /* tokens per prompt; 0: the extractor's default */
-	int workers;                                     /* sandboxed parser children at once */
-	int max_claimed;          /* jobs claimed but unfinished before claiming pauses */
-	uint64_t spool_min_free;  /* bytes free on the state file system below which claiming pauses */
+	int workers;     /* sandboxed parser children at once */
+	int max_claimed; /* jobs claimed but unfinished before claiming pauses */
+	uint64_t
+		spool_min_free; /* bytes free on the state file system below which claiming pauses */
 	double poll_interval_s;   /* listing interval of polled inboxes */
 	double rescan_interval_s; /* full scan of every inbox, the safety net under inotify */
 	enum config_originals originals;
 	enum config_duplicates duplicates;
-	int max_attempts;         /* crashes or timeouts of one document before it is failed */
+	int max_attempts; /* crashes or timeouts of one document before it is failed */
 	double backoff_initial_s, backoff_max_s;
 	struct ex_limits limits;
-	double parse_timeout_s;   /* the parser child is killed after this long */
-	uint64_t parse_memory;    /* the child's address-space limit */
-	double parse_cpu_s;       /* the child's CPU-time limit */
+	double parse_timeout_s; /* the parser child is killed after this long */
+	uint64_t parse_memory;  /* the child's address-space limit */
+	double parse_cpu_s;     /* the child's CPU-time limit */
 };
 
 /* Receives each problem found, one line "config: 'FILE' line N: key 'K': what is wrong". */

@@ -19,29 +19,29 @@
 
 /* One pair per durable step, in the order a document meets them. */
 const char *const crash_point_names[] = {
-	AROUND("claim.fsync"),		/* the spool copy */
-	AROUND("claim.rename"),		/* spool/claim -> spool/active */
-	AROUND("claim.fsync-dir"),	/* spool/active */
-	AROUND("journal.insert"),	/* the claim's commit */
-	AROUND("inbox.hide"),		/* the original takes its private name */
-	AROUND("inbox.unlink"),		/* ...and leaves the inbox */
+	AROUND("claim.fsync"),     /* the spool copy */
+	AROUND("claim.rename"),    /* spool/claim -> spool/active */
+	AROUND("claim.fsync-dir"), /* spool/active */
+	AROUND("journal.insert"),  /* the claim's commit */
+	AROUND("inbox.hide"),      /* the original takes its private name */
+	AROUND("inbox.unlink"),    /* ...and leaves the inbox */
 	AROUND("inbox.fsync-dir"),
 	AROUND("spool.discard-unlink"), /* a claim seen twice; originals: delete */
 	AROUND("spool.discard-fsync-dir"),
-	AROUND("journal.update"),	/* every later state change */
-	AROUND("publish.fsync"),	/* result, duplicate notice or error record */
+	AROUND("journal.update"), /* every later state change */
+	AROUND("publish.fsync"),  /* result, duplicate notice or error record */
 	AROUND("publish.rename"),
 	AROUND("publish.fsync-dir"),
-	AROUND("settle.rename"),	/* the original to archive/ or failed/ */
+	AROUND("settle.rename"), /* the original to archive/ or failed/ */
 	AROUND("settle.fsync-dir-dest"),
 	AROUND("settle.fsync-dir-src"),
-	AROUND("settle-copy.fsync"),	/* archive/ or failed/ on another file system */
+	AROUND("settle-copy.fsync"), /* archive/ or failed/ on another file system */
 	AROUND("settle-copy.rename"),
 	AROUND("settle-copy.fsync-dir-dest"),
 	AROUND("settle-copy.unlink"),
 	AROUND("settle-copy.fsync-dir-src"),
-	AROUND("journal.reprocess"),	/* a reprocess request: the new job takes over */
-	AROUND("reprocess.unlink"),	/* the archived or failed copy it replaces */
+	AROUND("journal.reprocess"),       /* a reprocess request: the new job takes over */
+	AROUND("reprocess.unlink"),        /* the archived or failed copy it replaces */
 	AROUND("reprocess.unlink-record"), /* a failed job's error record */
 	AROUND("reprocess.fsync-dir"),
 	NULL,
@@ -82,8 +82,8 @@ static void parse_target(struct target *t, const char *var, bool with_seconds)
 	long n = colon ? strtol(colon + 1, &end, 10) : 0, s = 0;
 	if (with_seconds && end && *end == ':' && end[1])
 		s = strtol(end + 1, &end, 10);
-	if (!colon || (size_t)(colon - v) >= sizeof t->name || end == colon + 1 || *end ||
-	    n < 1 || (with_seconds && (s < 1 || s > 3600))) {
+	if (!colon || (size_t)(colon - v) >= sizeof t->name || end == colon + 1 || *end || n < 1 ||
+	    (with_seconds && (s < 1 || s > 3600))) {
 		fprintf(stderr, "crash: %s '%s': expected NAME:N%s, N >= 1\n", var, v,
 			with_seconds ? ":SECONDS (1-3600)" : "");
 		abort();
@@ -125,7 +125,7 @@ void crash_point(const char *name)
 		/* The daemon is single-threaded here: a test changes the files meanwhile. */
 		fprintf(stderr, "crash: point '%s' reached %ld times: stalling %lds\n", name,
 			stall_at.seen, stall_at.stall_s);
-		struct timespec left = {.tv_sec = stall_at.stall_s};
+		struct timespec left = { .tv_sec = stall_at.stall_s };
 		while (nanosleep(&left, &left) < 0 && errno == EINTR)
 			continue; /* a signal's flag is seen once the stall is over */
 		fprintf(stderr, "crash: point '%s': going on\n", name);

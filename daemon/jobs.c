@@ -110,7 +110,7 @@ static json_t *iso_time(double t)
 
 static int save(struct jobs *j, const struct ex_job *job)
 {
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	crash_point("journal.update.before");
 	int rc = ex_journal_update(j->journal, job, &err);
 	if (rc == 0)
@@ -151,8 +151,9 @@ static void choose_dest(int dirfd, struct ex_job *job, bool with_error_json)
 {
 	char err_name[300];
 	snprintf(err_name, sizeof err_name, "%s.error.json", job->name);
-	bool taken = faccessat(dirfd, job->name, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
-		     (with_error_json && faccessat(dirfd, err_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0);
+	bool taken =
+		faccessat(dirfd, job->name, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
+		(with_error_json && faccessat(dirfd, err_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0);
 	if (taken || strlen(job->name) > 240)
 		snprintf(job->dest, sizeof job->dest, "%s-%.200s", job->id, job->name);
 	else
@@ -216,7 +217,7 @@ static int move_original(struct jobs *j, const struct ex_job *job, int dirfd, vl
 static int settle(struct jobs *j, struct ex_job *job, double now)
 {
 	char e1[512];
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	bool failed = job->state == EX_JOB_FAILED;
 	int dirfd = -1, rc = 0;
 	if (failed || j->cfg->originals == CONFIG_ORIGINALS_ARCHIVE) {
@@ -245,9 +246,10 @@ static int settle(struct jobs *j, struct ex_job *job, double now)
 	if (rc == -ESTALE) {
 		/* Refused at claim and replaced in the inbox since: the claimed bytes are gone
 		 * (their record stays); the new file is claimed as any other. */
-		log_msg(LOG_NOTICE, "job %s '%s': a new file took its name in the inbox before the "
-			"original was moved; it is kept and taken as a new document", job->id,
-			esc(e1, job->name));
+		log_msg(LOG_NOTICE,
+			"job %s '%s': a new file took its name in the inbox before the "
+			"original was moved; it is kept and taken as a new document",
+			job->id, esc(e1, job->name));
 		rc = 0;
 	}
 	if (rc < 0)
@@ -262,8 +264,10 @@ file_error:
 	job->next_try = now + backoff_delay(j, job->transient);
 	if (mono() + (job->next_try - now) < j->settle_retry_at)
 		j->settle_retry_at = mono() + (job->next_try - now);
-	log_msg(LOG_ERR, "job %s '%s': cannot move the original out of the spool, retry in %.1fs: "
-		"%s", job->id, esc(e1, job->name), job->next_try - now, err.msg);
+	log_msg(LOG_ERR,
+		"job %s '%s': cannot move the original out of the spool, retry in %.1fs: "
+		"%s",
+		job->id, esc(e1, job->name), job->next_try - now, err.msg);
 	rc = save(j, job);
 out:
 	if (dirfd >= 0)
@@ -373,10 +377,9 @@ static int finish_done(struct jobs *j, struct ex_job *job, const char *result, d
 
 /* Publishes `root` as <job id>.json and finishes the job as DONE; a failure to publish is
  * transient. */
-static int publish_result(struct jobs *j, struct ex_job *job, json_t *root, int pages,
-			  double now)
+static int publish_result(struct jobs *j, struct ex_job *job, json_t *root, int pages, double now)
 {
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	char name[96];
 	snprintf(name, sizeof name, "%s.json", job->id);
 	int rc = publish_json(j, job, name, root, &err);
@@ -407,9 +410,8 @@ static int count_attempt(struct jobs *j, struct ex_job *job, const char *reason,
 static json_t *earlier_result(struct jobs *j, const struct ex_job *earlier)
 {
 	char path[4096];
-	if (!earlier->result[0] ||
-	    snprintf(path, sizeof path, "%s/%s/%s", j->cfg->outbox, earlier->inbox,
-		     earlier->result) >= (int)sizeof path)
+	if (!earlier->result[0] || snprintf(path, sizeof path, "%s/%s/%s", j->cfg->outbox,
+					    earlier->inbox, earlier->result) >= (int)sizeof path)
 		return NULL;
 	return json_load_file(path, 0, NULL);
 }
@@ -418,7 +420,7 @@ static json_t *earlier_result(struct jobs *j, const struct ex_job *earlier)
  * extraction. */
 static int complete_duplicate(struct jobs *j, struct ex_job *job, double now)
 {
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct ex_job earlier;
 	int found = ex_journal_get(j->journal, job->dup_of, &earlier, &err);
 	if (found < 0) {
@@ -444,11 +446,12 @@ static int complete_duplicate(struct jobs *j, struct ex_job *job, double now)
 		snprintf(name, sizeof name, "%s.json", job->id);
 	} else {
 		root = json_pack("{s:s, s:s, s:s, s:o, s:o}", "job", job->id, "duplicate_of",
-				 job->dup_of, "note", "the same bytes were already taken from this "
+				 job->dup_of, "note",
+				 "the same bytes were already taken from this "
 				 "inbox; no second extraction was made",
-				 "earlier_result", found && earlier.result[0]
-							   ? json_string(earlier.result)
-							   : json_null(),
+				 "earlier_result",
+				 found && earlier.result[0] ? json_string(earlier.result)
+							    : json_null(),
 				 "source", source_json(job));
 		snprintf(name, sizeof name, "%s.duplicate.json", job->id);
 	}
@@ -565,14 +568,15 @@ static void recover_inboxes(struct jobs *j)
 		int dirfd = open(j->cfg->inboxes[i].path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (dirfd < 0)
 			continue; /* a missing inbox is the watch's to report */
-		vlm_err e = {0};
+		vlm_err e = { 0 };
 		int n = spool_recover_hidden(dirfd, find_job, j, &e);
 		close(dirfd);
 		if (n < 0)
-			log_msg(LOG_WARNING, "recovery: inbox '%s': %s", esc(e1, j->cfg->inboxes[i].name),
-				e.msg);
+			log_msg(LOG_WARNING, "recovery: inbox '%s': %s",
+				esc(e1, j->cfg->inboxes[i].name), e.msg);
 		else if (n)
-			log_msg(LOG_INFO, "recovery: inbox '%s': finished removing %d claimed file%s",
+			log_msg(LOG_INFO,
+				"recovery: inbox '%s': finished removing %d claimed file%s",
 				esc(e1, j->cfg->inboxes[i].name), n, n == 1 ? "" : "s");
 	}
 }
@@ -587,7 +591,7 @@ int jobs_recover(struct jobs *j, double now, vlm_err *err)
 			removed == 1 ? "" : "s");
 	recover_inboxes(j);
 	for (size_t i = 0; i < j->cfg->n_inboxes; i++) {
-		const char *bases[] = {j->cfg->outbox, j->cfg->failed, j->cfg->archive};
+		const char *bases[] = { j->cfg->outbox, j->cfg->failed, j->cfg->archive };
 		for (size_t k = 0; k < 3; k++) {
 			int dirfd;
 			int rc = open_inbox_dir(bases[k], j->cfg->inboxes[i].name, &dirfd, err);
@@ -651,7 +655,8 @@ bool jobs_can_claim(struct jobs *j)
 	    free_bytes < j->cfg->spool_min_free) {
 		static double warned;
 		if (mono() - warned > 60) {
-			log_msg(LOG_WARNING, "spool: less than %llu bytes free; not taking new files",
+			log_msg(LOG_WARNING,
+				"spool: less than %llu bytes free; not taking new files",
 				(unsigned long long)j->cfg->spool_min_free);
 			warned = mono();
 		}
@@ -692,19 +697,23 @@ static void claim_succeeded(struct jobs *j)
  * once removed; a new file under the name (-ESTALE) is looked at as any new file; one the daemon
  * cannot remove (the inbox not writable) is claimed again later, which only removes it (it is
  * recognised), and said once. */
-static void release_done(struct watch *w, size_t inbox, const char *name,
-			 const struct ex_job *job, int rc, const vlm_err *err)
+static void release_done(struct watch *w, size_t inbox, const char *name, const struct ex_job *job,
+			 int rc, const vlm_err *err)
 {
 	char e1[512];
 	if (rc == 0) {
 		watch_done(w, inbox, name);
 	} else if (rc == -ESTALE) {
-		log_msg(LOG_NOTICE, "job %s '%s': a new file took its name in the inbox since the "
-			"claim; it is kept and taken as a new document", job->id, esc(e1, name));
+		log_msg(LOG_NOTICE,
+			"job %s '%s': a new file took its name in the inbox since the "
+			"claim; it is kept and taken as a new document",
+			job->id, esc(e1, name));
 		watch_again(w, inbox, name);
 	} else if (watch_later(w, inbox, name, mono(), 5) == 1) {
-		log_msg(LOG_WARNING, "job %s '%s': claimed, but left in the inbox (removed once "
-			"it can be): %s", job->id, esc(e1, name), err->msg);
+		log_msg(LOG_WARNING,
+			"job %s '%s': claimed, but left in the inbox (removed once "
+			"it can be): %s",
+			job->id, esc(e1, name), err->msg);
 	}
 }
 
@@ -714,13 +723,13 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 	char name[256], e1[512];
 	snprintf(name, sizeof name, "%s", name_in); /* name_in dies with the watch entry */
 	int dirfd = watch_inbox_fd(w, inbox);
-	struct ex_job job = {.state = EX_JOB_QUEUED, .claimed_at = now, .next_try = now};
+	struct ex_job job = { .state = EX_JOB_QUEUED, .claimed_at = now, .next_try = now };
 	snprintf(job.inbox, sizeof job.inbox, "%s", box->name);
 	snprintf(job.schema, sizeof job.schema, "%s", box->schema ? box->schema : "");
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	int rc = dirfd < 0 ? -ENOENT
-			   : spool_claim(j->spool, dirfd, name, j->cfg->limits.max_file_bytes,
-					       &job, &err);
+			   : spool_claim(j->spool, dirfd, name, j->cfg->limits.max_file_bytes, &job,
+					 &err);
 	bool too_large = rc == -EFBIG;
 	if (too_large) {
 		mark_failed(&job, ex_reason_name(EX_REASON_FILE_TOO_LARGE), err.msg, now);
@@ -804,7 +813,7 @@ int jobs_claim(struct jobs *j, struct watch *w, size_t inbox, const char *name_i
 /* The next queued job that may run now, taking inboxes in turn. 1 when found. */
 static int next_queued(struct jobs *j, double now, struct ex_job *out)
 {
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct ex_job_filter f = EX_JOB_FILTER_ANY;
 	f.states = 1u << EX_JOB_QUEUED;
 	f.ready_by = now;
@@ -850,7 +859,7 @@ int jobs_start(struct jobs *j, double now)
 		if (!s)
 			return 0; /* the slots above a count that could not grow stay unused */
 		char path[4096];
-		vlm_err err = {0};
+		vlm_err err = { 0 };
 		spool_job_path(j->spool, job.id, path, sizeof path);
 		job.state = EX_JOB_RUNNING;
 		if ((rc = save(j, &job)) < 0)
@@ -895,7 +904,7 @@ static int requeue_stopped(struct jobs *j, struct ex_job *job, double now)
 static int start_extraction(struct jobs *j, struct slot *s, struct ex_doc *doc, double now)
 {
 	struct ex_job *job = &s->job;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	const struct ex_schema *schema = model_schema(j->model, job->schema, &err);
 	if (!schema)
 		return retry_transient(j, job, err.msg, now);
@@ -906,9 +915,12 @@ static int start_extraction(struct jobs *j, struct slot *s, struct ex_doc *doc, 
 	e->doc = doc;
 	snprintf(e->sha256, sizeof e->sha256, "%s", job->sha256);
 	/* The worker reads only the extraction and the document, never the slot. */
-	e->m = (struct model_job){.doc = doc, .schema = schema,
-				  .src = {.name = doc->path, .size = (uint64_t)job->size,
-					  .sha256 = e->sha256, .ingest_s = now - job->started_at}};
+	e->m = (struct model_job){ .doc = doc,
+				   .schema = schema,
+				   .src = { .name = doc->path,
+					    .size = (uint64_t)job->size,
+					    .sha256 = e->sha256,
+					    .ingest_s = now - job->started_at } };
 	s->ext = e;
 	model_submit(j->model, &e->m);
 	return 1;
@@ -918,10 +930,11 @@ static int finish_slot(struct jobs *j, struct slot *s, int wstatus, double now)
 {
 	struct ex_job *job = &s->job;
 	struct ex_doc *doc = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	char shown[512];
 	log_escape(shown, sizeof shown, job->name);
-	enum sandbox_outcome outcome = sandbox_finish(&s->child, wstatus, j->cfg, shown, &doc, &err);
+	enum sandbox_outcome outcome =
+		sandbox_finish(&s->child, wstatus, j->cfg, shown, &doc, &err);
 	int rc;
 	if (s->abandoned) {
 		rc = requeue_stopped(j, job, now);
@@ -1044,7 +1057,7 @@ int jobs_retry_settle(struct jobs *j, double now)
 	struct ex_job_filter f = EX_JOB_FILTER_ANY;
 	f.states = 1u << EX_JOB_DONE | 1u << EX_JOB_DUPLICATE | 1u << EX_JOB_FAILED;
 	f.settled = 0;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	int n = ex_journal_list(j->journal, &f, &list, &err);
 	if (n < 0) {
 		log_msg(LOG_CRIT, "%s", err.msg);
@@ -1108,12 +1121,13 @@ static int recover_reprocessed(struct jobs *j)
 static int reprocess_one(struct jobs *j, struct ex_job *old, double now)
 {
 	char e1[512];
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	bool failed = old->state == EX_JOB_FAILED;
 	int dirfd = -1, rc = 0;
-	struct ex_job job = {.state = EX_JOB_QUEUED, .claimed_at = now, .next_try = now};
+	struct ex_job job = { .state = EX_JOB_QUEUED, .claimed_at = now, .next_try = now };
 	if (old->dest[0] && old->settled &&
-	    open_inbox_dir(failed ? j->cfg->failed : j->cfg->archive, old->inbox, &dirfd, &err) == 0) {
+	    open_inbox_dir(failed ? j->cfg->failed : j->cfg->archive, old->inbox, &dirfd, &err) ==
+		    0) {
 		/* No size limit here: the parser refuses a file still too large with its reason. */
 		rc = spool_claim(j->spool, dirfd, old->dest, UINT64_MAX, &job, &err);
 		if (spool_unwritable(rc, &err)) {
@@ -1126,8 +1140,10 @@ static int reprocess_one(struct jobs *j, struct ex_job *old, double now)
 			claim_succeeded(j);
 	}
 	if (dirfd < 0 || rc < 0) {
-		log_msg(LOG_WARNING, "job %s '%s': cannot reprocess, the original is not in the %s "
-			"folder%s%s", old->id, esc(e1, old->name), failed ? "failed" : "archive",
+		log_msg(LOG_WARNING,
+			"job %s '%s': cannot reprocess, the original is not in the %s "
+			"folder%s%s",
+			old->id, esc(e1, old->name), failed ? "failed" : "archive",
 			err.msg[0] ? ": " : "", err.msg);
 		if (dirfd >= 0)
 			close(dirfd);
@@ -1168,7 +1184,7 @@ int jobs_take_reprocess(struct jobs *j, double now)
 	struct ex_job_filter f = EX_JOB_FILTER_ANY;
 	f.reprocess = 1;
 	f.limit = 64;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	int n = ex_journal_list(j->journal, &f, &list, &err);
 	if (n < 0) {
 		log_msg(LOG_CRIT, "%s", err.msg);

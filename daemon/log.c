@@ -19,8 +19,8 @@ void log_init(void)
 
 void log_msg(int priority, const char *fmt, ...)
 {
-	static const char *const levels[] = {"emerg", "alert", "crit", "error",
-					     "warning", "notice", "info", "debug"};
+	static const char *const levels[] = { "emerg",   "alert",  "crit", "error",
+					      "warning", "notice", "info", "debug" };
 	char line[1024];
 	int n;
 	if (to_journal) {

@@ -88,26 +88,42 @@ static const char test_hooks[] = "";
 static int parse_options(int argc, char **argv, struct options *opt)
 {
 	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'}, {"once", no_argument, NULL, 'o'},
-		{"check", no_argument, NULL, 'k'},        {"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},
+		{ "config", required_argument, NULL, 'c' },
+		{ "once", no_argument, NULL, 'o' },
+		{ "check", no_argument, NULL, 'k' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
 #ifdef INTAKE_TEST_HOOKS
-		{"list-crash-points", no_argument, NULL, 'L'},
+		{ "list-crash-points", no_argument, NULL, 'L' },
 #endif
-		{0},
+		{ 0 },
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "c:ohV", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'c': opt->config = optarg; break;
-		case 'o': opt->once = true; break;
-		case 'k': opt->check = true; break;
-		case 'V': printf("intaked %s%s\n", vlm_version(), test_hooks); return 0;
-		case 'h': fputs(usage_text, stdout); return 0;
+		case 'c':
+			opt->config = optarg;
+			break;
+		case 'o':
+			opt->once = true;
+			break;
+		case 'k':
+			opt->check = true;
+			break;
+		case 'V':
+			printf("intaked %s%s\n", vlm_version(), test_hooks);
+			return 0;
+		case 'h':
+			fputs(usage_text, stdout);
+			return 0;
 #ifdef INTAKE_TEST_HOOKS
-		case 'L': crash_points_list(stdout); return 0;
+		case 'L':
+			crash_points_list(stdout);
+			return 0;
 #endif
-		default: fputs(usage_text, stderr); return 2;
+		default:
+			fputs(usage_text, stderr);
+			return 2;
 		}
 	}
 	if (optind != argc) {
@@ -121,7 +137,7 @@ static int parse_options(int argc, char **argv, struct options *opt)
 static void harden_process(void)
 {
 	umask(0077);
-	struct rlimit none = {0, 0};
+	struct rlimit none = { 0, 0 };
 	setrlimit(RLIMIT_CORE, &none);
 	prctl(PR_SET_DUMPABLE, 0);
 }
@@ -147,8 +163,10 @@ static int make_dirs(const struct config *cfg, vlm_err *err)
 	const struct {
 		const char *path;
 		mode_t mode;
-	} dirs[] = {{cfg->outbox, 0750}, {cfg->archive, 0700}, {cfg->failed, 0700},
-		    {cfg->state, 0700}};
+	} dirs[] = { { cfg->outbox, 0750 },
+		     { cfg->archive, 0700 },
+		     { cfg->failed, 0700 },
+		     { cfg->state, 0700 } };
 	int fd, rc;
 	for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
 		if (dirs[i].path == cfg->archive && cfg->originals == CONFIG_ORIGINALS_DELETE)
@@ -167,7 +185,7 @@ static int make_dirs(const struct config *cfg, vlm_err *err)
 
 static int load_config(const char *path, struct config **out)
 {
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	int rc = config_load(path, out, report_problem, NULL, &err);
 	if (rc < 0)
 		log_msg(LOG_ERR, "%s", err.msg);
@@ -182,7 +200,7 @@ static void reload(struct daemon *d)
 	log_msg(LOG_NOTICE, "reloading the configuration");
 	struct config *cfg = NULL;
 	struct watch *w = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	if (load_config(d->opt.config, &cfg) < 0 || make_dirs(cfg, &err) < 0 ||
 	    watch_new(cfg, now_mono(), &w, &err) < 0 || jobs_set_config(d->jobs, cfg, &err) < 0) {
 		if (err.msg[0])
@@ -195,7 +213,7 @@ static void reload(struct daemon *d)
 	}
 	if (strcmp(cfg->state, d->cfg->state) != 0)
 		log_msg(LOG_WARNING, "config: 'state' changed; the new state directory is used "
-			"after a restart");
+				     "after a restart");
 	watch_free(d->watch);
 	d->watch = w;
 	config_free(d->cfg);
@@ -244,7 +262,8 @@ static int claim_ready(struct daemon *d, double now)
 {
 	size_t inbox;
 	const char *name;
-	while (!d->stopping && jobs_can_claim(d->jobs) && watch_next_ready(d->watch, &inbox, &name)) {
+	while (!d->stopping && jobs_can_claim(d->jobs) &&
+	       watch_next_ready(d->watch, &inbox, &name)) {
 		int rc = jobs_claim(d->jobs, d->watch, inbox, name, now);
 		if (rc < 0)
 			return rc;
@@ -276,9 +295,9 @@ static int poll_timeout_ms(struct daemon *d, double real, double mono)
 static int loop_once(struct daemon *d)
 {
 	/* A negative descriptor (no inotify: every inbox polled) is skipped by poll(). */
-	struct pollfd fds[3] = {{.fd = d->sigfd, .events = POLLIN},
-				{.fd = jobs_fd(d->jobs), .events = POLLIN},
-				{.fd = watch_fd(d->watch), .events = POLLIN}};
+	struct pollfd fds[3] = { { .fd = d->sigfd, .events = POLLIN },
+				 { .fd = jobs_fd(d->jobs), .events = POLLIN },
+				 { .fd = watch_fd(d->watch), .events = POLLIN } };
 	int timeout = poll_timeout_ms(d, now_real(), now_mono());
 	if (poll(fds, 3, timeout) < 0 && errno != EINTR)
 		return -errno;
@@ -327,7 +346,7 @@ static bool finished(struct daemon *d)
 
 static int run(struct daemon *d)
 {
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	int rc;
 	harden_process();
 	log_init();
@@ -353,18 +372,20 @@ static int run(struct daemon *d)
 	if ((rc = jobs_recover(d->jobs, now_real(), &err)) < 0)
 		goto fail;
 	int abi = sandbox_landlock_abi();
-	log_msg(abi ? LOG_INFO : LOG_WARNING, "sandbox: seccomp on%s%s", abi ? ", Landlock ABI " : "",
+	log_msg(abi ? LOG_INFO : LOG_WARNING, "sandbox: seccomp on%s%s",
+		abi ? ", Landlock ABI " : "",
 		abi ? (abi >= 2 ? "2+" : "1") : "; Landlock unavailable in this kernel");
 	if ((rc = watch_new(d->cfg, now_mono(), &d->watch, &err)) < 0)
 		goto fail;
 	d->watchdog_every = notify_watchdog_interval();
 	notify_ready();
 	log_msg(LOG_NOTICE, "ready: %zu inbox%s, %d worker%s%s", d->cfg->n_inboxes,
-		d->cfg->n_inboxes == 1 ? "" : "es", d->cfg->workers, d->cfg->workers == 1 ? "" : "s",
-		d->opt.once ? ", once" : "");
+		d->cfg->n_inboxes == 1 ? "" : "es", d->cfg->workers,
+		d->cfg->workers == 1 ? "" : "s", d->opt.once ? ", once" : "");
 	while (!finished(d)) {
 		if ((rc = loop_once(d)) < 0) {
-			log_msg(LOG_CRIT, "stopping after a fatal error; recovery at the next start "
+			log_msg(LOG_CRIT,
+				"stopping after a fatal error; recovery at the next start "
 				"finishes the work");
 			jobs_abandon(d->jobs, now_real());
 			return rc;
@@ -382,7 +403,7 @@ fail:
 
 int main(int argc, char **argv)
 {
-	struct daemon d = {.sigfd = -1};
+	struct daemon d = { .sigfd = -1 };
 	int status = parse_options(argc, argv, &d.opt);
 	if (status >= 0)
 		return status;

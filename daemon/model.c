@@ -18,17 +18,17 @@
 #include "model.h"
 
 struct model {
-	const struct config *cfg;    /* model dir, device, limits: read by the worker at load */
-	GHashTable *schemas;         /* char *name -> struct ex_schema * */
-	GPtrArray *retired;          /* struct ex_schema * replaced by a reload */
+	const struct config *cfg; /* model dir, device, limits: read by the worker at load */
+	GHashTable *schemas;      /* char *name -> struct ex_schema * */
+	GPtrArray *retired;       /* struct ex_schema * replaced by a reload */
 	int efd;
 	pthread_t thread;
 	bool started;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	GQueue todo, done;           /* struct model_job *, under mu */
-	bool quit;                   /* under mu */
-	struct ex_extractor *x;      /* the worker's */
+	GQueue todo, done;      /* struct model_job *, under mu */
+	bool quit;              /* under mu */
+	struct ex_extractor *x; /* the worker's */
 	/* What the worker loads the model with, copied at start: a reload frees its
 	 * configuration, and a changed model applies after a restart (model.h). */
 	char *model_dir, *device;
@@ -54,7 +54,7 @@ static GHashTable *load_schemas(const struct config *cfg, vlm_err *err)
 		if (!name || g_hash_table_contains(t, name))
 			continue;
 		struct ex_schema *s;
-		vlm_err e = {0};
+		vlm_err e = { 0 };
 		if (ex_schema_find(name, schema_dir(cfg), &s, &e) < 0) {
 			vlm_err_set(err, e.code, "model: inbox '%s': schema '%s': %s",
 				    cfg->inboxes[i].name, name, e.msg);
@@ -78,7 +78,7 @@ static bool test_fault(const char *mode)
 	static struct {
 		const char *mode;
 		long left;
-	} faults[] = {{"oom", 0}, {"abort", 0}};
+	} faults[] = { { "oom", 0 }, { "abort", 0 } };
 	static bool parsed;
 	size_t n = sizeof faults / sizeof faults[0];
 	if (!parsed) {
@@ -87,8 +87,10 @@ static bool test_fault(const char *mode)
 		for (const char *p = v; p && *p;) {
 			size_t len = strcspn(p, ":");
 			for (size_t i = 0; i < n; i++)
-				if (strlen(faults[i].mode) == len && strncmp(p, faults[i].mode, len) == 0)
-					faults[i].left = strtol(p + len + (p[len] == ':'), NULL, 10);
+				if (strlen(faults[i].mode) == len &&
+				    strncmp(p, faults[i].mode, len) == 0)
+					faults[i].left =
+						strtol(p + len + (p[len] == ':'), NULL, 10);
 			p += strcspn(p, ",");
 			p += *p == ',';
 		}
@@ -119,10 +121,12 @@ int model_new(const struct config *cfg, struct model **out, vlm_err *err)
 	m->model_dir = strdup(cfg->model);
 	m->device = strdup(cfg->device);
 	m->limits = cfg->limits;
-	m->opts = (struct ex_extract_opts){.model_dir = m->model_dir, .device = m->device,
-					   .bf16 = cfg->bf16,
-					   .max_tokens = cfg->max_tokens, .n_ctx = cfg->context,
-					   .limits = &m->limits};
+	m->opts = (struct ex_extract_opts){ .model_dir = m->model_dir,
+					    .device = m->device,
+					    .bf16 = cfg->bf16,
+					    .max_tokens = cfg->max_tokens,
+					    .n_ctx = cfg->context,
+					    .limits = &m->limits };
 #ifdef INTAKE_TEST_HOOKS
 	m->opts.abort = test_abort;
 	m->opts.user = &m->test_steps;
@@ -225,8 +229,10 @@ static void run_job(struct model *m, struct model_job *job)
 		double t0 = mono();
 		int rc = ex_extractor_new(&m->opts, &m->x, &job->err);
 		if (rc < 0) {
-			log_msg(LOG_ERR, "model: cannot load '%s' (retried with the next document): "
-				"%s", m->opts.model_dir, job->err.msg);
+			log_msg(LOG_ERR,
+				"model: cannot load '%s' (retried with the next document): "
+				"%s",
+				m->opts.model_dir, job->err.msg);
 			job->rc = rc;
 			job->transient = true;
 			return;
@@ -236,7 +242,8 @@ static void run_job(struct model *m, struct model_job *job)
 	}
 #ifdef INTAKE_TEST_HOOKS
 	if (test_fault("oom")) {
-		job->rc = vlm_err_set(&job->err, -ENOMEM, "model: out of memory (INTAKE_TEST_MODEL)");
+		job->rc =
+			vlm_err_set(&job->err, -ENOMEM, "model: out of memory (INTAKE_TEST_MODEL)");
 		job->transient = true;
 		return;
 	}
@@ -275,10 +282,11 @@ void model_submit(struct model *m, struct model_job *job)
 	job->result = NULL;
 	job->rc = 0;
 	job->transient = false;
-	job->err = (vlm_err){0};
+	job->err = (vlm_err){ 0 };
 	if (!m->started) {
 		if (pthread_create(&m->thread, NULL, worker, m) != 0) {
-			job->rc = vlm_err_set(&job->err, -EAGAIN, "model: cannot start the worker "
+			job->rc = vlm_err_set(&job->err, -EAGAIN,
+					      "model: cannot start the worker "
 					      "thread");
 			job->transient = true;
 			g_queue_push_tail(&m->done, job);

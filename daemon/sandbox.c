@@ -63,7 +63,7 @@ static bool put(FILE *f, const void *p, size_t n)
 
 static bool write_doc(FILE *f, const struct ex_doc *doc, int status, const vlm_err *err)
 {
-	struct header h = {.status = status, .reason = err->reason};
+	struct header h = { .status = status, .reason = err->reason };
 	memcpy(h.magic, MAGIC, sizeof h.magic);
 	snprintf(h.msg, sizeof h.msg, "%s", err->msg);
 	if (doc) {
@@ -74,16 +74,19 @@ static bool write_doc(FILE *f, const struct ex_doc *doc, int status, const vlm_e
 		return false;
 	for (size_t i = 0; doc && i < doc->n_pages; i++) {
 		const struct ex_page *p = &doc->pages[i];
-		struct page_header ph = {.number = p->number, .width = p->width,
-					 .height = p->height, .dpi_x = p->dpi_x, .dpi_y = p->dpi_y,
-					 .text_len = p->text ? strlen(p->text) : UINT64_MAX,
-					 .n_words = p->n_words};
+		struct page_header ph = { .number = p->number,
+					  .width = p->width,
+					  .height = p->height,
+					  .dpi_x = p->dpi_x,
+					  .dpi_y = p->dpi_y,
+					  .text_len = p->text ? strlen(p->text) : UINT64_MAX,
+					  .n_words = p->n_words };
 		if (!put(f, &ph, sizeof ph) || (p->text && !put(f, p->text, ph.text_len)))
 			return false;
 		for (size_t w = 0; w < p->n_words; w++) {
 			const struct ex_word *wd = &p->words[w];
-			struct word_header wh = {wd->x0, wd->y0, wd->x1, wd->y1,
-						 (uint32_t)strlen(wd->text)};
+			struct word_header wh = { wd->x0, wd->y0, wd->x1, wd->y1,
+						  (uint32_t)strlen(wd->text) };
 			if (!put(f, &wh, sizeof wh) || !put(f, wd->text, wh.len))
 				return false;
 		}
@@ -95,7 +98,7 @@ static bool write_doc(FILE *f, const struct ex_doc *doc, int status, const vlm_e
 
 static void limit(int resource, rlim_t value)
 {
-	struct rlimit r = {value, value};
+	struct rlimit r = { value, value };
 	setrlimit(resource, &r);
 }
 
@@ -128,7 +131,7 @@ static void landlock_allow(int ruleset, const char *path, uint64_t access)
 	/* Directory-only rights on a file make the whole rule invalid. */
 	if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode))
 		access &= LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_EXECUTE;
-	struct landlock_path_beneath_attr rule = {.allowed_access = access, .parent_fd = fd};
+	struct landlock_path_beneath_attr rule = { .allowed_access = access, .parent_fd = fd };
 	syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &rule, 0);
 	close(fd);
 }
@@ -149,14 +152,15 @@ static bool apply_landlock(const char *job_path)
 			   LANDLOCK_ACCESS_FS_MAKE_SYM;
 	if (abi >= 2)
 		handled |= LANDLOCK_ACCESS_FS_REFER;
-	struct landlock_ruleset_attr attr = {.handled_access_fs = handled};
+	struct landlock_ruleset_attr attr = { .handled_access_fs = handled };
 	int ruleset = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
 	if (ruleset < 0)
 		return false;
 	const uint64_t read = LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR |
 			      LANDLOCK_ACCESS_FS_EXECUTE;
-	static const char *const readable[] = {"/usr", "/etc", "/lib", "/lib64",
-					       "/var/cache/fontconfig", "/proc/self"};
+	static const char *const readable[] = {
+		"/usr", "/etc", "/lib", "/lib64", "/var/cache/fontconfig", "/proc/self"
+	};
 	for (size_t i = 0; i < sizeof readable / sizeof readable[0]; i++)
 		landlock_allow(ruleset, readable[i], read);
 	landlock_allow(ruleset, job_path, LANDLOCK_ACCESS_FS_READ_FILE);
@@ -174,22 +178,63 @@ static bool apply_seccomp(void)
 	if (!ctx)
 		return false;
 	static const int denied[] = {
-		SCMP_SYS(execve), SCMP_SYS(execveat), SCMP_SYS(fork), SCMP_SYS(vfork),
-		SCMP_SYS(socket), SCMP_SYS(socketpair), SCMP_SYS(connect), SCMP_SYS(bind),
-		SCMP_SYS(listen), SCMP_SYS(accept), SCMP_SYS(accept4), SCMP_SYS(ptrace),
-		SCMP_SYS(process_vm_readv), SCMP_SYS(process_vm_writev), SCMP_SYS(mount),
-		SCMP_SYS(umount2), SCMP_SYS(pivot_root), SCMP_SYS(chroot), SCMP_SYS(setns),
-		SCMP_SYS(unshare), SCMP_SYS(kexec_load), SCMP_SYS(init_module),
-		SCMP_SYS(finit_module), SCMP_SYS(delete_module), SCMP_SYS(bpf),
-		SCMP_SYS(perf_event_open), SCMP_SYS(keyctl), SCMP_SYS(add_key),
-		SCMP_SYS(request_key), SCMP_SYS(userfaultfd), SCMP_SYS(io_uring_setup),
-		SCMP_SYS(unlink), SCMP_SYS(unlinkat), SCMP_SYS(rename), SCMP_SYS(renameat),
-		SCMP_SYS(renameat2), SCMP_SYS(mkdir), SCMP_SYS(mkdirat), SCMP_SYS(rmdir),
-		SCMP_SYS(link), SCMP_SYS(linkat), SCMP_SYS(symlink), SCMP_SYS(symlinkat),
-		SCMP_SYS(chmod), SCMP_SYS(fchmodat), SCMP_SYS(chown), SCMP_SYS(fchownat),
-		SCMP_SYS(lchown), SCMP_SYS(truncate), SCMP_SYS(mknod), SCMP_SYS(mknodat),
-		SCMP_SYS(creat), SCMP_SYS(setrlimit), SCMP_SYS(prlimit64), SCMP_SYS(openat2),
-		SCMP_SYS(open_by_handle_at), SCMP_SYS(name_to_handle_at),
+		SCMP_SYS(execve),
+		SCMP_SYS(execveat),
+		SCMP_SYS(fork),
+		SCMP_SYS(vfork),
+		SCMP_SYS(socket),
+		SCMP_SYS(socketpair),
+		SCMP_SYS(connect),
+		SCMP_SYS(bind),
+		SCMP_SYS(listen),
+		SCMP_SYS(accept),
+		SCMP_SYS(accept4),
+		SCMP_SYS(ptrace),
+		SCMP_SYS(process_vm_readv),
+		SCMP_SYS(process_vm_writev),
+		SCMP_SYS(mount),
+		SCMP_SYS(umount2),
+		SCMP_SYS(pivot_root),
+		SCMP_SYS(chroot),
+		SCMP_SYS(setns),
+		SCMP_SYS(unshare),
+		SCMP_SYS(kexec_load),
+		SCMP_SYS(init_module),
+		SCMP_SYS(finit_module),
+		SCMP_SYS(delete_module),
+		SCMP_SYS(bpf),
+		SCMP_SYS(perf_event_open),
+		SCMP_SYS(keyctl),
+		SCMP_SYS(add_key),
+		SCMP_SYS(request_key),
+		SCMP_SYS(userfaultfd),
+		SCMP_SYS(io_uring_setup),
+		SCMP_SYS(unlink),
+		SCMP_SYS(unlinkat),
+		SCMP_SYS(rename),
+		SCMP_SYS(renameat),
+		SCMP_SYS(renameat2),
+		SCMP_SYS(mkdir),
+		SCMP_SYS(mkdirat),
+		SCMP_SYS(rmdir),
+		SCMP_SYS(link),
+		SCMP_SYS(linkat),
+		SCMP_SYS(symlink),
+		SCMP_SYS(symlinkat),
+		SCMP_SYS(chmod),
+		SCMP_SYS(fchmodat),
+		SCMP_SYS(chown),
+		SCMP_SYS(fchownat),
+		SCMP_SYS(lchown),
+		SCMP_SYS(truncate),
+		SCMP_SYS(mknod),
+		SCMP_SYS(mknodat),
+		SCMP_SYS(creat),
+		SCMP_SYS(setrlimit),
+		SCMP_SYS(prlimit64),
+		SCMP_SYS(openat2),
+		SCMP_SYS(open_by_handle_at),
+		SCMP_SYS(name_to_handle_at),
 	};
 	bool ok = true;
 	for (size_t i = 0; i < sizeof denied / sizeof denied[0]; i++)
@@ -200,7 +245,7 @@ static bool apply_seccomp(void)
 				    SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0)) == 0;
 	ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0) == 0;
 	/* Opening for writing or creating: refused (open's flags are argument 1, openat's 2). */
-	static const unsigned long write_flags[] = {O_WRONLY, O_RDWR, O_CREAT, O_TRUNC};
+	static const unsigned long write_flags[] = { O_WRONLY, O_RDWR, O_CREAT, O_TRUNC };
 	for (size_t i = 0; i < sizeof write_flags / sizeof write_flags[0]; i++) {
 		unsigned long fl = write_flags[i];
 		ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(open), 1,
@@ -254,7 +299,7 @@ static void test_hook(const char *path)
 	probe_report("open its input for writing", fd < 0, errno);
 	int rc = unlink(path);
 	probe_report("delete its input", rc < 0, errno);
-	char *const argv[] = {"/bin/true", NULL};
+	char *const argv[] = { "/bin/true", NULL };
 	rc = execv("/bin/true", argv);
 	probe_report("exec /bin/true", rc < 0, errno);
 	fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -286,7 +331,7 @@ static void child_main(const char *path, const struct config *cfg, pid_t parent)
 	FILE *out = fdopen(CHILD_OUT_FD, "wb");
 	if (!out)
 		child_exit(122);
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct ex_doc *doc = NULL;
 	int rc = ex_doc_load(path, &cfg->limits, &doc, &err);
 	bool ok = write_doc(out, rc == 0 ? doc : NULL, rc, &err);
@@ -297,7 +342,7 @@ static void child_main(const char *path, const struct config *cfg, pid_t parent)
 int sandbox_start(const char *path, const struct config *cfg, double now,
 		  struct sandbox_child *child, vlm_err *err)
 {
-	*child = (struct sandbox_child){.pid = -1, .memfd = -1};
+	*child = (struct sandbox_child){ .pid = -1, .memfd = -1 };
 	int memfd = memfd_create("intake-pages", MFD_CLOEXEC);
 	if (memfd < 0)
 		return vlm_err_set(err, -errno == -EMFILE ? -EAGAIN : -errno,
@@ -384,10 +429,14 @@ static bool read_doc(struct reader *r, const struct header *h, const struct conf
 		total += pixels;
 		if (pixels > cfg->limits.max_page_pixels || total > cfg->limits.max_total_pixels)
 			return false;
-		*p = (struct ex_page){.number = ph.number, .width = ph.width, .height = ph.height,
-				      .dpi_x = ph.dpi_x, .dpi_y = ph.dpi_y};
+		*p = (struct ex_page){ .number = ph.number,
+				       .width = ph.width,
+				       .height = ph.height,
+				       .dpi_x = ph.dpi_x,
+				       .dpi_y = ph.dpi_y };
 		if (ph.text_len != UINT64_MAX) {
-			if (ph.text_len > MAX_TEXT_BYTES || !(p->text = take_string(r, ph.text_len)))
+			if (ph.text_len > MAX_TEXT_BYTES ||
+			    !(p->text = take_string(r, ph.text_len)))
 				return false;
 		}
 		if (ph.n_words > MAX_WORDS ||
@@ -417,14 +466,22 @@ static bool read_doc(struct reader *r, const struct header *h, const struct conf
 static const char *signal_text(int sig)
 {
 	switch (sig) {
-	case SIGKILL: return "killed (memory or time limit)";
-	case SIGXCPU: return "CPU time limit reached";
-	case SIGXFSZ: return "output size limit reached";
-	case SIGSEGV: return "crashed (segmentation fault)";
-	case SIGABRT: return "crashed (abort)";
-	case SIGBUS: return "crashed (bus error)";
-	case SIGSYS: return "stopped by the seccomp filter";
-	default: return "killed by a signal";
+	case SIGKILL:
+		return "killed (memory or time limit)";
+	case SIGXCPU:
+		return "CPU time limit reached";
+	case SIGXFSZ:
+		return "output size limit reached";
+	case SIGSEGV:
+		return "crashed (segmentation fault)";
+	case SIGABRT:
+		return "crashed (abort)";
+	case SIGBUS:
+		return "crashed (bus error)";
+	case SIGSYS:
+		return "stopped by the seccomp filter";
+	default:
+		return "killed by a signal";
 	}
 }
 
@@ -454,7 +511,8 @@ enum sandbox_outcome sandbox_finish(struct sandbox_child *child, int wstatus,
 	}
 	struct stat st;
 	if (fstat(memfd, &st) < 0 || (size_t)st.st_size < sizeof(struct header)) {
-		vlm_err_set(err, -EBADMSG, "sandbox: '%s': parser returned no result", display_name);
+		vlm_err_set(err, -EBADMSG, "sandbox: '%s': parser returned no result",
+			    display_name);
 		goto out;
 	}
 	void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, memfd, 0);
@@ -463,7 +521,7 @@ enum sandbox_outcome sandbox_finish(struct sandbox_child *child, int wstatus,
 			    strerror(errno));
 		goto out;
 	}
-	struct reader r = {map, (const uint8_t *)map + st.st_size};
+	struct reader r = { map, (const uint8_t *)map + st.st_size };
 	struct header h;
 	take(&r, &h, sizeof h);
 	h.msg[sizeof h.msg - 1] = '\0';
@@ -479,7 +537,7 @@ enum sandbox_outcome sandbox_finish(struct sandbox_child *child, int wstatus,
 		vlm_err_set_reason(err, h.status, reason, "ingest: '%s'%s", display_name,
 				   detail ? detail + 1 : ": failed");
 		outcome = ex_reason_is_refusal((enum ex_ingest_reason)reason) ? SANDBOX_REFUSED
-									       : SANDBOX_CRASHED;
+									      : SANDBOX_CRASHED;
 	} else {
 		struct ex_doc *d = calloc(1, sizeof *d);
 		if (d && (d->path = strdup(display_name)) && read_doc(&r, &h, cfg, d)) {
@@ -487,8 +545,10 @@ enum sandbox_outcome sandbox_finish(struct sandbox_child *child, int wstatus,
 			outcome = SANDBOX_OK;
 		} else {
 			ex_doc_free(d);
-			vlm_err_set(err, -EBADMSG, "sandbox: '%s': parser returned an invalid "
-				    "document", display_name);
+			vlm_err_set(err, -EBADMSG,
+				    "sandbox: '%s': parser returned an invalid "
+				    "document",
+				    display_name);
 		}
 	}
 	munmap(map, (size_t)st.st_size);

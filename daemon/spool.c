@@ -41,7 +41,8 @@ int spool_open_dir(const char *base, const char *sub, mode_t mode, int *fd, vlm_
 	char path[4096];
 	if (snprintf(path, sizeof path, "%s%s%s", base, sub ? "/" : "", sub ? sub : "") >=
 	    (int)sizeof path)
-		return vlm_err_set(err, -ENAMETOOLONG, "spool: directory '%s': path too long", base);
+		return vlm_err_set(err, -ENAMETOOLONG, "spool: directory '%s': path too long",
+				   base);
 	/* mkdir -p, one component at a time. */
 	for (char *p = path + 1;; p++) {
 		if (*p != '/' && *p != '\0')
@@ -174,7 +175,8 @@ int spool_claim(struct spool *s, int dirfd, const char *name, uint64_t max_bytes
 			return vlm_err_set(err, -EINVAL, "spool: file '%s': is a symbolic link",
 					   name);
 		return vlm_err_set_reason(err, -errno, EX_REASON_IO,
-					  "spool: file '%s': cannot open: %s", name, strerror(errno));
+					  "spool: file '%s': cannot open: %s", name,
+					  strerror(errno));
 	}
 	int tmp = -1, rc = 0;
 	char tmp_name[64] = "";
@@ -225,13 +227,15 @@ int spool_claim(struct spool *s, int dirfd, const char *name, uint64_t max_bytes
 	}
 	if (fstat(fd, &after) < 0 || after.st_size != n || after.st_size != st.st_size ||
 	    mtime_ns(&after) != mtime_ns(&st)) {
-		rc = vlm_err_set(err, -EAGAIN, "spool: file '%s': changed while being copied", name);
+		rc = vlm_err_set(err, -EAGAIN, "spool: file '%s': changed while being copied",
+				 name);
 		goto out;
 	}
 	if (too_large) {
 		rc = vlm_err_set_reason(err, -EFBIG, EX_REASON_FILE_TOO_LARGE,
 					"spool: file '%s': %lld bytes, over limits.max_file_bytes "
-					"(%llu)", name, (long long)n, (unsigned long long)max_bytes);
+					"(%llu)",
+					name, (long long)n, (unsigned long long)max_bytes);
 	} else {
 		crash_point("claim.fsync.before");
 		/* Never fsync again after a failure: the kernel may have dropped the dirty pages
@@ -302,7 +306,8 @@ static int hide(int dirfd, const char *name, const struct ex_job *job, vlm_err *
 	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 		if (errno == ENOENT)
 			return 1;
-		return vlm_err_set(err, -errno, "spool: file '%s': stat: %s", name, strerror(errno));
+		return vlm_err_set(err, -errno, "spool: file '%s': stat: %s", name,
+				   strerror(errno));
 	}
 	/* A new file dropped under the same name since the claim must not be touched unseen. */
 	if (!claimed_file(&st, job))
@@ -312,8 +317,9 @@ static int hide(int dirfd, const char *name, const struct ex_job *job, vlm_err *
 	if (renameat2(dirfd, name, dirfd, hidden, RENAME_NOREPLACE) < 0) {
 		if (errno == ENOENT)
 			return 1;
-		return vlm_err_set(err, -errno, "spool: file '%s': cannot move out of the inbox: %s",
-				   name, strerror(errno));
+		return vlm_err_set(err, -errno,
+				   "spool: file '%s': cannot move out of the inbox: %s", name,
+				   strerror(errno));
 	}
 	crash_point("inbox.hide.after");
 	return 0;
@@ -326,8 +332,8 @@ static int move_file(int src_dirfd, const char *src_name, int dest_dirfd, const 
  * deletes it when dest_dirfd is -1, if it is the claimed file; any other file goes back under
  * the job's name (or "<job id>-<name>" if that is taken again), to be claimed as a new
  * document, and -ESTALE is returned. 1 when there is nothing under the private name. */
-static int settle_hidden(int dirfd, const struct ex_job *job, int dest_dirfd,
-			 const char *dest_name, vlm_err *err)
+static int settle_hidden(int dirfd, const struct ex_job *job, int dest_dirfd, const char *dest_name,
+			 vlm_err *err)
 {
 	char hidden[64];
 	hidden_name(hidden, job->id);
@@ -343,9 +349,10 @@ static int settle_hidden(int dirfd, const struct ex_job *job, int dest_dirfd,
 		snprintf(other, sizeof other, "%s-%.200s", job->id, job->name);
 		if (renameat2(dirfd, hidden, dirfd, job->name, RENAME_NOREPLACE) < 0 &&
 		    renameat2(dirfd, hidden, dirfd, other, RENAME_NOREPLACE) < 0)
-			return vlm_err_set(err, -errno, "spool: file '%s': a newer file under its "
-					   "name cannot be put back: %s", job->name,
-					   strerror(errno));
+			return vlm_err_set(err, -errno,
+					   "spool: file '%s': a newer file under its "
+					   "name cannot be put back: %s",
+					   job->name, strerror(errno));
 		fsync(dirfd);
 		return vlm_err_set(err, -ESTALE, "spool: file '%s': replaced since it was claimed",
 				   job->name);
@@ -354,8 +361,9 @@ static int settle_hidden(int dirfd, const struct ex_job *job, int dest_dirfd,
 		return move_file(dirfd, hidden, dest_dirfd, dest_name, err);
 	crash_point("inbox.unlink.before");
 	if (unlinkat(dirfd, hidden, 0) < 0 && errno != ENOENT)
-		return vlm_err_set(err, -errno, "spool: file '%s': cannot remove from the inbox: %s",
-				   job->name, strerror(errno));
+		return vlm_err_set(err, -errno,
+				   "spool: file '%s': cannot remove from the inbox: %s", job->name,
+				   strerror(errno));
 	crash_point("inbox.unlink.after");
 	crash_point("inbox.fsync-dir.before");
 	/* Best effort: if the unlink is lost in a power cut, the hash catches the file again. */
@@ -388,14 +396,16 @@ int spool_recover_hidden(int dirfd, int (*find)(void *user, const char *id, stru
 	while (rc == 0 && (e = readdir(d))) {
 		size_t len = strlen(e->d_name);
 		if (len <= p + x || len - p - x >= EX_JOB_ID_LEN ||
-		    strncmp(e->d_name, TMP_PREFIX, p) != 0 || strcmp(e->d_name + len - x, HIDDEN_SUFFIX))
+		    strncmp(e->d_name, TMP_PREFIX, p) != 0 ||
+		    strcmp(e->d_name + len - x, HIDDEN_SUFFIX))
 			continue;
 		char id[EX_JOB_ID_LEN];
 		snprintf(id, sizeof id, "%.*s", (int)(len - p - x), e->d_name + p);
 		struct ex_job job;
 		int found = find(user, id, &job);
 		if (found < 0) {
-			rc = vlm_err_set(err, found, "spool: inbox file '%s': journal lookup failed",
+			rc = vlm_err_set(err, found,
+					 "spool: inbox file '%s': journal lookup failed",
 					 e->d_name);
 		} else if (found) {
 			/* A file put back (-ESTALE) is finished too: it is claimed as a new one. */
@@ -468,9 +478,9 @@ int spool_publish(int dirfd, const char *name, const char *data, size_t len, mod
  * (compared by SHA-256). */
 static bool same_bytes(int a_dirfd, const char *a_name, int b_dirfd, const char *b_name)
 {
-	const int dirs[2] = {a_dirfd, b_dirfd};
-	const char *const names[2] = {a_name, b_name};
-	char digest[2][65] = {"", ""};
+	const int dirs[2] = { a_dirfd, b_dirfd };
+	const char *const names[2] = { a_name, b_name };
+	char digest[2][65] = { "", "" };
 	for (int i = 0; i < 2; i++) {
 		int fd = openat(dirs[i], names[i], O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 		if (fd < 0)
@@ -533,8 +543,8 @@ static int copy_into(int src_dirfd, const char *src_name, int dest_dirfd, const 
 
 /* Moves `src_name` to `dest_name` on another file system (rename cannot cross file systems):
  * copies, then removes the source. As move_file. */
-static int move_by_copy(int src_dirfd, const char *src_name, int dest_dirfd,
-			const char *dest_name, vlm_err *err)
+static int move_by_copy(int src_dirfd, const char *src_name, int dest_dirfd, const char *dest_name,
+			vlm_err *err)
 {
 	/* A crash after the copy's rename and before the source's unlink leaves both: the copy
 	 * in place is this move's, so the move is finished, not made again under another name
@@ -662,7 +672,7 @@ int spool_recover(struct spool *s, bool (*known)(void *user, const char *id), vo
 	int a = each_entry(s->claim_fd, remove_entry, NULL, err);
 	if (a < 0)
 		return a;
-	struct unknown_ctx c = {known, user};
+	struct unknown_ctx c = { known, user };
 	int b = each_entry(s->active_fd, remove_unknown, &c, err);
 	if (b < 0)
 		return b;

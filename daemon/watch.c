@@ -16,30 +16,29 @@
 #include "log.h"
 #include "watch.h"
 
-#define WATCH_MASK                                                                             \
-	(IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR |           \
-	 IN_EXCL_UNLINK)
-#define RETRY_LOST_S 1.0 /* how often a missing inbox is looked for again */
+#define WATCH_MASK \
+	(IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_EXCL_UNLINK)
+#define RETRY_LOST_S 1.0   /* how often a missing inbox is looked for again */
 #define PUT_OFF_MAX_S 60.0 /* the longest wait before a stuck file is tried again */
 
 struct tracked {
-	struct stat st;     /* as last seen */
-	double changed_at;  /* last change of stat or last event naming it */
-	double not_before;  /* watch_later */
-	int put_off;        /* watch_later calls since the file last changed */
-	bool ready;         /* in the ready queue */
-	bool refused;       /* never to be taken while unchanged */
+	struct stat st;    /* as last seen */
+	double changed_at; /* last change of stat or last event naming it */
+	double not_before; /* watch_later */
+	int put_off;       /* watch_later calls since the file last changed */
+	bool ready;        /* in the ready queue */
+	bool refused;      /* never to be taken while unchanged */
 	bool incomplete_logged;
 };
 
 struct inbox {
 	const struct config_inbox *cfg;
 	int dirfd, wd;
-	bool poll;          /* listed every poll_interval instead of watched */
+	bool poll; /* listed every poll_interval instead of watched */
 	double next_scan;
 	double next_lost_check; /* inbox_gone: the open directory hides its deletion from inotify */
-	GHashTable *files;  /* char *name -> struct tracked * */
-	GQueue ready;       /* char *name (owned by files) */
+	GHashTable *files;      /* char *name -> struct tracked * */
+	GQueue ready;           /* char *name (owned by files) */
 };
 
 struct watch {
@@ -48,14 +47,14 @@ struct watch {
 	struct inbox *inboxes;
 	size_t n, turn;
 	double next_pass, pass_interval;
-	double rescan_at;   /* next full scan of every inbox */
+	double rescan_at; /* next full scan of every inbox */
 };
 
 bool watch_name_ignored(const char *name)
 {
-	static const char *const suffixes[] = {".part", ".crdownload", ".tmp", ".partial",
-					       ".download"};
-	static const char *const exact[] = {"Thumbs.db", "desktop.ini", "@eaDir"};
+	static const char *const suffixes[] = { ".part", ".crdownload", ".tmp", ".partial",
+						".download" };
+	static const char *const exact[] = { "Thumbs.db", "desktop.ini", "@eaDir" };
 	size_t n = strlen(name);
 	if (name[0] == '.' || strncmp(name, "~$", 2) == 0)
 		return true;
@@ -74,10 +73,10 @@ static bool remote_fs(int dirfd)
 {
 	/* statfs magic numbers of file systems whose changes can come from another machine. */
 	static const unsigned long remote[] = {
-		0x6969,     /* NFS */         0x517b,     /* SMB */
-		0xff534d42, /* CIFS */        0xfe534d42, /* SMB2 */
-		0x65735546, /* FUSE */        0x01021997, /* 9p */
-		0x00c36400, /* Ceph */        0x5346414f, /* AFS */
+		0x6969,     /* NFS */ 0x517b,      /* SMB */
+		0xff534d42, /* CIFS */ 0xfe534d42, /* SMB2 */
+		0x65735546, /* FUSE */ 0x01021997, /* 9p */
+		0x00c36400, /* Ceph */ 0x5346414f, /* AFS */
 	};
 	struct statfs sf;
 	if (fstatfs(dirfd, &sf) < 0)
@@ -105,8 +104,10 @@ static void inbox_attach(struct watch *w, struct inbox *b, double now)
 	if (!b->poll && w->ifd >= 0) {
 		b->wd = inotify_add_watch(w->ifd, b->cfg->path, WATCH_MASK);
 		if (b->wd < 0) {
-			log_msg(LOG_WARNING, "inbox '%s': inotify watch failed (%s); polling every "
-				"%gs instead", b->cfg->name, strerror(errno), w->cfg->poll_interval_s);
+			log_msg(LOG_WARNING,
+				"inbox '%s': inotify watch failed (%s); polling every "
+				"%gs instead",
+				b->cfg->name, strerror(errno), w->cfg->poll_interval_s);
 			b->poll = true;
 		}
 	}
@@ -144,8 +145,10 @@ static void inbox_detach(struct watch *w, struct inbox *b)
 
 static void inbox_lost(struct watch *w, struct inbox *b, double now)
 {
-	log_msg(LOG_WARNING, "inbox '%s': directory deleted or moved; watching again once it is "
-		"back", b->cfg->name);
+	log_msg(LOG_WARNING,
+		"inbox '%s': directory deleted or moved; watching again once it is "
+		"back",
+		b->cfg->name);
 	inbox_detach(w, b);
 	b->next_scan = now; /* attached again at once if already back, else every RETRY_LOST_S */
 }
@@ -264,7 +267,7 @@ void watch_read_events(struct watch *w, double now)
 			p += sizeof *ev + ev->len;
 			if (ev->mask & IN_Q_OVERFLOW) {
 				log_msg(LOG_WARNING, "watch: inotify queue overflowed; rescanning "
-					"every inbox");
+						     "every inbox");
 				for (size_t i = 0; i < w->n; i++)
 					w->inboxes[i].next_scan = now;
 				continue;
@@ -273,8 +276,8 @@ void watch_read_events(struct watch *w, double now)
 				struct inbox *b = &w->inboxes[i];
 				if (b->wd != ev->wd || b->dirfd < 0)
 					continue;
-				if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED |
-						IN_UNMOUNT)) {
+				if (ev->mask &
+				    (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT)) {
 					inbox_lost(w, b, now);
 				} else if (ev->len && !(ev->mask & IN_ISDIR)) {
 					touch(b, ev->name, now);
@@ -291,14 +294,14 @@ static bool looks_complete(int dirfd, const char *name, const struct stat *st)
 	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return true; /* unreadable: the claim fails and says why, rather than waiting here */
-	uint8_t head[16] = {0}, tail[1024];
+	uint8_t head[16] = { 0 }, tail[1024];
 	size_t nt = st->st_size < (off_t)sizeof tail ? (size_t)st->st_size : sizeof tail;
 	bool ok = pread(fd, head, sizeof head, 0) >= 8 &&
 		  pread(fd, tail, nt, st->st_size - (off_t)nt) == (ssize_t)nt;
 	close(fd);
 	if (!ok)
 		return false;
-	static const uint8_t png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+	static const uint8_t png[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
 	if (memcmp(head, "%PDF-", 5) == 0)
 		return memmem(tail, nt, "%%EOF", 5) != NULL;
 	if (memcmp(head, png, 8) == 0)
@@ -362,9 +365,10 @@ static void check_inbox(struct watch *w, struct inbox *b, double now)
 		    now - t->changed_at < grace) {
 			if (!t->incomplete_logged) {
 				char esc[512];
-				log_msg(LOG_INFO, "inbox '%s': file '%s' is stable but incomplete; "
-					"waiting (taken anyway after %gs)", b->cfg->name,
-					log_escape(esc, sizeof esc, name), grace);
+				log_msg(LOG_INFO,
+					"inbox '%s': file '%s' is stable but incomplete; "
+					"waiting (taken anyway after %gs)",
+					b->cfg->name, log_escape(esc, sizeof esc, name), grace);
 				t->incomplete_logged = true;
 			}
 			continue;
@@ -432,7 +436,8 @@ bool watch_next_ready(struct watch *w, size_t *inbox, const char **name)
 		if (!g_queue_is_empty(&b->ready)) {
 			*inbox = i;
 			*name = g_queue_peek_head(&b->ready);
-			w->turn = (i + 1) % w->n; /* inboxes in turn: one bulk drop cannot starve another */
+			w->turn = (i + 1) %
+				  w->n; /* inboxes in turn: one bulk drop cannot starve another */
 			return true;
 		}
 	}
@@ -478,7 +483,9 @@ void watch_again(struct watch *w, size_t inbox, const char *name)
 {
 	struct tracked *t = unready(&w->inboxes[inbox], name);
 	if (t)
-		*t = (struct tracked){0}; /* no stat matches: the next pass starts its stability wait */
+		*t = (struct tracked){
+			0
+		}; /* no stat matches: the next pass starts its stability wait */
 }
 
 void watch_refuse(struct watch *w, size_t inbox, const char *name)

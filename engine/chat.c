@@ -57,9 +57,10 @@ int vlm_chat_prompt(const struct vlm_tokenizer *tok, int32_t image_token_id, con
 		    const char *text, const int64_t *image_tokens, int n_images, int32_t **ids,
 		    size_t *n_ids, vlm_err *err)
 {
-	static const char *const needed[] = {"[gMASK]", "<sop>", "<|user|>", "<|assistant|>",
-					     "<|system|>", "<|begin_of_image|>",
-					     "<|end_of_image|>", "<|image|>"};
+	static const char *const needed[] = { "[gMASK]",          "<sop>",
+					      "<|user|>",         "<|assistant|>",
+					      "<|system|>",       "<|begin_of_image|>",
+					      "<|end_of_image|>", "<|image|>" };
 	*ids = NULL;
 	*n_ids = 0;
 	for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
@@ -67,11 +68,12 @@ int vlm_chat_prompt(const struct vlm_tokenizer *tok, int32_t image_token_id, con
 			return vlm_err_set(err, -EBADMSG, "chat: the tokenizer has no '%s' token",
 					   needed[i]);
 	if (vlm_token_id(tok, "<|image|>") != image_token_id)
-		return vlm_err_set(err, -EBADMSG, "chat: config.json's image_token_id %d is not the "
-				   "tokenizer's <|image|> (%d)", image_token_id,
-				   vlm_token_id(tok, "<|image|>"));
+		return vlm_err_set(err, -EBADMSG,
+				   "chat: config.json's image_token_id %d is not the "
+				   "tokenizer's <|image|> (%d)",
+				   image_token_id, vlm_token_id(tok, "<|image|>"));
 
-	struct text t = {.ok = true};
+	struct text t = { .ok = true };
 	struct vlm_text_span spans[2];
 	size_t n_spans = 0;
 	int64_t n_image_tokens = 0;

@@ -183,17 +183,16 @@ static int cfg_id_list(struct cfg_reader *r, json_t *v, const char *prefix, cons
 	}
 	size_t i;
 	json_t *item;
-	json_array_foreach (v, i, item)
-		ids[i] = cfg_id(r, item, prefix, key);
+	json_array_foreach(v, i, item) ids[i] = cfg_id(r, item, prefix, key);
 	return (int)json_array_size(v);
 }
 
 /* Where a RoPE key is found, in the priority order of spec §1.1. */
 static json_t *cfg_rope_key(json_t *text, const char *key, const char **prefix)
 {
-	static const char *const where[] = {"rope_parameters", "", "rope_scaling"};
-	static const char *const names[] = {"text_config.rope_parameters", "text_config",
-					    "text_config.rope_scaling"};
+	static const char *const where[] = { "rope_parameters", "", "rope_scaling" };
+	static const char *const names[] = { "text_config.rope_parameters", "text_config",
+					     "text_config.rope_scaling" };
 	for (int i = 0; i < 3; i++) {
 		json_t *obj = *where[i] ? json_object_get(text, where[i]) : text;
 		json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
@@ -474,8 +473,8 @@ static int cfg_read_preproc(struct cfg_reader *r, const char *dir, struct vlm_co
 		.patch_size = 14,
 		.temporal_patch_size = 2,
 		.merge_size = 2,
-		.mean = {0.48145466f, 0.4578275f, 0.40821073f},
-		.std = {0.26862954f, 0.26130258f, 0.27577711f},
+		.mean = { 0.48145466f, 0.4578275f, 0.40821073f },
+		.std = { 0.26862954f, 0.26130258f, 0.27577711f },
 	};
 	json_t *root = cfg_open(r, dir, "preprocessor_config.json", true, err);
 	if (r->rc != 0)
@@ -523,7 +522,7 @@ static int cfg_read_preproc(struct cfg_reader *r, const char *dir, struct vlm_co
 
 int vlm_config_load(const char *dir, struct vlm_config *cfg, vlm_err *err)
 {
-	*cfg = (struct vlm_config){.gen.pad_id = -1};
+	*cfg = (struct vlm_config){ .gen.pad_id = -1 };
 	struct cfg_reader r;
 	int rc = cfg_read_model(&r, dir, cfg, err);
 	if (rc == 0)

@@ -34,8 +34,8 @@ void vlm_prep_params_default(struct vlm_prep_params *p)
 		.max_pixels = 9633792,
 		/* double literals cast to float, as numpy turns the JSON values into float32 (a float
 		 * literal could round differently) */
-		.mean = {(float)0.48145466, (float)0.4578275, (float)0.40821073},
-		.std = {(float)0.26862954, (float)0.26130258, (float)0.27577711},
+		.mean = { (float)0.48145466, (float)0.4578275, (float)0.40821073 },
+		.std = { (float)0.26862954, (float)0.26130258, (float)0.27577711 },
 	};
 }
 
@@ -61,11 +61,12 @@ int vlm_smart_resize(int height, int width, int factor, int64_t min_pixels, int6
 	double aspect = fmax(h, w) / fmin(h, w);
 	if (aspect > PREP_MAX_ASPECT)
 		return vlm_err_set(err, -EINVAL,
-				   "image_prep: image '%dx%d': aspect ratio %.1f is over 200", width,
-				   height, aspect);
+				   "image_prep: image '%dx%d': aspect ratio %.1f is over 200",
+				   width, height, aspect);
 	if (h > PREP_MAX_SIDE || w > PREP_MAX_SIDE)
-		return vlm_err_set(err, -E2BIG, "image_prep: image '%dx%d': a side is over %d pixels",
-				   width, height, PREP_MAX_SIDE);
+		return vlm_err_set(err, -E2BIG,
+				   "image_prep: image '%dx%d': a side is over %d pixels", width,
+				   height, PREP_MAX_SIDE);
 
 	/* Python's round() is half-to-even, which is rint() in the default rounding mode. */
 	int64_t f = factor, t = temporal;
@@ -84,10 +85,11 @@ int vlm_smart_resize(int height, int width, int factor, int64_t min_pixels, int6
 		double beta = sqrt((double)min_pixels / (double)(t * (int64_t)h * (int64_t)w));
 		double hc = ceil(h * beta / f), wc = ceil(w * beta / f);
 		if (hc * f > PREP_MAX_SIDE || wc * f > PREP_MAX_SIDE)
-			return vlm_err_set(err, -E2BIG,
-					   "image_prep: image '%dx%d': min_pixels %lld needs a side "
-					   "over %d pixels",
-					   width, height, (long long)min_pixels, PREP_MAX_SIDE);
+			return vlm_err_set(
+				err, -E2BIG,
+				"image_prep: image '%dx%d': min_pixels %lld needs a side "
+				"over %d pixels",
+				width, height, (long long)min_pixels, PREP_MAX_SIDE);
 		h_bar = (int64_t)hc * f;
 		w_bar = (int64_t)wc * f;
 	}
@@ -196,8 +198,7 @@ static void pass_horizontal(const uint8_t *src, int rows, int in_w, uint8_t *dst
 }
 
 /* [in_h, w, 3] -> [out_h, w, 3] */
-static void pass_vertical(const uint8_t *src, int w, uint8_t *dst, int out_h,
-			  const struct axis *a)
+static void pass_vertical(const uint8_t *src, int w, uint8_t *dst, int out_h, const struct axis *a)
 {
 	size_t stride = (size_t)w * 3;
 	for (int y = 0; y < out_h; y++) {
@@ -233,8 +234,9 @@ int vlm_image_resize_bicubic(const uint8_t *src, int in_h, int in_w, uint8_t *ds
 	size_t mid_bytes = horizontal && vertical ? (size_t)in_h * out_w * 3 : 0;
 	uint8_t *mem = malloc(h_bytes + v_bytes + mid_bytes);
 	if (!mem)
-		return vlm_err_set(err, -ENOMEM, "image_prep: resize '%dx%d -> %dx%d': out of memory",
-				   in_w, in_h, out_w, out_h);
+		return vlm_err_set(err, -ENOMEM,
+				   "image_prep: resize '%dx%d -> %dx%d': out of memory", in_w, in_h,
+				   out_w, out_h);
 	struct axis ax, ay;
 	const uint8_t *mid = src;
 	if (horizontal) {
@@ -254,10 +256,11 @@ int vlm_image_resize_bicubic(const uint8_t *src, int in_h, int in_w, uint8_t *ds
 static int params_check(const struct vlm_prep_params *p, vlm_err *err)
 {
 	if (p->patch_size <= 0 || p->temporal_patch_size <= 0 || p->merge_size <= 0)
-		return vlm_err_set(err, -EINVAL,
-				   "image_prep: params 'patch %d, temporal %d, merge %d': sizes must "
-				   "be positive",
-				   p->patch_size, p->temporal_patch_size, p->merge_size);
+		return vlm_err_set(
+			err, -EINVAL,
+			"image_prep: params 'patch %d, temporal %d, merge %d': sizes must "
+			"be positive",
+			p->patch_size, p->temporal_patch_size, p->merge_size);
 	for (int c = 0; c < 3; c++)
 		if (!(p->std[c] != 0.0f) || !isfinite(p->std[c]) || !isfinite(p->mean[c]))
 			return vlm_err_set(err, -EINVAL,
@@ -286,12 +289,17 @@ static void patchify(const uint8_t *img, int img_w, const struct vlm_prep_params
 						float *frame0 = out + (size_t)c * nt * plane;
 						for (int py = 0; py < ps; py++) {
 							const uint8_t *src =
-								img + ((size_t)(y0 + py) * img_w + x0) * 3 + c;
+								img +
+								((size_t)(y0 + py) * img_w + x0) *
+									3 +
+								c;
 							for (int px = 0; px < ps; px++)
-								frame0[py * ps + px] = lut[c][src[px * 3]];
+								frame0[py * ps + px] =
+									lut[c][src[px * 3]];
 						}
 						for (int t = 1; t < nt; t++)
-							memcpy(frame0 + t * plane, frame0, plane * sizeof *out);
+							memcpy(frame0 + t * plane, frame0,
+							       plane * sizeof *out);
 					}
 					out += dim;
 				}
@@ -300,7 +308,7 @@ static void patchify(const uint8_t *img, int img_w, const struct vlm_prep_params
 int vlm_image_prep(const uint8_t *rgb, int height, int width, const struct vlm_prep_params *p,
 		   struct vlm_prepped *out, vlm_err *err)
 {
-	*out = (struct vlm_prepped){0};
+	*out = (struct vlm_prepped){ 0 };
 	int rc = params_check(p, err);
 	if (rc < 0)
 		return rc;
@@ -314,8 +322,8 @@ int vlm_image_prep(const uint8_t *rgb, int height, int width, const struct vlm_p
 	int64_t dim = 3 * (int64_t)p->temporal_patch_size * p->patch_size * p->patch_size;
 	size_t pv_bytes;
 	if (__builtin_mul_overflow((size_t)(gh * gw), (size_t)dim * sizeof(float), &pv_bytes))
-		return vlm_err_set(err, -E2BIG, "image_prep: image '%dx%d': too many patches", width,
-				   height);
+		return vlm_err_set(err, -E2BIG, "image_prep: image '%dx%d': too many patches",
+				   width, height);
 	bool resize = rh != height || rw != width;
 	float *pv = malloc(pv_bytes);
 	uint8_t *resized = resize ? malloc((size_t)rh * rw * 3) : NULL;
@@ -356,5 +364,5 @@ void vlm_prepped_done(struct vlm_prepped *out)
 	if (!out)
 		return;
 	free(out->pixel_values);
-	*out = (struct vlm_prepped){0};
+	*out = (struct vlm_prepped){ 0 };
 }

@@ -20,10 +20,10 @@ struct vlm_prep_params {
 	int patch_size;          /* 14 */
 	int temporal_patch_size; /* 2: a still image becomes this many identical frames */
 	int merge_size;          /* 2: patches per side of one merged token */
-	int64_t min_pixels;      /* size.shortest_edge: a pixel count bounding all frames together */
-	int64_t max_pixels;      /* size.longest_edge: likewise */
-	float mean[3];           /* image_mean, per RGB channel, as float32 like the processor */
-	float std[3];            /* image_std */
+	int64_t min_pixels; /* size.shortest_edge: a pixel count bounding all frames together */
+	int64_t max_pixels; /* size.longest_edge: likewise */
+	float mean[3];      /* image_mean, per RGB channel, as float32 like the processor */
+	float std[3];       /* image_std */
 };
 
 /* Fills the GLM-4.6V values: 14, 2, 2, 12544, 9633792 and the OpenAI CLIP mean and std. */
@@ -31,12 +31,12 @@ void vlm_prep_params_default(struct vlm_prep_params *p);
 
 /* One preprocessed image. pixel_values is owned by the struct: free with vlm_prepped_done. */
 struct vlm_prepped {
-	int64_t grid_thw[3];   /* (1, gh, gw) in patches */
-	int64_t n_tokens;      /* merged tokens: gh*gw / merge^2 */
+	int64_t grid_thw[3]; /* (1, gh, gw) in patches */
+	int64_t n_tokens;    /* merged tokens: gh*gw / merge^2 */
 	int resized_h, resized_w;
-	int64_t n_patches;     /* rows of pixel_values: gh*gw */
-	int64_t patch_dim;     /* columns: 3 * temporal * patch * patch */
-	float *pixel_values;   /* [n_patches, patch_dim], columns (c, t, py, px) */
+	int64_t n_patches;   /* rows of pixel_values: gh*gw */
+	int64_t patch_dim;   /* columns: 3 * temporal * patch * patch */
+	float *pixel_values; /* [n_patches, patch_dim], columns (c, t, py, px) */
 };
 
 /* The target size of transformers' smart_resize, in double precision like Python: sides under

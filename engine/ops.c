@@ -92,8 +92,10 @@ int vlm_ops_set_bf16(struct vlm_ops *ops, bool on, vlm_err *err)
 		size_t bytes = sizeof(uint16_t) * vlm_fast_xb_elems();
 		ops->cpu.xb = aligned_alloc(64, bytes);
 		if (!ops->cpu.xb)
-			return vlm_err_set(err, -ENOMEM, "ops: bf16 activation buffer of %zu bytes: "
-					   "out of memory", bytes);
+			return vlm_err_set(err, -ENOMEM,
+					   "ops: bf16 activation buffer of %zu bytes: "
+					   "out of memory",
+					   bytes);
 	}
 	ops->cpu.bf16 = on;
 	return 0;
@@ -156,12 +158,10 @@ int vlm_op_matmul(struct vlm_ops *ops, float *y, const float *x, int64_t M,
 		  const struct vlm_tensor *w, const struct vlm_tensor *bias, vlm_err *err)
 {
 	if (!w || !w->data || w->n_dims != 2 || !is_float(w->dtype))
-		return vlm_err_set(err, -EINVAL,
-				   "ops: matmul: weight '%s': not a 2-D float tensor",
+		return vlm_err_set(err, -EINVAL, "ops: matmul: weight '%s': not a 2-D float tensor",
 				   w ? tname(w) : "(null)");
 	if (w->shape[0] < 1 || w->shape[1] < 1 || M < 0)
-		return vlm_err_set(err, -EINVAL, "ops: matmul: weight '%s': empty shape",
-				   tname(w));
+		return vlm_err_set(err, -EINVAL, "ops: matmul: weight '%s': empty shape", tname(w));
 	if (bias) {
 		int rc = check_vector("matmul bias", bias, w->shape[0], err);
 		if (rc < 0)
@@ -208,8 +208,8 @@ int vlm_op_layernorm(struct vlm_ops *ops, float *y, const float *x, const struct
 	return 0;
 }
 
-int vlm_op_silu_mul(struct vlm_ops *ops, float *out, const float *gate, const float *up,
-		    int64_t M, int64_t n, int64_t in_stride, vlm_err *err)
+int vlm_op_silu_mul(struct vlm_ops *ops, float *out, const float *gate, const float *up, int64_t M,
+		    int64_t n, int64_t in_stride, vlm_err *err)
 {
 	int rc = check_dims("silu_mul", M, n, err);
 	if (rc < 0)
@@ -254,7 +254,8 @@ int vlm_op_embedding(struct vlm_ops *ops, float *y, const struct vlm_tensor *tab
 		     const int32_t *ids, int64_t L, vlm_err *err)
 {
 	if (!table || !table->data || table->n_dims != 2 || !is_float(table->dtype))
-		return vlm_err_set(err, -EINVAL, "ops: embedding: table '%s': not a 2-D float tensor",
+		return vlm_err_set(err, -EINVAL,
+				   "ops: embedding: table '%s': not a 2-D float tensor",
 				   table ? tname(table) : "(null)");
 	for (int64_t i = 0; i < L; i++)
 		if (ids[i] < 0 || ids[i] >= table->shape[0])
@@ -338,7 +339,8 @@ int vlm_op_rope_text(struct vlm_ops *ops, float *x, int64_t L, int H, int hd, in
 	if (is_ref(ops))
 		vlm_ref_rope_text(x, L, H, hd, stride, rotary_dim, sections, pos, theta);
 	else
-		vlm_fast_rope_text(&ops->cpu, x, L, H, hd, stride, rotary_dim, sections, pos, theta);
+		vlm_fast_rope_text(&ops->cpu, x, L, H, hd, stride, rotary_dim, sections, pos,
+				   theta);
 	return 0;
 }
 
@@ -349,8 +351,8 @@ int vlm_op_rope_vision(struct vlm_ops *ops, float *x, int64_t N, int H, int hd, 
 	if (rc < 0)
 		return rc;
 	if (hd % 4 != 0)
-		return vlm_err_set(err, -EINVAL, "ops: rope_vision: head dim %d not a multiple of 4",
-				   hd);
+		return vlm_err_set(err, -EINVAL,
+				   "ops: rope_vision: head dim %d not a multiple of 4", hd);
 	if (is_ref(ops))
 		vlm_ref_rope_vision(x, N, H, hd, stride, hw, theta);
 	else

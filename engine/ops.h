@@ -68,8 +68,8 @@ int vlm_op_layernorm(struct vlm_ops *ops, float *y, const float *x, const struct
 /* out [M, n] = silu(gate) * up, where gate and up are [M, n] views with row stride `in_stride`:
  * fused [gate | up] rows of width 2n use (gate = gu, up = gu + n, in_stride = 2n); separate
  * buffers use in_stride = n. out may equal gate (then in_stride must be n). */
-int vlm_op_silu_mul(struct vlm_ops *ops, float *out, const float *gate, const float *up,
-		    int64_t M, int64_t n, int64_t in_stride, vlm_err *err);
+int vlm_op_silu_mul(struct vlm_ops *ops, float *out, const float *gate, const float *up, int64_t M,
+		    int64_t n, int64_t in_stride, vlm_err *err);
 /* y [n] = x * Phi(x) with the exact erf. In place allowed. */
 int vlm_op_gelu_erf(struct vlm_ops *ops, float *y, const float *x, int64_t n, vlm_err *err);
 /* y [n] = a + b. y may equal a or b. */
@@ -112,14 +112,14 @@ struct vlm_attn {
 	int n_head, n_kv_head; /* n_head a multiple of n_kv_head; query head n uses kv head
 			        * n / (n_head / n_kv_head) */
 	int head_dim;
-	const float *q;        /* [L, n_head, hd], row stride q_stride */
+	const float *q; /* [L, n_head, hd], row stride q_stride */
 	int64_t q_stride;
-	const float *k, *v;    /* [T, n_kv_head, hd], row stride kv_stride (a KV cache) */
+	const float *k, *v; /* [T, n_kv_head, hd], row stride kv_stride (a KV cache) */
 	int64_t kv_stride;
-	float *out;            /* [L, n_head * hd], contiguous; must not overlap q, k, v */
+	float *out; /* [L, n_head * hd], contiguous; must not overlap q, k, v */
 	enum vlm_attn_mask mask;
-	int64_t past;               /* CAUSAL: T >= past + L */
-	const int32_t *cu_seqlens;  /* SEGMENTS: [n_segments + 1], 0 .. L ascending, L == T */
+	int64_t past;              /* CAUSAL: T >= past + L */
+	const int32_t *cu_seqlens; /* SEGMENTS: [n_segments + 1], 0 .. L ascending, L == T */
 	int n_segments;
 };
 

@@ -13,27 +13,33 @@ int vlm_rope_index(const int32_t *ids, int64_t L, int32_t image_token_id, int32_
 	int image = 0;
 	while (i < L) {
 		if (ids[i] == video_token_id)
-			return vlm_err_set(err, -EINVAL, "positions: token %lld: video input is not "
-					   "supported", (long long)i);
+			return vlm_err_set(err, -EINVAL,
+					   "positions: token %lld: video input is not "
+					   "supported",
+					   (long long)i);
 		if (ids[i] != image_token_id) {
 			pt[i] = ph[i] = pw[i] = (int32_t)next++;
 			i++;
 			continue;
 		}
 		if (image >= n_images)
-			return vlm_err_set(err, -EINVAL, "positions: more image groups in the prompt "
-					   "than the %d image(s) given", n_images);
+			return vlm_err_set(err, -EINVAL,
+					   "positions: more image groups in the prompt "
+					   "than the %d image(s) given",
+					   n_images);
 		int64_t t = grids[image][0], mh = grids[image][1] / merge_size,
 			mw = grids[image][2] / merge_size, n = t * mh * mw;
 		if (i + n > L)
-			return vlm_err_set(err, -EINVAL, "positions: image %d needs %lld tokens, the "
-					   "prompt ends after %lld", image, (long long)n,
-					   (long long)(L - i));
+			return vlm_err_set(err, -EINVAL,
+					   "positions: image %d needs %lld tokens, the "
+					   "prompt ends after %lld",
+					   image, (long long)n, (long long)(L - i));
 		for (int64_t k = 0; k < n; k++) {
 			if (ids[i + k] != image_token_id)
-				return vlm_err_set(err, -EINVAL, "positions: image %d has %lld tokens in "
-						   "the prompt, its grid needs %lld", image,
-						   (long long)k, (long long)n);
+				return vlm_err_set(err, -EINVAL,
+						   "positions: image %d has %lld tokens in "
+						   "the prompt, its grid needs %lld",
+						   image, (long long)k, (long long)n);
 			pt[i + k] = (int32_t)(next + k / (mh * mw));
 			ph[i + k] = (int32_t)(next + (k / mw) % mh);
 			pw[i + k] = (int32_t)(next + k % mw);

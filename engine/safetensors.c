@@ -105,7 +105,8 @@ static int st_parse_shape(const struct vlm_st_file *f, const char *name, json_t 
 	size_t i;
 	json_t *dim;
 	t->n_dims = (int)json_array_size(shape);
-	json_array_foreach (shape, i, dim) {
+	json_array_foreach(shape, i, dim)
+	{
 		if (!json_is_integer(dim) || json_integer_value(dim) < 0)
 			return st_fail(err, -EBADMSG, f->path, name,
 				       "shape[%zu] is not a non-negative integer", i);
@@ -216,7 +217,8 @@ static int st_parse(struct vlm_st_file *f, json_t *header, size_t data_start, vl
 	const char *key;
 	json_t *value;
 	size_t names_size = 0;
-	json_object_foreach (header, key, value) {
+	json_object_foreach(header, key, value)
+	{
 		if (strcmp(key, "__metadata__") != 0) {
 			f->n_tensors++;
 			names_size += strlen(key) + 1;
@@ -233,7 +235,8 @@ static int st_parse(struct vlm_st_file *f, json_t *header, size_t data_start, vl
 	int rc = 0;
 	size_t i = 0;
 	char *name = f->names;
-	json_object_foreach (header, key, value) {
+	json_object_foreach(header, key, value)
+	{
 		if (strcmp(key, "__metadata__") == 0)
 			continue;
 		size_t len = strlen(key) + 1;
@@ -345,6 +348,6 @@ const struct vlm_tensor *vlm_st_tensor(const struct vlm_st_file *f, size_t i)
 
 const struct vlm_tensor *vlm_st_find(const struct vlm_st_file *f, const char *name)
 {
-	struct vlm_tensor key = {.name = name};
+	struct vlm_tensor key = { .name = name };
 	return bsearch(&key, f->tensors, f->n_tensors, sizeof *f->tensors, st_name_cmp);
 }

@@ -50,8 +50,8 @@ static double uniform(uint64_t s[4])
 	return (double)(xoshiro_next(s) >> 11) * 0x1.0p-53;
 }
 
-int vlm_sampler_new(int64_t n_vocab, const struct vlm_sampler_params *p,
-		    struct vlm_sampler **out, vlm_err *err)
+int vlm_sampler_new(int64_t n_vocab, const struct vlm_sampler_params *p, struct vlm_sampler **out,
+		    vlm_err *err)
 {
 	*out = NULL;
 	if (n_vocab < 1)
@@ -59,9 +59,10 @@ int vlm_sampler_new(int64_t n_vocab, const struct vlm_sampler_params *p,
 				   (long long)n_vocab);
 	if (!p->greedy && (!(p->temperature > 0) || !(p->top_p > 0 && p->top_p <= 1) ||
 			   p->top_k < 0 || !(p->repetition_penalty > 0)))
-		return vlm_err_set(err, -EINVAL, "sampler: temperature %g, top_p %g, top_k %d, "
-				   "repetition_penalty %g out of range", p->temperature, p->top_p,
-				   p->top_k, p->repetition_penalty);
+		return vlm_err_set(err, -EINVAL,
+				   "sampler: temperature %g, top_p %g, top_k %d, "
+				   "repetition_penalty %g out of range",
+				   p->temperature, p->top_p, p->top_k, p->repetition_penalty);
 	struct vlm_sampler *s = calloc(1, sizeof *s);
 	if (!s || !(s->cand = malloc((size_t)n_vocab * sizeof *s->cand))) {
 		vlm_sampler_free(s);
@@ -120,7 +121,8 @@ int vlm_sampler_next(struct vlm_sampler *s, const float *logits, const int32_t *
 
 	struct candidate *c = s->cand;
 	for (int64_t i = 0; i < n; i++)
-		c[i] = (struct candidate){logits[i] > -INFINITY ? logits[i] : -INFINITY, (int32_t)i};
+		c[i] = (struct candidate){ logits[i] > -INFINITY ? logits[i] : -INFINITY,
+					   (int32_t)i };
 	/* Computed from the untouched logits, so an id repeated in the history is penalised once,
 	 * as HF's gather/scatter does. */
 	float pen = s->p.repetition_penalty;
@@ -133,7 +135,7 @@ int vlm_sampler_next(struct vlm_sampler *s, const float *logits, const int32_t *
 	int64_t m = 0;
 	for (int64_t i = 0; i < n; i++)
 		if (c[i].logit > -INFINITY)
-			c[m++] = (struct candidate){c[i].logit / s->p.temperature, c[i].id};
+			c[m++] = (struct candidate){ c[i].logit / s->p.temperature, c[i].id };
 
 	bool truncate_k = s->p.top_k > 0 && s->p.top_k < m;
 	if (truncate_k || s->p.top_p < 1.0f)

@@ -26,8 +26,8 @@ struct vlm_sampler_params {
 
 struct vlm_sampler;
 
-int vlm_sampler_new(int64_t n_vocab, const struct vlm_sampler_params *p,
-		    struct vlm_sampler **out, vlm_err *err);
+int vlm_sampler_new(int64_t n_vocab, const struct vlm_sampler_params *p, struct vlm_sampler **out,
+		    vlm_err *err);
 void vlm_sampler_free(struct vlm_sampler *s); /* accepts NULL */
 
 /* Picks a token from logits [n_vocab] (not modified; -inf marks a masked token, NaN counts as

@@ -31,11 +31,11 @@ struct vlm_dtype_info {
 static inline const struct vlm_dtype_info *vlm_dtype_info(enum vlm_dtype dtype)
 {
 	static const struct vlm_dtype_info table[] = {
-		[VLM_DTYPE_F32] = {"F32", 4}, [VLM_DTYPE_F16] = {"F16", 2},
-		[VLM_DTYPE_BF16] = {"BF16", 2}, [VLM_DTYPE_I64] = {"I64", 8},
-		[VLM_DTYPE_I32] = {"I32", 4}, [VLM_DTYPE_U8] = {"U8", 1},
-		[VLM_DTYPE_I8] = {"I8", 1}, [VLM_DTYPE_I16] = {"I16", 2},
-		[VLM_DTYPE_F64] = {"F64", 8}, [VLM_DTYPE_BOOL] = {"BOOL", 1},
+		[VLM_DTYPE_F32] = { "F32", 4 },   [VLM_DTYPE_F16] = { "F16", 2 },
+		[VLM_DTYPE_BF16] = { "BF16", 2 }, [VLM_DTYPE_I64] = { "I64", 8 },
+		[VLM_DTYPE_I32] = { "I32", 4 },   [VLM_DTYPE_U8] = { "U8", 1 },
+		[VLM_DTYPE_I8] = { "I8", 1 },     [VLM_DTYPE_I16] = { "I16", 2 },
+		[VLM_DTYPE_F64] = { "F64", 8 },   [VLM_DTYPE_BOOL] = { "BOOL", 1 },
 	};
 	_Static_assert(sizeof table / sizeof table[0] == VLM_DTYPE_COUNT, "dtype table");
 	return (unsigned)dtype < VLM_DTYPE_COUNT ? &table[dtype] : NULL;
@@ -57,11 +57,11 @@ static inline const char *vlm_dtype_name(enum vlm_dtype dtype)
 #define VLM_MAX_DIMS 8
 
 struct vlm_tensor {
-	const char *name;  /* borrowed; canonical name after prefix normalisation */
+	const char *name; /* borrowed; canonical name after prefix normalisation */
 	enum vlm_dtype dtype;
 	int n_dims;
 	int64_t shape[VLM_MAX_DIMS];
-	const void *data;  /* borrowed, little-endian, row-major */
+	const void *data; /* borrowed, little-endian, row-major */
 	size_t n_bytes;
 };
 
@@ -75,14 +75,20 @@ static inline int64_t vlm_tensor_numel(const struct vlm_tensor *t)
 
 static inline float vlm_bf16_to_f32(uint16_t h)
 {
-	union { uint32_t u; float f; } v = {.u = (uint32_t)h << 16};
+	union {
+		uint32_t u;
+		float f;
+	} v = { .u = (uint32_t)h << 16 };
 	return v.f;
 }
 
 /* Round-to-nearest-even, as torch does when casting f32 to bf16 (NaN kept quiet). */
 static inline uint16_t vlm_f32_to_bf16(float f)
 {
-	union { float f; uint32_t u; } v = {.f = f};
+	union {
+		float f;
+		uint32_t u;
+	} v = { .f = f };
 	if ((v.u & 0x7fffffffu) > 0x7f800000u)
 		return (uint16_t)((v.u >> 16) | 0x40u);
 	return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
@@ -93,7 +99,10 @@ static inline float vlm_f16_to_f32(uint16_t h)
 {
 	uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
 	uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
-	union { uint32_t u; float f; } v;
+	union {
+		uint32_t u;
+		float f;
+	} v;
 	if (exp == 0x1f) {
 		v.u = sign | 0x7f800000u | (man << 13);
 	} else if (exp != 0) {

@@ -25,9 +25,10 @@ int vlm_text_forward(struct vlm_ops *ops, const struct vlm_config *cfg,
 	const int64_t qd = (int64_t)nh * hd, kvd = (int64_t)nkv * hd;
 	const float eps = tc->rms_norm_eps, theta = (float)tc->rope_theta;
 	if (L < 1 || past < 0 || past + L > kv->n_ctx)
-		return vlm_err_set(err, -E2BIG, "text: %lld tokens after %lld do not fit the "
-				   "context of %lld", (long long)L, (long long)past,
-				   (long long)kv->n_ctx);
+		return vlm_err_set(err, -E2BIG,
+				   "text: %lld tokens after %lld do not fit the "
+				   "context of %lld",
+				   (long long)L, (long long)past, (long long)kv->n_ctx);
 	float *h = scratch, *q = h + L * H, *attn = q + L * qd, *gu = attn + L * qd,
 	      *act = gu + L * 2 * I;
 	int rc;
@@ -35,9 +36,19 @@ int vlm_text_forward(struct vlm_ops *ops, const struct vlm_config *cfg,
 		const struct vlm_text_layer *ly = &w->layers[l];
 		float *k = kv->k[l] + past * kvd, *v = kv->v[l] + past * kvd;
 		struct vlm_attn a = {
-			.L = L, .T = past + L, .n_head = nh, .n_kv_head = nkv, .head_dim = hd,
-			.q = q, .q_stride = qd, .k = kv->k[l], .v = kv->v[l], .kv_stride = kvd,
-			.out = attn, .mask = VLM_ATTN_CAUSAL, .past = past,
+			.L = L,
+			.T = past + L,
+			.n_head = nh,
+			.n_kv_head = nkv,
+			.head_dim = hd,
+			.q = q,
+			.q_stride = qd,
+			.k = kv->k[l],
+			.v = kv->v[l],
+			.kv_stride = kvd,
+			.out = attn,
+			.mask = VLM_ATTN_CAUSAL,
+			.past = past,
 		};
 		if ((rc = vlm_op_rmsnorm(ops, h, x, ly->input_norm, L, H, eps, err)) < 0 ||
 		    (rc = vlm_op_matmul(ops, q, h, L, ly->q_w, ly->q_b, err)) < 0 ||
@@ -63,7 +74,8 @@ int vlm_text_forward(struct vlm_ops *ops, const struct vlm_config *cfg,
 		vlm_trace_emit(trace, name, x, L, H);
 	}
 	int64_t first = all_logits ? 0 : L - 1, rows = L - first;
-	if ((rc = vlm_op_rmsnorm(ops, x + first * H, x + first * H, w->norm, rows, H, eps, err)) < 0)
+	if ((rc = vlm_op_rmsnorm(ops, x + first * H, x + first * H, w->norm, rows, H, eps, err)) <
+	    0)
 		return rc;
 	vlm_trace_emit(trace, "text.norm", x + first * H, rows, H);
 	if ((rc = vlm_op_matmul(ops, logits, x + first * H, rows, w->lm_head, NULL, err)) < 0)

@@ -38,7 +38,7 @@ struct strtab {
 	struct strtab_slot {
 		uint32_t hash;
 		int32_t idx; /* -1: empty */
-	} *slots;
+	} * slots;
 	size_t mask;
 };
 
@@ -54,7 +54,7 @@ struct added_token {
 };
 
 struct vlm_tokenizer {
-	int32_t n_ids; /* max id + 1 */
+	int32_t n_ids;            /* max id + 1 */
 	uint8_t *flags;           /* [n_ids] TOK_* */
 	struct strref *vocab_ref; /* [n_ids] the vocabulary spelling, in vocab_text */
 	struct strref *bytes_ref; /* [n_ids] what the token decodes to, in bytes_text */
@@ -140,7 +140,7 @@ static size_t utf8_check(const uint8_t *s, size_t n)
 static uint32_t utf8_decode(const uint8_t *s, size_t *len)
 {
 	*len = utf8_char_len(s[0]);
-	static const uint8_t lead_mask[5] = {0, 0x7f, 0x1f, 0x0f, 0x07};
+	static const uint8_t lead_mask[5] = { 0, 0x7f, 0x1f, 0x0f, 0x07 };
 	uint32_t cp = s[0] & lead_mask[*len];
 	for (size_t k = 1; k < *len; k++)
 		cp = cp << 6 | (s[k] & 0x3fu);
@@ -308,7 +308,7 @@ static int32_t strtab_insert(struct strtab *t, const char *arena, const struct s
 	struct strtab_slot *slot = &t->slots[strtab_probe(t, arena, refs, s, refs[idx].len, h)];
 	if (slot->idx >= 0)
 		return slot->idx;
-	*slot = (struct strtab_slot){h, idx};
+	*slot = (struct strtab_slot){ h, idx };
 	return -1;
 }
 
@@ -393,8 +393,9 @@ static int load_pipeline(struct loader *l, const json_t *root)
 				 behavior ? behavior : "(none)",
 				 json_flag(split, "invert") ? " inverted" : "");
 	if (json_flag(bytelevel, "add_prefix_space") || json_flag(bytelevel, "use_regex"))
-		return load_fail(l, -ENOTSUP, "pre_tokenizer ByteLevel with add_prefix_space or "
-					      "use_regex is not supported");
+		return load_fail(l, -ENOTSUP,
+				 "pre_tokenizer ByteLevel with add_prefix_space or "
+				 "use_regex is not supported");
 
 	const json_t *pattern = json_object_get(split, "pattern");
 	const json_t *regex = json_object_get(pattern, "Regex");
@@ -432,7 +433,7 @@ static int load_model_options(struct loader *l, const json_t *model)
 	const json_t *dropout = json_object_get(model, "dropout");
 	if (!json_absent(dropout) && json_number_value(dropout) != 0.0)
 		return load_fail(l, -ENOTSUP, "BPE dropout is not supported");
-	const char *affixes[] = {"continuing_subword_prefix", "end_of_word_suffix"};
+	const char *affixes[] = { "continuing_subword_prefix", "end_of_word_suffix" };
 	for (size_t i = 0; i < sizeof affixes / sizeof affixes[0]; i++) {
 		const char *v = json_string_value(json_object_get(model, affixes[i]));
 		if (v && *v)
@@ -449,7 +450,8 @@ static int load_max_id(struct loader *l, const json_t *vocab, const json_t *adde
 	size_t key_len;
 	const json_t *v;
 	*max = -1;
-	json_object_keylen_foreach((json_t *)vocab, key, key_len, v) {
+	json_object_keylen_foreach((json_t *)vocab, key, key_len, v)
+	{
 		json_int_t id = json_integer_value(v);
 		if (!json_is_integer(v) || id < 0 || id >= TOK_MAX_ID)
 			return load_fail(l, -EBADMSG, "vocab entry '%.*s': id is not in [0, %d)",
@@ -458,13 +460,16 @@ static int load_max_id(struct loader *l, const json_t *vocab, const json_t *adde
 			*max = (int32_t)id;
 	}
 	size_t i;
-	json_array_foreach(added, i, v) {
+	json_array_foreach(added, i, v)
+	{
 		const json_t *idv = json_object_get(v, "id");
 		json_int_t id = json_integer_value(idv);
 		if (!json_is_integer(idv) || id < 0 || id >= TOK_MAX_ID ||
 		    !json_is_string(json_object_get(v, "content")))
-			return load_fail(l, -EBADMSG, "added_tokens[%zu]: needs an id in [0, %d) and "
-						      "a content string", i, TOK_MAX_ID);
+			return load_fail(l, -EBADMSG,
+					 "added_tokens[%zu]: needs an id in [0, %d) and "
+					 "a content string",
+					 i, TOK_MAX_ID);
 		if (id > *max)
 			*max = (int32_t)id;
 	}
@@ -478,20 +483,20 @@ static int load_vocab(struct loader *l, const json_t *vocab)
 	const char *key;
 	size_t key_len, total = 0;
 	const json_t *v;
-	json_object_keylen_foreach((json_t *)vocab, key, key_len, v)
-		total += key_len;
+	json_object_keylen_foreach((json_t *)vocab, key, key_len, v) total += key_len;
 	if (total >= UINT32_MAX)
 		return load_fail(l, -E2BIG, "vocabulary text is too large");
 	tok->vocab_text = malloc(total + 1);
 	if (!tok->vocab_text || strtab_init(&tok->vocab, json_object_size(vocab)))
 		return load_fail(l, -ENOMEM, "out of memory for the vocabulary");
 	uint32_t off = 0;
-	json_object_keylen_foreach((json_t *)vocab, key, key_len, v) {
+	json_object_keylen_foreach((json_t *)vocab, key, key_len, v)
+	{
 		int32_t id = (int32_t)json_integer_value(v);
 		if (tok->flags[id] & TOK_PRESENT)
 			return load_fail(l, -EBADMSG, "vocab: id %d is used twice", id);
 		memcpy(tok->vocab_text + off, key, key_len);
-		tok->vocab_ref[id] = (struct strref){off, (uint32_t)key_len};
+		tok->vocab_ref[id] = (struct strref){ off, (uint32_t)key_len };
 		tok->flags[id] = TOK_PRESENT;
 		strtab_insert(&tok->vocab, tok->vocab_text, tok->vocab_ref, id);
 		off += (uint32_t)key_len;
@@ -500,12 +505,14 @@ static int load_vocab(struct loader *l, const json_t *vocab)
 	for (unsigned b = 0; b < 256; b++) {
 		char spelling[4];
 		size_t n = utf8_encode(tok->byte_cp[b], spelling);
-		tok->byte_id[b] = strtab_find(&tok->vocab, tok->vocab_text, tok->vocab_ref,
-					      spelling, n);
+		tok->byte_id[b] =
+			strtab_find(&tok->vocab, tok->vocab_text, tok->vocab_ref, spelling, n);
 		if (tok->byte_id[b] < 0)
-			return load_fail(l, -EBADMSG,
-					 "vocab: no token for byte 0x%02x ('%.*s') of the byte-level "
-					 "alphabet", b, (int)n, spelling);
+			return load_fail(
+				l, -EBADMSG,
+				"vocab: no token for byte 0x%02x ('%.*s') of the byte-level "
+				"alphabet",
+				b, (int)n, spelling);
 	}
 	return 0;
 }
@@ -519,8 +526,10 @@ static int load_merge_pair(struct loader *l, const json_t *m, size_t rank, const
 		size_t n = json_string_length(m);
 		const char *space = memchr(s, ' ', n);
 		if (!space || memchr(space + 1, ' ', n - (size_t)(space + 1 - s)))
-			return load_fail(l, -EBADMSG, "merges[%zu] '%s': not two tokens separated "
-						      "by one space", rank, s);
+			return load_fail(l, -EBADMSG,
+					 "merges[%zu] '%s': not two tokens separated "
+					 "by one space",
+					 rank, s);
 		*left = s;
 		*left_len = (size_t)(space - s);
 		*right = space + 1;
@@ -578,8 +587,9 @@ static int load_merges(struct loader *l, const json_t *merges)
 			rc = load_fail(l, -EBADMSG,
 				       "merges[%zu] '%.*s' + '%.*s': %s is not in the vocabulary",
 				       rank, (int)na, a, (int)nb, b,
-				       ia < 0 ? "the left token" : ib < 0 ? "the right token"
-									 : "the merged token");
+				       ia < 0   ? "the left token"
+				       : ib < 0 ? "the right token"
+						: "the merged token");
 			break;
 		}
 		/* A repeated pair takes its last rank, as the HF hash map does. */
@@ -587,7 +597,7 @@ static int load_merges(struct loader *l, const json_t *merges)
 		size_t s = hash_u64(key) & tok->merge_mask;
 		while (tok->merges[s].key != UINT64_MAX && tok->merges[s].key != key)
 			s = (s + 1) & tok->merge_mask;
-		tok->merges[s] = (struct merge_slot){key, (uint32_t)rank, merged};
+		tok->merges[s] = (struct merge_slot){ key, (uint32_t)rank, merged };
 	}
 	free(joined);
 	return rc;
@@ -611,8 +621,7 @@ static int load_added(struct loader *l, const json_t *list)
 	struct vlm_tokenizer *tok = l->tok;
 	size_t n = json_array_size(list), total = 0, i;
 	const json_t *v;
-	json_array_foreach(list, i, v)
-		total += json_string_length(json_object_get(v, "content"));
+	json_array_foreach(list, i, v) total += json_string_length(json_object_get(v, "content"));
 	if (total >= UINT32_MAX)
 		return load_fail(l, -E2BIG, "added token text is too large");
 	tok->added = calloc(n + 1, sizeof *tok->added);
@@ -624,7 +633,8 @@ static int load_added(struct loader *l, const json_t *list)
 		return load_fail(l, -ENOMEM, "out of memory for %zu added tokens", n);
 	uint32_t off = 0;
 	bool any_single_word = false;
-	json_array_foreach(list, i, v) {
+	json_array_foreach(list, i, v)
+	{
 		const json_t *content = json_object_get(v, "content");
 		const char *text = json_string_value(content);
 		size_t len = json_string_length(content);
@@ -640,11 +650,12 @@ static int load_added(struct loader *l, const json_t *list)
 		if (len == 0)
 			return load_fail(l, -EBADMSG, "added_tokens[%zu]: empty content", i);
 		if (tok->flags[a->id] & TOK_ADDED)
-			return load_fail(l, -EBADMSG, "added_tokens[%zu] '%s': id %d is used twice", i,
-					 text, a->id);
+			return load_fail(l, -EBADMSG, "added_tokens[%zu] '%s': id %d is used twice",
+					 i, text, a->id);
 		memcpy(tok->added_text + off, text, len);
-		tok->added_ref[i] = (struct strref){off, (uint32_t)len};
-		if (strtab_insert(&tok->added_lookup, tok->added_text, tok->added_ref, (int32_t)i) >= 0)
+		tok->added_ref[i] = (struct strref){ off, (uint32_t)len };
+		if (strtab_insert(&tok->added_lookup, tok->added_text, tok->added_ref,
+				  (int32_t)i) >= 0)
 			return load_fail(l, -EBADMSG, "added_tokens[%zu] '%s': content repeated", i,
 					 text);
 		off += (uint32_t)len;
@@ -665,8 +676,9 @@ static int load_added(struct loader *l, const json_t *list)
 		static const char word[] = "[\\p{L}\\p{Nl}\\p{Nd}\\p{M}\\p{Pc}]";
 		int code;
 		PCRE2_SIZE at;
-		tok->word_re = pcre2_compile((PCRE2_SPTR)word, PCRE2_ZERO_TERMINATED,
-					     PCRE2_UTF | PCRE2_UCP | PCRE2_ANCHORED, &code, &at, NULL);
+		tok->word_re =
+			pcre2_compile((PCRE2_SPTR)word, PCRE2_ZERO_TERMINATED,
+				      PCRE2_UTF | PCRE2_UCP | PCRE2_ANCHORED, &code, &at, NULL);
 		if (!tok->word_re)
 			return load_fail(l, -ENOMEM, "cannot compile the word-character class");
 	}
@@ -709,13 +721,13 @@ static int load_decode_table(struct loader *l)
 			memcpy(tok->bytes_text + off, s, r->len);
 			n = r->len;
 		}
-		tok->bytes_ref[id] = (struct strref){off, n};
+		tok->bytes_ref[id] = (struct strref){ off, n };
 		off += n;
 	}
 	for (size_t i = 0; i < tok->n_added; i++) {
 		const struct strref *r = &tok->added_ref[i];
 		memcpy(tok->bytes_text + off, tok->added_text + r->off, r->len);
-		tok->bytes_ref[tok->added[i].id] = (struct strref){off, r->len};
+		tok->bytes_ref[tok->added[i].id] = (struct strref){ off, r->len };
 		off += r->len;
 	}
 	for (int32_t id = 0; id < tok->n_ids; id++)
@@ -748,7 +760,8 @@ static int load_json(struct loader *l, const json_t *root)
 	tok->bytes_ref = calloc(n, sizeof *tok->bytes_ref);
 	if (!tok->flags || !tok->vocab_ref || !tok->bytes_ref)
 		return load_fail(l, -ENOMEM, "out of memory for %d token ids", tok->n_ids);
-	if ((rc = load_vocab(l, vocab)) || (rc = load_merges(l, json_object_get(model, "merges"))) ||
+	if ((rc = load_vocab(l, vocab)) ||
+	    (rc = load_merges(l, json_object_get(model, "merges"))) ||
 	    (rc = load_added(l, added)) || (rc = load_decode_table(l)) ||
 	    (rc = load_pipeline(l, root)))
 		return rc;
@@ -757,7 +770,7 @@ static int load_json(struct loader *l, const json_t *root)
 
 int vlm_tokenizer_load(const char *path, struct vlm_tokenizer **out, vlm_err *err)
 {
-	struct loader l = {.path = path, .err = err};
+	struct loader l = { .path = path, .err = err };
 	*out = NULL;
 	FILE *f = fopen(path, "rb");
 	if (!f)
@@ -767,7 +780,8 @@ int vlm_tokenizer_load(const char *path, struct vlm_tokenizer **out, vlm_err *er
 	fclose(f);
 	if (!json_is_object(root)) {
 		int rc = root ? load_fail(&l, -EBADMSG, "not a JSON object")
-			      : load_fail(&l, -EBADMSG, "not JSON: line %d: %s", jerr.line, jerr.text);
+			      : load_fail(&l, -EBADMSG, "not JSON: line %d: %s", jerr.line,
+					  jerr.text);
 		json_decref(root);
 		return rc;
 	}
@@ -890,8 +904,10 @@ static int scratch_reserve(struct encoder *e, size_t n)
 	size_t cap = e->scratch_cap * 2 > n ? e->scratch_cap * 2 : n;
 	void *block = malloc(cap * (sizeof(struct bpe_symbol) + 3 * sizeof(struct bpe_merge) + 2));
 	if (!block)
-		return vlm_err_set(e->err, -ENOMEM, "tokenizer: input text: out of memory for a "
-						    "%zu-byte piece", n);
+		return vlm_err_set(e->err, -ENOMEM,
+				   "tokenizer: input text: out of memory for a "
+				   "%zu-byte piece",
+				   n);
 	free(e->scratch_alloc);
 	e->scratch_alloc = block;
 	e->syms = block;
@@ -942,7 +958,8 @@ static void push_pair(struct encoder *e, size_t *n_heap, int32_t left_pos)
 		return;
 	const struct merge_slot *m = merge_find(e->tok, left->id, e->syms[left->next].id);
 	if (m)
-		heap_push(e->heap, n_heap, (struct bpe_merge){m->rank, (uint32_t)left_pos, m->id});
+		heap_push(e->heap, n_heap,
+			  (struct bpe_merge){ m->rank, (uint32_t)left_pos, m->id });
 }
 
 /* Encodes one pre-tokenized piece: lowest-ranked adjacent pair first, leftmost on ties, as HF. */
@@ -960,15 +977,16 @@ static int encode_piece(struct encoder *e, const uint8_t *s, size_t n)
 		size_t len = 0;
 		for (size_t i = 0; i < n; i++)
 			len += utf8_encode(tok->byte_cp[s[i]], e->spelled + len);
-		int32_t id = strtab_find(&tok->vocab, tok->vocab_text, tok->vocab_ref, e->spelled, len);
+		int32_t id =
+			strtab_find(&tok->vocab, tok->vocab_text, tok->vocab_ref, e->spelled, len);
 		if (id >= 0) {
 			emit(e, id);
 			return 0;
 		}
 	}
 	for (size_t i = 0; i < n; i++)
-		e->syms[i] = (struct bpe_symbol){tok->byte_id[s[i]], (int32_t)i - 1,
-						 i + 1 < n ? (int32_t)i + 1 : -1, true};
+		e->syms[i] = (struct bpe_symbol){ tok->byte_id[s[i]], (int32_t)i - 1,
+						  i + 1 < n ? (int32_t)i + 1 : -1, true };
 	size_t n_heap = 0;
 	for (size_t i = 0; i + 1 < n; i++)
 		push_pair(e, &n_heap, (int32_t)i);
@@ -1063,7 +1081,8 @@ static bool word_at(const struct encoder *e, size_t pos)
 {
 	uint8_t b = (uint8_t)e->text[pos];
 	if (b < 0x80)
-		return (b >= '0' && b <= '9') || ((b | 0x20) >= 'a' && (b | 0x20) <= 'z') || b == '_';
+		return (b >= '0' && b <= '9') || ((b | 0x20) >= 'a' && (b | 0x20) <= 'z') ||
+		       b == '_';
 	return pcre2_match(e->tok->word_re, (PCRE2_SPTR)e->text + pos, utf8_char_len(b), 0,
 			   PCRE2_NO_UTF_CHECK, e->md, NULL) > 0;
 }
@@ -1140,11 +1159,19 @@ int vlm_tokenize_spans(const struct vlm_tokenizer *tok, const char *text, size_t
 				   bad);
 	for (size_t i = 0; i < n_literal; i++)
 		if (literal[i].start > len || literal[i].len > len - literal[i].start)
-			return vlm_err_set(err, -EINVAL, "tokenizer: input text: literal span %zu "
-							 "lies outside the %zu-byte text", i, len);
+			return vlm_err_set(err, -EINVAL,
+					   "tokenizer: input text: literal span %zu "
+					   "lies outside the %zu-byte text",
+					   i, len);
 	struct encoder e = {
-		.tok = tok, .text = text, .literal = literal, .n_literal = n_literal,
-		.ids = ids, .cap = cap, .err = err, .scratch_cap = BPE_INLINE,
+		.tok = tok,
+		.text = text,
+		.literal = literal,
+		.n_literal = n_literal,
+		.ids = ids,
+		.cap = cap,
+		.err = err,
+		.scratch_cap = BPE_INLINE,
 	};
 	e.syms = e.syms_inline;
 	e.heap = e.heap_inline;
@@ -1159,8 +1186,8 @@ int vlm_tokenize_spans(const struct vlm_tokenizer *tok, const char *text, size_t
 		return rc;
 	*n_ids = e.n;
 	if (e.n > cap)
-		return vlm_err_set(err, -E2BIG, "tokenizer: input text: needs %zu ids, room for %zu",
-				   e.n, cap);
+		return vlm_err_set(err, -E2BIG,
+				   "tokenizer: input text: needs %zu ids, room for %zu", e.n, cap);
 	return 0;
 }
 
@@ -1199,8 +1226,8 @@ static size_t decode_token(const struct vlm_tokenizer *tok, struct utf8_repair *
 	return n;
 }
 
-int vlm_detokenize(const struct vlm_tokenizer *tok, const int32_t *ids, size_t n,
-		   bool skip_special, char **out, size_t *out_len, vlm_err *err)
+int vlm_detokenize(const struct vlm_tokenizer *tok, const int32_t *ids, size_t n, bool skip_special,
+		   char **out, size_t *out_len, vlm_err *err)
 {
 	*out = NULL;
 	*out_len = 0;
@@ -1213,7 +1240,7 @@ int vlm_detokenize(const struct vlm_tokenizer *tok, const int32_t *ids, size_t n
 	char *buf = malloc(bound);
 	if (!buf)
 		return vlm_err_set(err, -ENOMEM, "tokenizer: decode: out of memory for %zu ids", n);
-	struct utf8_repair u = {0};
+	struct utf8_repair u = { 0 };
 	size_t len = 0;
 	for (size_t i = 0; i < n; i++)
 		len += decode_token(tok, &u, ids[i], skip_special, buf + len);
@@ -1249,7 +1276,7 @@ void vlm_detok_stream_free(struct vlm_detok_stream *s)
 
 void vlm_detok_stream_reset(struct vlm_detok_stream *s)
 {
-	s->u = (struct utf8_repair){0};
+	s->u = (struct utf8_repair){ 0 };
 }
 
 int vlm_detok_stream_push(struct vlm_detok_stream *s, int32_t id, const char **text, size_t *len,

@@ -61,8 +61,8 @@ int vlm_tokenize_spans(const struct vlm_tokenizer *tok, const char *text, size_t
  * caller): regular tokens are byte-level decoded and each run of them is made valid UTF-8 with one
  * U+FFFD per invalid sequence; added tokens contribute their content; with skip_special, special
  * tokens are dropped. An id outside the vocabulary gives -EINVAL. */
-int vlm_detokenize(const struct vlm_tokenizer *tok, const int32_t *ids, size_t n,
-		   bool skip_special, char **out, size_t *out_len, vlm_err *err);
+int vlm_detokenize(const struct vlm_tokenizer *tok, const int32_t *ids, size_t n, bool skip_special,
+		   char **out, size_t *out_len, vlm_err *err);
 
 /* Incremental decoding for generation: fed one id at a time, it returns only whole UTF-8
  * characters and holds back a character split across tokens, so that the pieces of a stream

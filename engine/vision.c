@@ -43,9 +43,8 @@ static void cubic_weights(float t, float wt[4])
 
 /* x [N, D] += the position table [S*S, D] sampled at each patch's (h, w): bicubic, align_corners
  * false, taps clamped to the border (torch grid_sample semantics, which HF uses). */
-static void add_position_embedding(float *x, const struct vlm_tensor *table, int64_t S,
-				   int64_t D, const int32_t *hw, const int64_t (*grids)[3],
-				   int n_images)
+static void add_position_embedding(float *x, const struct vlm_tensor *table, int64_t S, int64_t D,
+				   const int32_t *hw, const int64_t (*grids)[3], int n_images)
 {
 	int64_t row = 0;
 	for (int img = 0; img < n_images; img++) {
@@ -68,8 +67,9 @@ static void add_position_embedding(float *x, const struct vlm_tensor *table, int
 				for (int a = 0; a < 4; a++) {
 					float r = 0;
 					for (int b = 0; b < 4; b++)
-						r += wx[b] * vlm_float_load(table->dtype, table->data,
-									      (ty[a] * S + tx[b]) * D + c);
+						r += wx[b] *
+						     vlm_float_load(table->dtype, table->data,
+								    (ty[a] * S + tx[b]) * D + c);
 					acc += wy[a] * r;
 				}
 				dst[c] += acc;
@@ -92,7 +92,8 @@ static void patch_coordinates(const int64_t (*grids)[3], int n_images, int merge
 					for (int ih = 0; ih < merge; ih++)
 						for (int iw = 0; iw < merge; iw++, row++) {
 							hw[2 * row] = (int32_t)(bh * merge + ih);
-							hw[2 * row + 1] = (int32_t)(bw * merge + iw);
+							hw[2 * row + 1] =
+								(int32_t)(bw * merge + iw);
 						}
 		cu_seqlens[img + 1] = (int32_t)row;
 	}
@@ -120,9 +121,10 @@ int vlm_vision_encode(struct vlm_ops *ops, const struct vlm_config *cfg,
 	for (int i = 0; i < n_images; i++) {
 		if (grids[i][0] < 1 || grids[i][1] % merge || grids[i][2] % merge ||
 		    grids[i][1] < merge || grids[i][2] < merge)
-			return vlm_err_set(err, -EINVAL, "vision: image %d: grid (%lld, %lld, %lld) "
-					   "is not a positive multiple of the merge size %d", i,
-					   (long long)grids[i][0], (long long)grids[i][1],
+			return vlm_err_set(err, -EINVAL,
+					   "vision: image %d: grid (%lld, %lld, %lld) "
+					   "is not a positive multiple of the merge size %d",
+					   i, (long long)grids[i][0], (long long)grids[i][1],
 					   (long long)grids[i][2], merge);
 		N += grids[i][0] * grids[i][1] * grids[i][2];
 	}
@@ -151,14 +153,25 @@ int vlm_vision_encode(struct vlm_ops *ops, const struct vlm_config *cfg,
 	for (int b = 0; b < vc->depth; b++) {
 		const struct vlm_vision_block *blk = &w->blocks[b];
 		struct vlm_attn a = {
-			.L = N, .T = N, .n_head = heads, .n_kv_head = heads, .head_dim = hd,
-			.q = qkv, .q_stride = 3 * D, .k = qkv + D, .v = qkv + 2 * D,
-			.kv_stride = 3 * D, .out = attn, .mask = VLM_ATTN_SEGMENTS,
-			.cu_seqlens = cu, .n_segments = n_images,
+			.L = N,
+			.T = N,
+			.n_head = heads,
+			.n_kv_head = heads,
+			.head_dim = hd,
+			.q = qkv,
+			.q_stride = 3 * D,
+			.k = qkv + D,
+			.v = qkv + 2 * D,
+			.kv_stride = 3 * D,
+			.out = attn,
+			.mask = VLM_ATTN_SEGMENTS,
+			.cu_seqlens = cu,
+			.n_segments = n_images,
 		};
 		if ((rc = vlm_op_rmsnorm(ops, h, x, blk->norm1, N, D, eps, err)) < 0 ||
 		    (rc = vlm_op_matmul(ops, qkv, h, N, blk->qkv_w, blk->qkv_b, err)) < 0 ||
-		    (rc = vlm_op_rope_vision(ops, qkv, N, heads, hd, 3 * D, hw, 10000.0f, err)) < 0 ||
+		    (rc = vlm_op_rope_vision(ops, qkv, N, heads, hd, 3 * D, hw, 10000.0f, err)) <
+			    0 ||
 		    (rc = vlm_op_rope_vision(ops, qkv + D, N, heads, hd, 3 * D, hw, 10000.0f,
 					     err)) < 0 ||
 		    (rc = vlm_op_attention(ops, &a, err)) < 0 ||

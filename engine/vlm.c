@@ -38,9 +38,9 @@ struct vlm_session {
 	float *kv_data;
 	int64_t n_past, rope_delta;
 	struct grow_buf scratch, embeds, image_rows;
-	int32_t *pos;      /* [3, n_ctx] */
-	float *logits;     /* [vocab] */
-	int32_t *history;  /* [n_ctx] prompt and generated ids */
+	int32_t *pos;     /* [3, n_ctx] */
+	float *logits;    /* [vocab] */
+	int32_t *history; /* [n_ctx] prompt and generated ids */
 };
 
 static int grow(struct grow_buf *b, int64_t n, vlm_err *err)
@@ -49,8 +49,10 @@ static int grow(struct grow_buf *b, int64_t n, vlm_err *err)
 		return 0;
 	float *p = realloc(b->data, (size_t)n * sizeof *p);
 	if (!p)
-		return vlm_err_set(err, -ENOMEM, "engine: out of memory for %lld floats of working "
-				   "memory", (long long)n);
+		return vlm_err_set(err, -ENOMEM,
+				   "engine: out of memory for %lld floats of working "
+				   "memory",
+				   (long long)n);
 	b->data = p;
 	b->cap = n;
 	return 0;
@@ -77,9 +79,10 @@ int vlm_model_load(const char *dir, const struct vlm_model_opts *opts, struct vl
 	if ((rc = vlm_tokenizer_load(path, &m->tok, err)) < 0)
 		goto fail;
 	if (vlm_tokenizer_vocab_size(m->tok) > m->cfg.text.vocab_size) {
-		rc = vlm_err_set(err, -EBADMSG, "engine: '%s': %d tokens, more than the model's "
-				 "vocab_size %d", path, vlm_tokenizer_vocab_size(m->tok),
-				 m->cfg.text.vocab_size);
+		rc = vlm_err_set(err, -EBADMSG,
+				 "engine: '%s': %d tokens, more than the model's "
+				 "vocab_size %d",
+				 path, vlm_tokenizer_vocab_size(m->tok), m->cfg.text.vocab_size);
 		goto fail;
 	}
 	if ((rc = vlm_ops_new(opts ? opts->n_threads : 0, &m->ops, err)) < 0)
@@ -107,30 +110,42 @@ void vlm_model_free(struct vlm_model *m)
 
 void vlm_model_set_trace(struct vlm_model *m, const struct vlm_trace *trace)
 {
-	m->trace = trace ? *trace : (struct vlm_trace){0};
+	m->trace = trace ? *trace : (struct vlm_trace){ 0 };
 }
 
 void vlm_model_get_info(const struct vlm_model *m, struct vlm_model_info *info)
 {
 	const struct vlm_config *c = &m->cfg;
-	struct vlm_weights_info wi = {0};
+	struct vlm_weights_info wi = { 0 };
 	vlm_weights_info(c, &wi, NULL);
 	*info = (struct vlm_model_info){
 		.architecture = "Glm4vForConditionalGeneration",
-		.text_layers = c->text.n_layers, .text_hidden = c->text.hidden_size,
-		.text_heads = c->text.n_heads, .text_kv_heads = c->text.n_kv_heads,
-		.text_head_dim = c->text.head_dim, .text_intermediate = c->text.intermediate_size,
-		.vision_layers = c->vision.depth, .vision_hidden = c->vision.hidden_size,
-		.vision_heads = c->vision.n_heads, .patch_size = c->vision.patch_size,
-		.merge_size = c->vision.spatial_merge_size, .vocab_size = c->text.vocab_size,
+		.text_layers = c->text.n_layers,
+		.text_hidden = c->text.hidden_size,
+		.text_heads = c->text.n_heads,
+		.text_kv_heads = c->text.n_kv_heads,
+		.text_head_dim = c->text.head_dim,
+		.text_intermediate = c->text.intermediate_size,
+		.vision_layers = c->vision.depth,
+		.vision_hidden = c->vision.hidden_size,
+		.vision_heads = c->vision.n_heads,
+		.patch_size = c->vision.patch_size,
+		.merge_size = c->vision.spatial_merge_size,
+		.vocab_size = c->text.vocab_size,
 		.max_context = c->text.max_position_embeddings,
-		.n_params_vision = wi.n_params_vision, .n_params_text = wi.n_params_text,
+		.n_params_vision = wi.n_params_vision,
+		.n_params_text = wi.n_params_text,
 		.n_params = wi.n_params,
-		.n_tensors = (int64_t)(wi.n_tensors_vision + wi.n_tensors_text), .weight_bytes = vlm_weights_bytes(m->weights),
-		.weight_dtype = vlm_weights_dtype(m->weights), .kv_bytes_per_token = wi.kv_bytes_per_token,
-		.image_token_id = c->tokens.image, .image_start_id = c->tokens.image_start,
-		.image_end_id = c->tokens.image_end, .rope_theta = c->text.rope_theta,
-		.rotary_dim = c->text.rotary_dim, .min_pixels = c->preproc.min_pixels,
+		.n_tensors = (int64_t)(wi.n_tensors_vision + wi.n_tensors_text),
+		.weight_bytes = vlm_weights_bytes(m->weights),
+		.weight_dtype = vlm_weights_dtype(m->weights),
+		.kv_bytes_per_token = wi.kv_bytes_per_token,
+		.image_token_id = c->tokens.image,
+		.image_start_id = c->tokens.image_start,
+		.image_end_id = c->tokens.image_end,
+		.rope_theta = c->text.rope_theta,
+		.rotary_dim = c->text.rotary_dim,
+		.min_pixels = c->preproc.min_pixels,
 		.max_pixels = c->preproc.max_pixels,
 	};
 	memcpy(info->mrope_section, c->text.mrope_section, sizeof info->mrope_section);
@@ -172,7 +187,8 @@ int vlm_model_count_tokens(const struct vlm_model *m, const char *text, size_t l
 	/* Every token spells at least one byte, so len + 1 ids always suffice. */
 	int32_t *ids = malloc((len + 1) * sizeof *ids);
 	if (!ids)
-		return vlm_err_set(err, -ENOMEM, "engine: out of memory for %zu bytes of text", len);
+		return vlm_err_set(err, -ENOMEM, "engine: out of memory for %zu bytes of text",
+				   len);
 	int rc = vlm_tokenize(m->tok, text, len, ids, len + 1, n_tokens, err);
 	free(ids);
 	return rc;
@@ -183,8 +199,10 @@ int vlm_session_new(struct vlm_model *m, int64_t n_ctx, struct vlm_session **out
 	*out = NULL;
 	const struct vlm_text_config *t = &m->cfg.text;
 	if (n_ctx < 2 || n_ctx > t->max_position_embeddings)
-		return vlm_err_set(err, -EINVAL, "engine: context of %lld tokens (the model allows "
-				   "2 .. %d)", (long long)n_ctx, t->max_position_embeddings);
+		return vlm_err_set(err, -EINVAL,
+				   "engine: context of %lld tokens (the model allows "
+				   "2 .. %d)",
+				   (long long)n_ctx, t->max_position_embeddings);
 	struct vlm_session *s = calloc(1, sizeof *s);
 	int64_t kvd = (int64_t)t->n_kv_heads * t->head_dim, L = t->n_layers;
 	if (!s)
@@ -199,8 +217,10 @@ int vlm_session_new(struct vlm_model *m, int64_t n_ctx, struct vlm_session **out
 	s->history = malloc((size_t)n_ctx * sizeof *s->history);
 	if (!s->kv.k || !s->kv.v || !s->kv_data || !s->pos || !s->logits || !s->history) {
 		vlm_session_free(s);
-		return vlm_err_set(err, -ENOMEM, "engine: out of memory for a KV cache of %lld "
-				   "tokens", (long long)n_ctx);
+		return vlm_err_set(err, -ENOMEM,
+				   "engine: out of memory for a KV cache of %lld "
+				   "tokens",
+				   (long long)n_ctx);
 	}
 	for (int64_t l = 0; l < L; l++) {
 		s->kv.k[l] = s->kv_data + (2 * l) * n_ctx * kvd;
@@ -249,8 +269,10 @@ static int embed_prompt(struct vlm_session *s, const int32_t *ids, int64_t n, in
 	for (int64_t i = 0; i < n; i++)
 		placeholders += ids[i] == m->cfg.tokens.image;
 	if (placeholders != n_rows)
-		return vlm_err_set(err, -EINVAL, "engine: the prompt has %lld image tokens, the "
-				   "images give %lld", (long long)placeholders, (long long)n_rows);
+		return vlm_err_set(err, -EINVAL,
+				   "engine: the prompt has %lld image tokens, the "
+				   "images give %lld",
+				   (long long)placeholders, (long long)n_rows);
 	vlm_trace_emit(&m->trace, "text.embed", x, n, H);
 	return 0;
 }
@@ -261,11 +283,13 @@ int vlm_session_prefill(struct vlm_session *s, const int32_t *ids, int64_t n,
 {
 	struct vlm_model *m = s->model;
 	const struct vlm_config *c = &m->cfg;
-	int64_t H = c->text.hidden_size, n_patches = 0, merge2 = (int64_t)c->vision.spatial_merge_size *
-							     c->vision.spatial_merge_size;
+	int64_t H = c->text.hidden_size, n_patches = 0,
+		merge2 = (int64_t)c->vision.spatial_merge_size * c->vision.spatial_merge_size;
 	if (n < 1 || n > s->kv.n_ctx)
-		return vlm_err_set(err, -E2BIG, "engine: a prompt of %lld tokens does not fit the "
-				   "context of %lld", (long long)n, (long long)s->kv.n_ctx);
+		return vlm_err_set(err, -E2BIG,
+				   "engine: a prompt of %lld tokens does not fit the "
+				   "context of %lld",
+				   (long long)n, (long long)s->kv.n_ctx);
 	for (int i = 0; i < n_images; i++)
 		n_patches += grids[i][0] * grids[i][1] * grids[i][2];
 	s->n_past = 0;
@@ -287,9 +311,8 @@ int vlm_session_prefill(struct vlm_session *s, const int32_t *ids, int64_t n,
 		return rc;
 	if ((rc = embed_prompt(s, ids, n, n_patches / merge2, err)) < 0)
 		return rc;
-	if ((rc = vlm_text_forward(m->ops, c, &m->weights->text, &s->kv, s->embeds.data, n,
-				   s->pos, 0, s->scratch.data, logits, all_logits, &m->trace,
-				   err)) < 0)
+	if ((rc = vlm_text_forward(m->ops, c, &m->weights->text, &s->kv, s->embeds.data, n, s->pos,
+				   0, s->scratch.data, logits, all_logits, &m->trace, err)) < 0)
 		return rc;
 	memcpy(s->history, ids, (size_t)n * sizeof *ids);
 	s->n_past = n;
@@ -306,7 +329,7 @@ int vlm_session_decode(struct vlm_session *s, int32_t token, float *logits, vlm_
 				   (long long)s->kv.n_ctx);
 	if (token < 0 || token >= m->cfg.text.vocab_size)
 		return vlm_err_set(err, -EINVAL, "engine: token %d outside the vocabulary", token);
-	int32_t p = (int32_t)(s->n_past + s->rope_delta), pos[3] = {p, p, p};
+	int32_t p = (int32_t)(s->n_past + s->rope_delta), pos[3] = { p, p, p };
 	int rc = vlm_op_embedding(m->ops, s->embeds.data, m->weights->text.embed, &token, 1, err);
 	if (rc < 0)
 		return rc;
@@ -325,8 +348,10 @@ static int prep_images(const struct vlm_model *m, const struct vlm_image *images
 {
 	const struct vlm_preproc_config *pc = &m->cfg.preproc;
 	struct vlm_prep_params p = {
-		.patch_size = pc->patch_size, .temporal_patch_size = pc->temporal_patch_size,
-		.merge_size = pc->merge_size, .min_pixels = pc->min_pixels,
+		.patch_size = pc->patch_size,
+		.temporal_patch_size = pc->temporal_patch_size,
+		.merge_size = pc->merge_size,
+		.min_pixels = pc->min_pixels,
 		.max_pixels = pc->max_pixels,
 	};
 	memcpy(p.mean, pc->mean, sizeof p.mean);
@@ -371,8 +396,8 @@ static int decode_loop(struct vlm_session *s, const struct vlm_request *req,
 		for (int64_t v = n_tok; v < V; v++)
 			s->logits[v] = -INFINITY;
 		int rc;
-		if (req->mask && (rc = req->mask(req->user, out->tokens, out->n_tokens, s->logits,
-						 V)) < 0)
+		if (req->mask &&
+		    (rc = req->mask(req->user, out->tokens, out->n_tokens, s->logits, V)) < 0)
 			return vlm_err_set(err, rc, "engine: the logit mask stopped generation");
 		int32_t token;
 		float logprob;
@@ -403,10 +428,11 @@ int vlm_generate(struct vlm_session *s, const struct vlm_request *req, struct vl
 		 vlm_err *err)
 {
 	struct vlm_model *m = s->model;
-	*out = (struct vlm_result){0};
+	*out = (struct vlm_result){ 0 };
 	int n = req->n_images;
 	if (n < 0 || req->max_tokens < 1 || !req->prompt)
-		return vlm_err_set(err, -EINVAL, "engine: a request needs a prompt, max_tokens >= 1 "
+		return vlm_err_set(err, -EINVAL,
+				   "engine: a request needs a prompt, max_tokens >= 1 "
 				   "and a non-negative image count");
 	struct vlm_prepped *prepped = calloc((size_t)n + 1, sizeof *prepped);
 	int64_t(*grids)[3] = calloc((size_t)n + 1, sizeof *grids);
@@ -427,14 +453,18 @@ int vlm_generate(struct vlm_session *s, const struct vlm_request *req, struct vl
 		goto out;
 	out->n_prompt_tokens = (int64_t)n_ids;
 	if ((int64_t)n_ids + req->max_tokens > s->kv.n_ctx) {
-		rc = vlm_err_set(err, -E2BIG, "engine: %zu prompt tokens and up to %d new ones do "
-				 "not fit the context of %lld tokens", n_ids, req->max_tokens,
-				 (long long)s->kv.n_ctx);
+		rc = vlm_err_set(err, -E2BIG,
+				 "engine: %zu prompt tokens and up to %d new ones do "
+				 "not fit the context of %lld tokens",
+				 n_ids, req->max_tokens, (long long)s->kv.n_ctx);
 		goto out;
 	}
 	struct vlm_sampler_params sp = {
-		.greedy = !req->sample, .temperature = req->temperature, .top_p = req->top_p,
-		.top_k = req->top_k, .seed = req->seed,
+		.greedy = !req->sample,
+		.temperature = req->temperature,
+		.top_p = req->top_p,
+		.top_k = req->top_k,
+		.seed = req->seed,
 		.repetition_penalty = req->repetition_penalty > 0 ? req->repetition_penalty : 1,
 	};
 	out->tokens = malloc((size_t)req->max_tokens * sizeof *out->tokens);
@@ -445,8 +475,8 @@ int vlm_generate(struct vlm_session *s, const struct vlm_request *req, struct vl
 	}
 	if ((rc = vlm_sampler_new(m->cfg.text.vocab_size, &sp, &sampler, err)) < 0 ||
 	    (rc = vlm_detok_stream_new(m->tok, true, &detok, err)) < 0 ||
-	    (rc = vlm_session_prefill(s, ids, (int64_t)n_ids, pixels, (const int64_t(*)[3])grids,
-				      n, s->logits, false, err)) < 0 ||
+	    (rc = vlm_session_prefill(s, ids, (int64_t)n_ids, pixels, (const int64_t(*)[3])grids, n,
+				      s->logits, false, err)) < 0 ||
 	    (rc = decode_loop(s, req, sampler, detok, out, err)) < 0)
 		goto out;
 	size_t len;
@@ -479,5 +509,5 @@ void vlm_result_done(struct vlm_result *r)
 	free(r->tokens);
 	free(r->logprobs);
 	free(r->text);
-	*r = (struct vlm_result){0};
+	*r = (struct vlm_result){ 0 };
 }

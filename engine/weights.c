@@ -52,9 +52,9 @@ static void wt_add(struct wt_builder *b, const struct vlm_tensor **slot, const c
 	b->n++;
 }
 
-#define WT_ADD(b, slot, prefix, name, ...)                                                         \
-	wt_add(b, slot, prefix, name, (const int64_t[]){__VA_ARGS__},                              \
-	       (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
+#define WT_ADD(b, slot, prefix, name, ...)                              \
+	wt_add(b, slot, prefix, name, (const int64_t[]){ __VA_ARGS__ }, \
+	       (int)(sizeof((const int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t)))
 
 /* The table: every tensor the model reads, with its shape from the config (spec §2.1-2.3). */
 static void wt_table(struct wt_builder *b, const struct vlm_config *cfg, struct vlm_weights *w)
@@ -132,7 +132,7 @@ static void wt_table(struct wt_builder *b, const struct vlm_config *cfg, struct 
 /* Allocates the per-block and per-layer structs and the table of specs. */
 static int wt_table_new(struct vlm_weights *w, const struct vlm_config *cfg, vlm_err *err)
 {
-	struct wt_builder b = {0};
+	struct wt_builder b = { 0 };
 	w->vision.blocks = calloc((size_t)cfg->vision.depth, sizeof *w->vision.blocks);
 	w->text.layers = calloc((size_t)cfg->text.n_layers, sizeof *w->text.layers);
 	if (w->vision.blocks && w->text.layers) {
@@ -307,7 +307,8 @@ static int wt_read_index(struct wt_loader *ld, struct vlm_weights *w)
 	}
 	const char *name;
 	json_t *value;
-	json_object_foreach (map, name, value) {
+	json_object_foreach(map, name, value)
+	{
 		if (rc != 0)
 			break;
 		struct vlm_st_file *shard;
@@ -353,7 +354,7 @@ static void wt_shape_str(char *buf, size_t size, const int64_t *shape, int n_dim
 
 static int wt_bind(struct wt_loader *ld, struct wt_spec *s)
 {
-	struct wt_found key = {.name = s->name};
+	struct wt_found key = { .name = s->name };
 	struct wt_found *f = bsearch(&key, ld->found, ld->n_found, sizeof key, wt_found_cmp);
 	if (!f)
 		return vlm_err_set(ld->err, -EBADMSG, "weights: '%s': tensor '%s' is missing",
@@ -449,7 +450,7 @@ int vlm_weights_open(const char *dir, const struct vlm_config *cfg, struct vlm_w
 	struct vlm_weights *w = calloc(1, sizeof *w);
 	if (!w)
 		return vlm_err_set(err, -ENOMEM, "weights: out of memory");
-	struct wt_loader ld = {.dir = dir, .err = err};
+	struct wt_loader ld = { .dir = dir, .err = err };
 	int rc = wt_load(&ld, w, cfg);
 	for (size_t i = 0; i < ld.n_found; i++)
 		free(ld.found[i].name);
@@ -477,7 +478,7 @@ void vlm_weights_free(struct vlm_weights *w)
 
 int vlm_weights_info(const struct vlm_config *cfg, struct vlm_weights_info *out, vlm_err *err)
 {
-	*out = (struct vlm_weights_info){0};
+	*out = (struct vlm_weights_info){ 0 };
 	struct vlm_weights *table = calloc(1, sizeof *table);
 	int rc = table ? wt_table_new(table, cfg, err)
 		       : vlm_err_set(err, -ENOMEM, "weights: out of memory");

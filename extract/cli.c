@@ -31,7 +31,8 @@ static const char pages_usage[] =
 	"  --max-page-pixels N  refuse pages with more pixels (default 60000000)\n"
 	"  --max-file-bytes N   refuse larger files (default 268435456)\n"
 	"\n"
-	"Exit status: 0 success, 2 refused document (bad, unsupported or over a limit), 1 internal\n"
+	"Exit status: 0 success, 2 refused document (bad, unsupported or over a limit), 1 "
+	"internal\n"
 	"failure.\n";
 
 bool cli_parse_u64(const char *s, uint64_t max, uint64_t *out)
@@ -87,7 +88,8 @@ static int make_dirs(const char *dir, vlm_err *err)
 {
 	char path[4096];
 	if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
-		return vlm_err_set(err, -ENAMETOOLONG, "intake: directory '%s': path too long", dir);
+		return vlm_err_set(err, -ENAMETOOLONG, "intake: directory '%s': path too long",
+				   dir);
 	for (char *p = path + 1;; p++) {
 		if (*p != '/' && *p != '\0')
 			continue;
@@ -111,8 +113,10 @@ static int write_pages(const struct ex_doc *doc, const char *dir, vlm_err *err)
 		char path[4096];
 		int n = snprintf(path, sizeof path, "%s/page-%03d.png", dir, doc->pages[i].number);
 		if (n < 0 || (size_t)n >= sizeof path)
-			return vlm_err_set(err, -ENAMETOOLONG, "intake: output directory '%s': "
-					   "path too long", dir);
+			return vlm_err_set(err, -ENAMETOOLONG,
+					   "intake: output directory '%s': "
+					   "path too long",
+					   dir);
 		rc = ex_page_write_png(&doc->pages[i], path, err);
 		if (rc < 0)
 			return rc;
@@ -124,16 +128,16 @@ static int cmd_pages(int argc, char **argv)
 {
 	enum { OPT_BUDGET = 256, OPT_DPI, OPT_PAGES, OPT_PAGE_PIXELS, OPT_FILE_BYTES };
 	static const struct option opts[] = {
-		{"out", required_argument, NULL, 'o'},
-		{"text", no_argument, NULL, 't'},
-		{"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},
-		{"pixel-budget", required_argument, NULL, OPT_BUDGET},
-		{"max-dpi", required_argument, NULL, OPT_DPI},
-		{"max-pages", required_argument, NULL, OPT_PAGES},
-		{"max-page-pixels", required_argument, NULL, OPT_PAGE_PIXELS},
-		{"max-file-bytes", required_argument, NULL, OPT_FILE_BYTES},
-		{0},
+		{ "out", required_argument, NULL, 'o' },
+		{ "text", no_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "pixel-budget", required_argument, NULL, OPT_BUDGET },
+		{ "max-dpi", required_argument, NULL, OPT_DPI },
+		{ "max-pages", required_argument, NULL, OPT_PAGES },
+		{ "max-page-pixels", required_argument, NULL, OPT_PAGE_PIXELS },
+		{ "max-file-bytes", required_argument, NULL, OPT_FILE_BYTES },
+		{ 0 },
 	};
 	struct ex_limits limits;
 	ex_limits_default(&limits);
@@ -144,11 +148,21 @@ static int cmd_pages(int argc, char **argv)
 		uint64_t v = 0;
 		bool ok = true;
 		switch (c) {
-		case 'o': out_dir = optarg; break;
-		case 't': text = true; break;
-		case 'j': as_json = true; break;
-		case 'h': fputs(pages_usage, stdout); return EXIT_OK;
-		case OPT_BUDGET: ok = cli_parse_u64(optarg, 1ull << 40, &limits.pdf_pixel_budget); break;
+		case 'o':
+			out_dir = optarg;
+			break;
+		case 't':
+			text = true;
+			break;
+		case 'j':
+			as_json = true;
+			break;
+		case 'h':
+			fputs(pages_usage, stdout);
+			return EXIT_OK;
+		case OPT_BUDGET:
+			ok = cli_parse_u64(optarg, 1ull << 40, &limits.pdf_pixel_budget);
+			break;
 		case OPT_DPI:
 			ok = cli_parse_u64(optarg, 2400, &v);
 			limits.pdf_max_dpi = (double)v;
@@ -157,9 +171,15 @@ static int cmd_pages(int argc, char **argv)
 			ok = cli_parse_u64(optarg, 1000000, &v);
 			limits.max_pages = (uint32_t)v;
 			break;
-		case OPT_PAGE_PIXELS: ok = cli_parse_u64(optarg, 1ull << 40, &limits.max_page_pixels); break;
-		case OPT_FILE_BYTES: ok = cli_parse_u64(optarg, 1ull << 44, &limits.max_file_bytes); break;
-		default: fputs(pages_usage, stderr); return EXIT_REFUSED;
+		case OPT_PAGE_PIXELS:
+			ok = cli_parse_u64(optarg, 1ull << 40, &limits.max_page_pixels);
+			break;
+		case OPT_FILE_BYTES:
+			ok = cli_parse_u64(optarg, 1ull << 44, &limits.max_file_bytes);
+			break;
+		default:
+			fputs(pages_usage, stderr);
+			return EXIT_REFUSED;
 		}
 		if (!ok) {
 			fprintf(stderr, "intake pages: invalid value '%s' for --%s\n", optarg,
@@ -172,7 +192,7 @@ static int cmd_pages(int argc, char **argv)
 		return EXIT_REFUSED;
 	}
 
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct ex_doc *doc = NULL;
 	int rc = ex_doc_load(argv[optind], &limits, &doc, &err);
 	if (rc < 0) {
@@ -221,8 +241,8 @@ static int cmd_schema(int argc, char **argv)
 	int status = EXIT_OK;
 	for (int k = 2; k < argc; k++) {
 		struct ex_schema *schema = NULL;
-		struct ex_schema_errors errors = {0};
-		vlm_err err = {0};
+		struct ex_schema_errors errors = { 0 };
+		vlm_err err = { 0 };
 		if (ex_schema_load_report(argv[k], &schema, &errors, &err) < 0) {
 			status = EXIT_REFUSED;
 			for (size_t i = 0; i < errors.n; i++)
@@ -293,17 +313,19 @@ static void print_time(double t)
 static int cmd_status(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"state", required_argument, NULL, 's'},
-		{"errors", required_argument, NULL, 'e'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+		{ "state", required_argument, NULL, 's' },
+		{ "errors", required_argument, NULL, 'e' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
 	};
 	const char *state = NULL;
 	uint64_t n_errors = 5;
 	int c;
 	while ((c = getopt_long(argc, argv, "s:e:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': state = optarg; break;
+		case 's':
+			state = optarg;
+			break;
 		case 'e':
 			if (!cli_parse_u64(optarg, 1000, &n_errors)) {
 				fprintf(stderr, "intake status: invalid value '%s' for --errors\n",
@@ -311,8 +333,12 @@ static int cmd_status(int argc, char **argv)
 				return EXIT_REFUSED;
 			}
 			break;
-		case 'h': fputs(status_usage, stdout); return EXIT_OK;
-		default: fputs(status_usage, stderr); return EXIT_REFUSED;
+		case 'h':
+			fputs(status_usage, stdout);
+			return EXIT_OK;
+		default:
+			fputs(status_usage, stderr);
+			return EXIT_REFUSED;
 		}
 	}
 	if (optind != argc) {
@@ -321,7 +347,7 @@ static int cmd_status(int argc, char **argv)
 	}
 	char path[4096];
 	journal_path(state, path, sizeof path);
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct ex_journal *j = NULL;
 	struct ex_inbox_stats *stats = NULL;
 	struct ex_job *failed = NULL;
@@ -371,7 +397,7 @@ static int cmd_status(int argc, char **argv)
 /* YYYY-MM-DD[THH:MM[:SS]] in local time. */
 static bool parse_date(const char *s, double *out)
 {
-	struct tm tm = {0};
+	struct tm tm = { 0 };
 	const char *end = strptime(s, "%Y-%m-%d", &tm);
 	if (end && *end == 'T') {
 		const char *t = strptime(end + 1, "%H:%M:%S", &tm);
@@ -408,10 +434,13 @@ static int reprocess_progress(struct ex_journal *j, const struct ex_job *jobs, i
 static int cmd_reprocess(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"state", required_argument, NULL, 's'},  {"failed", no_argument, NULL, 'f'},
-		{"schema", required_argument, NULL, 'S'}, {"since", required_argument, NULL, 'd'},
-		{"no-wait", no_argument, NULL, 'n'},      {"help", no_argument, NULL, 'h'},
-		{0},
+		{ "state", required_argument, NULL, 's' },
+		{ "failed", no_argument, NULL, 'f' },
+		{ "schema", required_argument, NULL, 'S' },
+		{ "since", required_argument, NULL, 'd' },
+		{ "no-wait", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
 	};
 	const char *state = NULL;
 	struct ex_job_filter f = EX_JOB_FILTER_ANY;
@@ -422,30 +451,47 @@ static int cmd_reprocess(int argc, char **argv)
 	int c;
 	while ((c = getopt_long(argc, argv, "s:fS:d:nh", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': state = optarg; break;
-		case 'f': f.states = 1u << EX_JOB_FAILED; selected = true; break;
-		case 'S': f.schema = optarg; selected = true; break;
+		case 's':
+			state = optarg;
+			break;
+		case 'f':
+			f.states = 1u << EX_JOB_FAILED;
+			selected = true;
+			break;
+		case 'S':
+			f.schema = optarg;
+			selected = true;
+			break;
 		case 'd':
 			if (!parse_date(optarg, &f.since)) {
-				fprintf(stderr, "intake reprocess: invalid date '%s' (use "
-					"YYYY-MM-DD[THH:MM[:SS]])\n", optarg);
+				fprintf(stderr,
+					"intake reprocess: invalid date '%s' (use "
+					"YYYY-MM-DD[THH:MM[:SS]])\n",
+					optarg);
 				return EXIT_REFUSED;
 			}
 			selected = true;
 			break;
-		case 'n': wait = false; break;
-		case 'h': fputs(reprocess_usage, stdout); return EXIT_OK;
-		default: fputs(reprocess_usage, stderr); return EXIT_REFUSED;
+		case 'n':
+			wait = false;
+			break;
+		case 'h':
+			fputs(reprocess_usage, stdout);
+			return EXIT_OK;
+		default:
+			fputs(reprocess_usage, stderr);
+			return EXIT_REFUSED;
 		}
 	}
 	if (!selected && optind == argc) {
 		fputs("intake reprocess: say what to reprocess (--failed, --schema, --since or "
-		      "FILE...)\n", stderr);
+		      "FILE...)\n",
+		      stderr);
 		return EXIT_REFUSED;
 	}
 	char path[4096];
 	journal_path(state, path, sizeof path);
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct ex_journal *j = NULL;
 	struct ex_job *jobs = NULL;
 	int n = 0, rc = ex_journal_open(path, false, &j, &err);
@@ -473,7 +519,8 @@ static int cmd_reprocess(int argc, char **argv)
 			if (some[i].dest[0]) /* the original was kept (not deleted) */
 				jobs[n + kept++] = some[i];
 		if (a < argc && kept == 0)
-			fprintf(stderr, "intake reprocess: no archived or failed document named '%s'\n",
+			fprintf(stderr,
+				"intake reprocess: no archived or failed document named '%s'\n",
 				f.name);
 		n += kept;
 		free(some);
@@ -506,7 +553,8 @@ static int cmd_reprocess(int argc, char **argv)
 		if (tty) {
 			int width = 40, fill = done * width / n;
 			fprintf(stderr, "\r[%.*s%*s] %d/%d", fill,
-				"########################################", width - fill, "", done, n);
+				"########################################", width - fill, "", done,
+				n);
 		}
 		if (done < n)
 			usleep(500000);
@@ -518,14 +566,14 @@ static int cmd_reprocess(int argc, char **argv)
 	return done < 0 ? EXIT_INTERNAL : EXIT_OK;
 }
 
-
 static const struct command commands[] = {
-	{"extract", cmd_extract, "extract a schema's fields from a document as checked JSON"},
-	{"pages", cmd_pages, "decode a document into page images (PDF, TIFF, JPEG, PNG)"},
-	{"schema", cmd_schema, "check extraction schemas: intake schema check FILE..."},
-	{"model", cmd_model, "get, check, inspect and try the model (pull, verify, info, generate)"},
-	{"status", cmd_status, "intaked's jobs per inbox, throughput and recent errors"},
-	{"reprocess", cmd_reprocess, "queue archived or failed documents for intaked again"},
+	{ "extract", cmd_extract, "extract a schema's fields from a document as checked JSON" },
+	{ "pages", cmd_pages, "decode a document into page images (PDF, TIFF, JPEG, PNG)" },
+	{ "schema", cmd_schema, "check extraction schemas: intake schema check FILE..." },
+	{ "model", cmd_model,
+	  "get, check, inspect and try the model (pull, verify, info, generate)" },
+	{ "status", cmd_status, "intaked's jobs per inbox, throughput and recent errors" },
+	{ "reprocess", cmd_reprocess, "queue archived or failed documents for intaked again" },
 };
 
 static void usage(FILE *f)

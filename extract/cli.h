@@ -14,7 +14,7 @@ struct command {
 	const char *summary;
 };
 
-int cmd_model(int argc, char **argv); /* cli_model.c */
+int cmd_model(int argc, char **argv);   /* cli_model.c */
 int cmd_extract(int argc, char **argv); /* cli_extract.c */
 
 /* Parses a positive decimal integer no larger than max. */

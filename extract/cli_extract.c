@@ -20,7 +20,8 @@ static const char extract_usage[] =
 	"Extracts the schema's fields from FILE (PDF, TIFF, JPEG or PNG) with the model, checks\n"
 	"them, and prints the result JSON (docs/result-format.md), or writes it with --out.\n"
 	"\n"
-	"  --schema NAME|PATH  a schema file, or NAME for NAME.yaml in $INTAKE_SCHEMA_DIR, else the\n"
+	"  --schema NAME|PATH  a schema file, or NAME for NAME.yaml in $INTAKE_SCHEMA_DIR, else "
+	"the\n"
 	"                      installed share/intake/schemas, else the source tree's schemas/\n"
 	"  --model DIR         the model directory (default $INTAKE_MODEL_DIR, else\n"
 	"                      /var/lib/intake/models/OWNER--NAME of " EX_MODEL_DEFAULT_REPO ")\n"
@@ -30,11 +31,13 @@ static const char extract_usage[] =
 	"  --precision P       f32 (default) or bf16: prefill and vision matmuls and attention on\n"
 	"                      bf16-rounded activations, 2-4x as fast (CPUs with AVX512_BF16)\n"
 	"  --max-tokens N      tokens per answer (default 2048); a longer answer fails\n"
-	"  --ctx N             context per prompt in tokens (default 16384 or the model's maximum)\n"
+	"  --ctx N             context per prompt in tokens (default 16384 or the model's "
+	"maximum)\n"
 	"  --text-budget N     bytes of PDF text layer given as a hint per prompt (default 6000)\n"
 	"  --no-text-hint      give the model no PDF text layer\n"
 	"  --max-value-bytes N a guard against runaway values: bytes of one value's text in the\n"
-	"                      answer, 1 to 65535 (default 512): a value that long is closed there\n"
+	"                      answer, 1 to 65535 (default 512): a value that long is closed "
+	"there\n"
 	"\n"
 	"A terminal shows progress (pages, tokens/s) on stderr.\n"
 	"Exit status: 0 status ok or needs_review, 2 a refused document or bad usage, 1 an\n"
@@ -61,7 +64,8 @@ static void show_progress(void *user, const struct ex_progress *p)
 		return;
 	line->last = t;
 	line->drawn = true;
-	fprintf(stderr, "\rintake: pages %d-%d of %d (prompt %zu/%zu): %zu tokens, %.1f tokens/s\033[K",
+	fprintf(stderr,
+		"\rintake: pages %d-%d of %d (prompt %zu/%zu): %zu tokens, %.1f tokens/s\033[K",
 		p->first_page, p->last_page, p->n_pages, p->prompt, p->n_prompts, p->n_tokens,
 		p->tokens_per_s);
 }
@@ -78,25 +82,32 @@ static int write_result(const json_t *result, const char *out, vlm_err *err)
 
 int cmd_extract(int argc, char **argv)
 {
-	enum { OPT_MAX = 256, OPT_THREADS, OPT_CTX, OPT_BUDGET, OPT_NO_TEXT, OPT_VALUE_BYTES,
-	       OPT_PRECISION };
-	static const struct option opts[] = {
-		{"schema", required_argument, NULL, 's'},
-		{"model", required_argument, NULL, 'm'},
-		{"device", required_argument, NULL, 'd'},
-		{"out", required_argument, NULL, 'o'},
-		{"threads", required_argument, NULL, OPT_THREADS},
-		{"precision", required_argument, NULL, OPT_PRECISION},
-		{"max-tokens", required_argument, NULL, OPT_MAX},
-		{"ctx", required_argument, NULL, OPT_CTX},
-		{"text-budget", required_argument, NULL, OPT_BUDGET},
-		{"no-text-hint", no_argument, NULL, OPT_NO_TEXT},
-		{"max-value-bytes", required_argument, NULL, OPT_VALUE_BYTES},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	enum {
+		OPT_MAX = 256,
+		OPT_THREADS,
+		OPT_CTX,
+		OPT_BUDGET,
+		OPT_NO_TEXT,
+		OPT_VALUE_BYTES,
+		OPT_PRECISION
 	};
-	struct progress_line line = {0};
-	struct ex_extract_opts xo = {.device = "auto"};
+	static const struct option opts[] = {
+		{ "schema", required_argument, NULL, 's' },
+		{ "model", required_argument, NULL, 'm' },
+		{ "device", required_argument, NULL, 'd' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "threads", required_argument, NULL, OPT_THREADS },
+		{ "precision", required_argument, NULL, OPT_PRECISION },
+		{ "max-tokens", required_argument, NULL, OPT_MAX },
+		{ "ctx", required_argument, NULL, OPT_CTX },
+		{ "text-budget", required_argument, NULL, OPT_BUDGET },
+		{ "no-text-hint", no_argument, NULL, OPT_NO_TEXT },
+		{ "max-value-bytes", required_argument, NULL, OPT_VALUE_BYTES },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct progress_line line = { 0 };
+	struct ex_extract_opts xo = { .device = "auto" };
 	const char *schema_arg = NULL, *out = NULL;
 	uint64_t v;
 	int c;
@@ -104,22 +115,50 @@ int cmd_extract(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "s:m:d:o:h", opts, NULL)) != -1) {
 		bool ok = true;
 		switch (c) {
-		case 's': schema_arg = optarg; break;
-		case 'm': xo.model_dir = optarg; break;
-		case 'd': xo.device = optarg; break;
-		case 'o': out = optarg; break;
-		case OPT_THREADS: ok = cli_parse_u64(optarg, 1024, &v); xo.n_threads = (int)v; break;
-		case OPT_MAX: ok = cli_parse_u64(optarg, 1 << 20, &v); xo.max_tokens = (int)v; break;
-		case OPT_CTX: ok = cli_parse_u64(optarg, 1 << 24, &v); xo.n_ctx = (int64_t)v; break;
-		case OPT_BUDGET: ok = cli_parse_u64(optarg, 1 << 24, &v); xo.text_budget = v; break;
-		case OPT_NO_TEXT: xo.no_text_hint = true; break;
-		case OPT_PRECISION: ok = cli_parse_precision(optarg, &xo.bf16); break;
+		case 's':
+			schema_arg = optarg;
+			break;
+		case 'm':
+			xo.model_dir = optarg;
+			break;
+		case 'd':
+			xo.device = optarg;
+			break;
+		case 'o':
+			out = optarg;
+			break;
+		case OPT_THREADS:
+			ok = cli_parse_u64(optarg, 1024, &v);
+			xo.n_threads = (int)v;
+			break;
+		case OPT_MAX:
+			ok = cli_parse_u64(optarg, 1 << 20, &v);
+			xo.max_tokens = (int)v;
+			break;
+		case OPT_CTX:
+			ok = cli_parse_u64(optarg, 1 << 24, &v);
+			xo.n_ctx = (int64_t)v;
+			break;
+		case OPT_BUDGET:
+			ok = cli_parse_u64(optarg, 1 << 24, &v);
+			xo.text_budget = v;
+			break;
+		case OPT_NO_TEXT:
+			xo.no_text_hint = true;
+			break;
+		case OPT_PRECISION:
+			ok = cli_parse_precision(optarg, &xo.bf16);
+			break;
 		case OPT_VALUE_BYTES:
 			ok = cli_parse_u64(optarg, 65535, &v) && v > 0;
 			xo.max_value_bytes = v;
 			break;
-		case 'h': fputs(extract_usage, stdout); return EXIT_OK;
-		default: fputs(extract_usage, stderr); return EXIT_REFUSED;
+		case 'h':
+			fputs(extract_usage, stdout);
+			return EXIT_OK;
+		default:
+			fputs(extract_usage, stderr);
+			return EXIT_REFUSED;
 		}
 		if (!ok) {
 			fprintf(stderr, "intake extract: invalid value '%s'\n", optarg);
@@ -132,11 +171,11 @@ int cmd_extract(int argc, char **argv)
 	}
 	const char *path = argv[optind];
 
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	char model_dir[4096];
 	if (!xo.model_dir) {
-		if (ex_model_default_dir(EX_MODEL_DEFAULT_REPO, model_dir, sizeof model_dir,
-					 &err) < 0) {
+		if (ex_model_default_dir(EX_MODEL_DEFAULT_REPO, model_dir, sizeof model_dir, &err) <
+		    0) {
 			fprintf(stderr, "%s\n", err.msg);
 			return EXIT_REFUSED;
 		}

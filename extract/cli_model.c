@@ -25,7 +25,8 @@ static const char model_usage[] =
 	"          into DIR (default $INTAKE_MODEL_DIR, else /var/lib/intake/models/OWNER--NAME),\n"
 	"          checks every file's hash, resumes interrupted downloads and writes\n"
 	"          DIR/" EX_MODEL_MANIFEST " last. Environment: HF_ENDPOINT (a mirror), HF_TOKEN\n"
-	"          (gated or private repositories), HTTPS_PROXY/NO_PROXY, HF_HUB_OFFLINE=1 (same as\n"
+	"          (gated or private repositories), HTTPS_PROXY/NO_PROXY, HF_HUB_OFFLINE=1 (same "
+	"as\n"
 	"          --offline: verify what DIR holds, never touch the network)\n"
 	"verify    recomputes the hashes against the manifest, checks every tensor the engine\n"
 	"          needs, and prints the pinned model id results carry\n"
@@ -65,22 +66,33 @@ static void print_model_check(const char *dir, const struct ex_model_check *c)
 static int model_pull(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"revision", required_argument, NULL, 'r'},
-		{"dir", required_argument, NULL, 'd'},
-		{"offline", no_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+		{ "revision", required_argument, NULL, 'r' },
+		{ "dir", required_argument, NULL, 'd' },
+		{ "offline", no_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
 	};
-	struct ex_pull_opts o = {.repo = EX_MODEL_DEFAULT_REPO, .revision = "main",
-				 .progress = isatty(STDERR_FILENO)};
+	struct ex_pull_opts o = { .repo = EX_MODEL_DEFAULT_REPO,
+				  .revision = "main",
+				  .progress = isatty(STDERR_FILENO) };
 	int c;
 	while ((c = getopt_long(argc, argv, "r:d:oh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'r': o.revision = optarg; break;
-		case 'd': o.dir = optarg; break;
-		case 'o': o.offline = true; break;
-		case 'h': fputs(model_usage, stdout); return EXIT_OK;
-		default: fputs(model_usage, stderr); return EXIT_REFUSED;
+		case 'r':
+			o.revision = optarg;
+			break;
+		case 'd':
+			o.dir = optarg;
+			break;
+		case 'o':
+			o.offline = true;
+			break;
+		case 'h':
+			fputs(model_usage, stdout);
+			return EXIT_OK;
+		default:
+			fputs(model_usage, stderr);
+			return EXIT_REFUSED;
 		}
 	}
 	if (optind < argc)
@@ -89,7 +101,7 @@ static int model_pull(int argc, char **argv)
 		fputs(model_usage, stderr);
 		return EXIT_REFUSED;
 	}
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	char dir[4096];
 	if (!o.dir && ex_model_default_dir(o.repo, dir, sizeof dir, &err) == 0)
 		o.dir = dir;
@@ -113,7 +125,7 @@ static int model_verify(int argc, char **argv)
 		fputs(model_usage, stderr);
 		return EXIT_REFUSED;
 	}
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct ex_model_check check;
 	if (ex_model_verify(argv[1], &check, &err) < 0) {
 		fprintf(stderr, "%s\n", err.msg);
@@ -132,8 +144,8 @@ static double now_s(void)
 
 static int load_model(const char *dir, int n_threads, bool bf16, struct vlm_model **m)
 {
-	vlm_err err = {0};
-	struct vlm_model_opts opts = {.n_threads = n_threads, .bf16_activations = bf16};
+	vlm_err err = { 0 };
+	struct vlm_model_opts opts = { .n_threads = n_threads, .bf16_activations = bf16 };
 	if (vlm_model_load(dir, &opts, m, &err) < 0) {
 		fprintf(stderr, "%s\n", err.msg);
 		return err.code == -ENOMEM ? EXIT_INTERNAL : EXIT_REFUSED;
@@ -166,8 +178,8 @@ static int model_info(int argc, char **argv)
 	       i.vision_layers, i.vision_hidden, i.vision_heads, i.patch_size, i.merge_size);
 	double unit = i.n_params >= 1000000000 ? 1e9 : 1e6;
 	const char *u = unit == 1e9 ? "B" : "M";
-	printf("%-22s %.3f %s (vision %.3f %s, text %.3f %s)\n", "parameters", i.n_params / unit,
-	       u, i.n_params_vision / unit, u, i.n_params_text / unit, u);
+	printf("%-22s %.3f %s (vision %.3f %s, text %.3f %s)\n", "parameters", i.n_params / unit, u,
+	       i.n_params_vision / unit, u, i.n_params_text / unit, u);
 	printf("%-22s %s\n", "weights dtype", i.weight_dtype);
 	print_size("weights (mmapped)", (double)i.weight_bytes);
 	/* The CPU backend keeps its KV cache in f32, twice the bf16 figure. */
@@ -192,8 +204,7 @@ struct trace_dump {
 	int error; /* first errno, reported once at the end */
 };
 
-static void dump_tensor(void *user, const char *name, const float *data, int64_t rows,
-			int64_t cols)
+static void dump_tensor(void *user, const char *name, const float *data, int64_t rows, int64_t cols)
 {
 	struct trace_dump *t = user;
 	char path[4096];
@@ -228,20 +239,22 @@ static int load_inputs(char **paths, int n, struct inputs *in)
 	if (!in->docs)
 		return EXIT_INTERNAL;
 	for (int d = 0; d < n; d++) {
-		vlm_err err = {0};
+		vlm_err err = { 0 };
 		if (ex_doc_load(paths[d], NULL, &in->docs[d], &err) < 0) {
 			fprintf(stderr, "%s\n", err.msg);
 			return ex_reason_is_refusal(err.reason) ? EXIT_REFUSED : EXIT_INTERNAL;
 		}
 		in->n_docs++;
-		struct vlm_image *grown = realloc(in->images, (size_t)(in->n_images +
-						  (int)in->docs[d]->n_pages) * sizeof *grown);
+		struct vlm_image *grown =
+			realloc(in->images,
+				(size_t)(in->n_images + (int)in->docs[d]->n_pages) * sizeof *grown);
 		if (!grown)
 			return EXIT_INTERNAL;
 		in->images = grown;
 		for (size_t p = 0; p < in->docs[d]->n_pages; p++) {
 			const struct ex_page *pg = &in->docs[d]->pages[p];
-			in->images[in->n_images++] = (struct vlm_image){pg->rgb, pg->width, pg->height};
+			in->images[in->n_images++] =
+				(struct vlm_image){ pg->rgb, pg->width, pg->height };
 		}
 	}
 	return EXIT_OK;
@@ -257,25 +270,35 @@ static void free_inputs(struct inputs *in)
 
 static int model_generate(int argc, char **argv)
 {
-	enum { OPT_MAX = 256, OPT_THREADS, OPT_CTX, OPT_TEMP, OPT_TOP_P, OPT_TOP_K, OPT_SEED,
-	       OPT_TRACE, OPT_PRECISION };
-	static const struct option opts[] = {
-		{"prompt", required_argument, NULL, 'p'},
-		{"image", required_argument, NULL, 'i'},
-		{"max-tokens", required_argument, NULL, OPT_MAX},
-		{"threads", required_argument, NULL, OPT_THREADS},
-		{"ctx", required_argument, NULL, OPT_CTX},
-		{"temperature", required_argument, NULL, OPT_TEMP},
-		{"top-p", required_argument, NULL, OPT_TOP_P},
-		{"top-k", required_argument, NULL, OPT_TOP_K},
-		{"seed", required_argument, NULL, OPT_SEED},
-		{"trace", required_argument, NULL, OPT_TRACE},
-		{"precision", required_argument, NULL, OPT_PRECISION},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	enum {
+		OPT_MAX = 256,
+		OPT_THREADS,
+		OPT_CTX,
+		OPT_TEMP,
+		OPT_TOP_P,
+		OPT_TOP_K,
+		OPT_SEED,
+		OPT_TRACE,
+		OPT_PRECISION
 	};
-	struct vlm_request req = {.max_tokens = 512, .top_p = 1, .repetition_penalty = 1,
-				  .on_token = print_token};
+	static const struct option opts[] = {
+		{ "prompt", required_argument, NULL, 'p' },
+		{ "image", required_argument, NULL, 'i' },
+		{ "max-tokens", required_argument, NULL, OPT_MAX },
+		{ "threads", required_argument, NULL, OPT_THREADS },
+		{ "ctx", required_argument, NULL, OPT_CTX },
+		{ "temperature", required_argument, NULL, OPT_TEMP },
+		{ "top-p", required_argument, NULL, OPT_TOP_P },
+		{ "top-k", required_argument, NULL, OPT_TOP_K },
+		{ "seed", required_argument, NULL, OPT_SEED },
+		{ "trace", required_argument, NULL, OPT_TRACE },
+		{ "precision", required_argument, NULL, OPT_PRECISION },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct vlm_request req = {
+		.max_tokens = 512, .top_p = 1, .repetition_penalty = 1, .on_token = print_token
+	};
 	char **images = calloc((size_t)argc, sizeof *images);
 	int n_images = 0, c;
 	uint64_t threads = 0, ctx = 0, v;
@@ -288,14 +311,22 @@ static int model_generate(int argc, char **argv)
 		bool ok = true;
 		char *end = NULL;
 		switch (c) {
-		case 'p': req.prompt = optarg; break;
-		case 'i': images[n_images++] = optarg; break;
+		case 'p':
+			req.prompt = optarg;
+			break;
+		case 'i':
+			images[n_images++] = optarg;
+			break;
 		case OPT_MAX:
 			ok = cli_parse_u64(optarg, 1 << 20, &v);
 			req.max_tokens = (int)v;
 			break;
-		case OPT_THREADS: ok = cli_parse_u64(optarg, 1024, &threads); break;
-		case OPT_CTX: ok = cli_parse_u64(optarg, 1 << 24, &ctx); break;
+		case OPT_THREADS:
+			ok = cli_parse_u64(optarg, 1024, &threads);
+			break;
+		case OPT_CTX:
+			ok = cli_parse_u64(optarg, 1 << 24, &ctx);
+			break;
 		case OPT_TEMP:
 			req.sample = true;
 			req.temperature = strtof(optarg, &end);
@@ -314,10 +345,20 @@ static int model_generate(int argc, char **argv)
 			req.seed = strtoull(optarg, &end, 10);
 			ok = !errno && *end == '\0';
 			break;
-		case OPT_TRACE: trace_dir = optarg; break;
-		case OPT_PRECISION: ok = cli_parse_precision(optarg, &bf16); break;
-		case 'h': fputs(model_usage, stdout); free(images); return EXIT_OK;
-		default: free(images); fputs(model_usage, stderr); return EXIT_REFUSED;
+		case OPT_TRACE:
+			trace_dir = optarg;
+			break;
+		case OPT_PRECISION:
+			ok = cli_parse_precision(optarg, &bf16);
+			break;
+		case 'h':
+			fputs(model_usage, stdout);
+			free(images);
+			return EXIT_OK;
+		default:
+			free(images);
+			fputs(model_usage, stderr);
+			return EXIT_REFUSED;
 		}
 		if (!ok) {
 			fprintf(stderr, "intake model generate: invalid value '%s'\n", optarg);
@@ -331,12 +372,12 @@ static int model_generate(int argc, char **argv)
 		return EXIT_REFUSED;
 	}
 
-	struct inputs in = {0};
+	struct inputs in = { 0 };
 	struct vlm_model *m = NULL;
 	struct vlm_session *s = NULL;
-	struct vlm_result res = {0};
-	struct trace_dump dump = {.dir = trace_dir};
-	vlm_err err = {0};
+	struct vlm_result res = { 0 };
+	struct trace_dump dump = { .dir = trace_dir };
+	vlm_err err = { 0 };
 	double t0 = now_s();
 	int rc = load_inputs(images, n_images, &in);
 	if (rc == EXIT_OK)
@@ -346,13 +387,14 @@ static int model_generate(int argc, char **argv)
 	if (trace_dir) {
 		char path[4096];
 		snprintf(path, sizeof path, "%s/index.tsv", trace_dir);
-		if ((mkdir(trace_dir, 0777) < 0 && errno != EEXIST) || !(dump.index = fopen(path, "w"))) {
+		if ((mkdir(trace_dir, 0777) < 0 && errno != EEXIST) ||
+		    !(dump.index = fopen(path, "w"))) {
 			fprintf(stderr, "intake: trace directory '%s': %s\n", trace_dir,
 				strerror(errno));
 			rc = EXIT_REFUSED;
 			goto out;
 		}
-		vlm_model_set_trace(m, &(struct vlm_trace){dump_tensor, &dump});
+		vlm_model_set_trace(m, &(struct vlm_trace){ dump_tensor, &dump });
 	}
 	double t_load = now_s();
 	if (!ctx) {
@@ -374,10 +416,14 @@ static int model_generate(int argc, char **argv)
 	}
 	double t_end = now_s();
 	printf("\n");
-	fprintf(stderr, "[%d image(s), %lld prompt tokens, %zu generated (%s); load %.2f s, "
-		"generate %.2f s]\n", in.n_images, (long long)res.n_prompt_tokens, res.n_tokens,
-		res.stop == VLM_STOP_EOS ? "stop token" : res.stop == VLM_STOP_LENGTH ?
-		"--max-tokens" : "aborted", t_load - t0, t_end - t_load);
+	fprintf(stderr,
+		"[%d image(s), %lld prompt tokens, %zu generated (%s); load %.2f s, "
+		"generate %.2f s]\n",
+		in.n_images, (long long)res.n_prompt_tokens, res.n_tokens,
+		res.stop == VLM_STOP_EOS      ? "stop token"
+		: res.stop == VLM_STOP_LENGTH ? "--max-tokens"
+					      : "aborted",
+		t_load - t0, t_end - t_load);
 	if (dump.error) {
 		fprintf(stderr, "intake: trace directory '%s': %s\n", trace_dir,
 			strerror(dump.error));
@@ -397,10 +443,10 @@ out:
 int cmd_model(int argc, char **argv)
 {
 	static const struct command sub[] = {
-		{"pull", model_pull, "download a model from the Hugging Face hub and verify it"},
-		{"verify", model_verify, "check a model directory's hashes and tensors"},
-		{"info", model_info, "architecture, sizes, memory needed, token ids"},
-		{"generate", model_generate, "run the model on documents with a prompt"},
+		{ "pull", model_pull, "download a model from the Hugging Face hub and verify it" },
+		{ "verify", model_verify, "check a model directory's hashes and tensors" },
+		{ "info", model_info, "architecture, sizes, memory needed, token ids" },
+		{ "generate", model_generate, "run the model on documents with a prompt" },
 	};
 	for (size_t i = 0; argc > 1 && i < sizeof sub / sizeof sub[0]; i++)
 		if (strcmp(argv[1], sub[i].name) == 0)

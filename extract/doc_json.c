@@ -12,8 +12,9 @@ static json_t *page_json(const struct ex_page *p, bool with_text)
 		json_t *words = json_array();
 		for (size_t i = 0; i < p->n_words; i++) {
 			const struct ex_word *w = &p->words[i];
-			json_array_append_new(words, json_pack("{s:s, s:[f,f,f,f]}", "text", w->text,
-							       "box", w->x0, w->y0, w->x1, w->y1));
+			json_array_append_new(words,
+					      json_pack("{s:s, s:[f,f,f,f]}", "text", w->text,
+							"box", w->x0, w->y0, w->x1, w->y1));
 		}
 		json_object_set_new(o, "text", json_string(p->text));
 		json_object_set_new(o, "words", words);

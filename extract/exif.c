@@ -65,8 +65,8 @@ static unsigned entry_short(const struct tiff_block *b, size_t entry)
 
 bool ex_exif_parse(const uint8_t *data, size_t size, struct ex_exif *exif)
 {
-	*exif = (struct ex_exif){.orientation = 1};
-	struct tiff_block b = {.data = data, .size = size};
+	*exif = (struct ex_exif){ .orientation = 1 };
+	struct tiff_block b = { .data = data, .size = size };
 	if (size < 8)
 		return false;
 	if (data[0] == 'M' && data[1] == 'M')
@@ -93,10 +93,17 @@ bool ex_exif_parse(const uint8_t *data, size_t size, struct ex_exif *exif)
 				exif->orientation = (int)o;
 			break;
 		}
-		case TAG_X_RESOLUTION: res_x = entry_rational(&b, entry); break;
-		case TAG_Y_RESOLUTION: res_y = entry_rational(&b, entry); break;
-		case TAG_RESOLUTION_UNIT: unit = entry_short(&b, entry); break;
-		default: break;
+		case TAG_X_RESOLUTION:
+			res_x = entry_rational(&b, entry);
+			break;
+		case TAG_Y_RESOLUTION:
+			res_y = entry_rational(&b, entry);
+			break;
+		case TAG_RESOLUTION_UNIT:
+			unit = entry_short(&b, entry);
+			break;
+		default:
+			break;
 		}
 	}
 	/* Unit 1 ("no absolute unit") gives an aspect ratio, not a resolution. */

@@ -32,9 +32,8 @@ enum { DEFAULT_MAX_TOKENS = 2048, DEFAULT_CTX = 16384 };
  * the begin and end tokens around each image. */
 enum { TEMPLATE_TOKENS = 32, TOKENS_PER_IMAGE = 2 };
 
-enum stage { STAGE_INGEST, STAGE_LAYOUT, STAGE_PREFILL, STAGE_DECODE, STAGE_VALIDATE,
-	     STAGE_COUNT };
-static const char *const stage_names[] = {"ingest", "layout", "prefill", "decode", "validate"};
+enum stage { STAGE_INGEST, STAGE_LAYOUT, STAGE_PREFILL, STAGE_DECODE, STAGE_VALIDATE, STAGE_COUNT };
+static const char *const stage_names[] = { "ingest", "layout", "prefill", "decode", "validate" };
 _Static_assert(sizeof stage_names / sizeof stage_names[0] == STAGE_COUNT, "stage names");
 
 struct cached_grammar {
@@ -53,7 +52,7 @@ struct ex_extractor {
 	int64_t n_ctx;
 	size_t text_budget;
 	struct ex_grammar_opts grammar_opts;
-	int factor;             /* patch x merge: pixels per image token along a side */
+	int factor;              /* patch x merge: pixels per image token along a side */
 	int64_t min_page_tokens; /* what smart_resize makes of the smallest image */
 	ex_progress_fn *progress;
 	bool (*abort)(void *user);
@@ -93,16 +92,18 @@ static int pick_device(const char *device, char out[16], vlm_err *err)
 		return vlm_err_set(err, -EINVAL, "extract: device '%s': not cpu, cuda or auto",
 				   device);
 	if (vlm_cuda_device_count() == 0)
-		return vlm_err_set(err, -ENODEV, "extract: device 'cuda': no CUDA device found "
+		return vlm_err_set(err, -ENODEV,
+				   "extract: device 'cuda': no CUDA device found "
 				   "(built without CUDA, no GPU, or no driver)");
-	return vlm_err_set(err, -ENOTSUP, "extract: device 'cuda': this engine runs models on the "
+	return vlm_err_set(err, -ENOTSUP,
+			   "extract: device 'cuda': this engine runs models on the "
 			   "CPU only; use --device cpu or auto");
 }
 
 /* SHA-256 of the weights index, or of the single weights file (docs/result-format.md). */
 static int weights_hash(struct ex_extractor *x, const char *dir, vlm_err *err)
 {
-	static const char *const names[] = {"model.safetensors.index.json", "model.safetensors"};
+	static const char *const names[] = { "model.safetensors.index.json", "model.safetensors" };
 	for (size_t i = 0; i < 2; i++) {
 		char *path = g_build_filename(dir, names[i], NULL);
 		uint64_t size;
@@ -113,15 +114,18 @@ static int weights_hash(struct ex_extractor *x, const char *dir, vlm_err *err)
 		if (rc != -ENOENT)
 			return rc;
 	}
-	return vlm_err_set(err, -ENOENT, "extract: model '%s': no model.safetensors.index.json "
-			   "or model.safetensors", dir);
+	return vlm_err_set(err, -ENOENT,
+			   "extract: model '%s': no model.safetensors.index.json "
+			   "or model.safetensors",
+			   dir);
 }
 
 int ex_extractor_new(const struct ex_extract_opts *opts, struct ex_extractor **out, vlm_err *err)
 {
 	*out = NULL;
 	if (!opts->model_dir || opts->max_tokens < 0 || opts->n_ctx < 0 || opts->n_threads < 0)
-		return vlm_err_set(err, -EINVAL, "extract: a model directory and non-negative "
+		return vlm_err_set(err, -EINVAL,
+				   "extract: a model directory and non-negative "
 				   "max_tokens, context and threads are needed");
 	if (opts->max_value_bytes > UINT16_MAX)
 		return vlm_err_set(err, -EINVAL, "extract: max_value_bytes %zu is above 65535",
@@ -134,8 +138,9 @@ int ex_extractor_new(const struct ex_extract_opts *opts, struct ex_extractor **o
 	else
 		ex_limits_default(&x->limits);
 	x->max_tokens = opts->max_tokens ? opts->max_tokens : DEFAULT_MAX_TOKENS;
-	x->text_budget = opts->no_text_hint ? 0
-			 : opts->text_budget ? opts->text_budget : EX_PROMPT_TEXT_BUDGET;
+	x->text_budget = opts->no_text_hint  ? 0
+			 : opts->text_budget ? opts->text_budget
+					     : EX_PROMPT_TEXT_BUDGET;
 	x->grammar_opts.max_value_bytes = opts->max_value_bytes;
 	x->progress = opts->progress;
 	x->abort = opts->abort;
@@ -147,8 +152,8 @@ int ex_extractor_new(const struct ex_extract_opts *opts, struct ex_extractor **o
 		rc = weights_hash(x, opts->model_dir, err);
 	if (rc == 0)
 		rc = vlm_model_load(opts->model_dir,
-				    &(struct vlm_model_opts){.n_threads = opts->n_threads,
-							      .bf16_activations = opts->bf16},
+				    &(struct vlm_model_opts){ .n_threads = opts->n_threads,
+							      .bf16_activations = opts->bf16 },
 				    &x->model, err);
 	if (rc == 0) {
 		struct vlm_model_info info;
@@ -223,7 +228,7 @@ static int grammar_for(struct ex_extractor *x, const struct ex_schema *schema,
 	int rc = ex_grammar_compile_opts(schema, x->vocab, &x->grammar_opts, &g, err);
 	if (rc < 0)
 		return rc;
-	x->grammars[x->n_grammars++] = (struct cached_grammar){schema, g};
+	x->grammars[x->n_grammars++] = (struct cached_grammar){ schema, g };
 	*out = g;
 	return 0;
 }
@@ -254,11 +259,11 @@ static void prompt_done(struct prompt *p)
 }
 
 /* The prompt's text and images, fitted into the context (see the top of this file). */
-static int layout(struct ex_extractor *x, const struct ex_schema *schema,
-		  const struct ex_doc *doc, struct prompt *p, vlm_err *err)
+static int layout(struct ex_extractor *x, const struct ex_schema *schema, const struct ex_doc *doc,
+		  struct prompt *p, vlm_err *err)
 {
 	const struct ex_page *pages = &doc->pages[p->first];
-	struct ex_prompt_opts po = {.text_budget = x->text_budget};
+	struct ex_prompt_opts po = { .text_budget = x->text_budget };
 	int64_t room = 0, need_min = (int64_t)p->n * x->min_page_tokens;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		g_free(p->text);
@@ -272,12 +277,13 @@ static int layout(struct ex_extractor *x, const struct ex_schema *schema,
 		if (room >= need_min)
 			break;
 		if (attempt == 1)
-			return vlm_err_set(err, -E2BIG, "extract: schema '%s': a prompt of %zu "
+			return vlm_err_set(err, -E2BIG,
+					   "extract: schema '%s': a prompt of %zu "
 					   "tokens, %d for the answer and %zu page image(s) do "
 					   "not fit the model's context of %lld tokens",
 					   schema->name, n_text, x->max_tokens, p->n,
 					   (long long)x->n_ctx);
-		po = (struct ex_prompt_opts){.compact = true};
+		po = (struct ex_prompt_opts){ .compact = true };
 	}
 	uint64_t budget = (uint64_t)(room / (int64_t)p->n) * (uint64_t)x->factor * x->factor;
 	if (budget > schema->pages.pixel_budget)
@@ -289,7 +295,7 @@ static int layout(struct ex_extractor *x, const struct ex_schema *schema,
 	for (size_t i = 0; i < p->n; i++) {
 		const struct ex_page *pg = &pages[i];
 		int w, h;
-		p->images[i] = (struct vlm_image){pg->rgb, pg->width, pg->height};
+		p->images[i] = (struct vlm_image){ pg->rgb, pg->width, pg->height };
 		if (!ex_tile_fit(pg->width, pg->height, budget, x->factor, &w, &h))
 			continue;
 		p->scaled[i] = malloc((size_t)w * h * 3);
@@ -299,7 +305,7 @@ static int layout(struct ex_extractor *x, const struct ex_schema *schema,
 		int rc = ex_tile_downscale(pg->rgb, pg->width, pg->height, p->scaled[i], w, h, err);
 		if (rc < 0)
 			return rc;
-		p->images[i] = (struct vlm_image){p->scaled[i], w, h};
+		p->images[i] = (struct vlm_image){ p->scaled[i], w, h };
 	}
 	return 0;
 }
@@ -350,9 +356,14 @@ static int generate(struct ex_extractor *x, const struct ex_grammar *g, const st
 	if (rc < 0)
 		return rc;
 	struct vlm_request req = {
-		.prompt = p->text, .images = p->images, .n_images = (int)p->n,
-		.max_tokens = x->max_tokens, .mask = mask, .abort = should_abort,
-		.on_token = on_token, .user = w,
+		.prompt = p->text,
+		.images = p->images,
+		.n_images = (int)p->n,
+		.max_tokens = x->max_tokens,
+		.mask = mask,
+		.abort = should_abort,
+		.on_token = on_token,
+		.user = w,
 	};
 	w->state = p->state;
 	w->t_start = now_s();
@@ -370,7 +381,7 @@ static int generate(struct ex_extractor *x, const struct ex_grammar *g, const st
 	if (p->res.stop == VLM_STOP_ABORTED)
 		return vlm_err_set(err, -ECANCELED, "extract: generation aborted after %zu tokens",
 				   p->res.n_tokens);
-	vlm_err why = {0};
+	vlm_err why = { 0 };
 	if (ex_grammar_finish(p->state, p->res.tokens, p->res.n_tokens, &why) < 0) {
 		*cut_off = g_strdup_printf("pages %d-%d: %s", doc->pages[p->first].number,
 					   doc->pages[p->first + p->n - 1].number, why.msg);
@@ -399,15 +410,15 @@ static int finish(struct ex_extractor *x, const struct ex_doc_source *src,
 	struct ex_validation *v = NULL;
 	struct ex_tile_part *parts = calloc(n_prompts + 1, sizeof *parts);
 	json_t **answers = calloc(n_prompts + 1, sizeof *answers);
-	struct ex_tile_merged merged = {0};
+	struct ex_tile_merged merged = { 0 };
 	int rc = 0;
 	if (!parts || !answers) {
 		rc = vlm_err_set(err, -ENOMEM, "extract: out of memory");
 		goto out;
 	}
 	if (cut_off) {
-		char *msg = g_strdup_printf("the answer was cut off (%s); raise --max-tokens",
-					    cut_off);
+		char *msg =
+			g_strdup_printf("the answer was cut off (%s); raise --max-tokens", cut_off);
 		rc = ex_validation_failed(msg, &v, err);
 		g_free(msg);
 	} else {
@@ -415,10 +426,12 @@ static int finish(struct ex_extractor *x, const struct ex_doc_source *src,
 			json_error_t jerr;
 			answers[i] = json_loads(ex_grammar_json(prompts[i].state), 0, &jerr);
 			if (!answers[i])
-				rc = vlm_err_set(err, -EBADMSG, "extract: the grammar let through an "
-						 "answer that does not parse: %s", jerr.text);
-			parts[i] = (struct ex_tile_part){answers[i], prompts[i].evidence,
-							 prompts[i].n_evidence};
+				rc = vlm_err_set(err, -EBADMSG,
+						 "extract: the grammar let through an "
+						 "answer that does not parse: %s",
+						 jerr.text);
+			parts[i] = (struct ex_tile_part){ answers[i], prompts[i].evidence,
+							  prompts[i].n_evidence };
 		}
 		if (rc == 0)
 			rc = ex_tile_merge(schema, parts, n_prompts, &merged, err);
@@ -430,14 +443,18 @@ static int finish(struct ex_extractor *x, const struct ex_doc_source *src,
 	if (rc == 0) {
 		struct ex_stage_time timings[STAGE_COUNT];
 		for (int i = 0; i < STAGE_COUNT; i++)
-			timings[i] = (struct ex_stage_time){stage_names[i], t[i]};
+			timings[i] = (struct ex_stage_time){ stage_names[i], t[i] };
 		struct ex_provenance prov = {
-			.source_name = src->name, .source_size = src->size,
+			.source_name = src->name,
+			.source_size = src->size,
 			.source_sha256 = src->sha256,
-			.format = ex_format_name(doc->format), .n_pages = (int)doc->n_pages,
+			.format = ex_format_name(doc->format),
+			.n_pages = (int)doc->n_pages,
 			.model_id = x->model_id,
 			.weights_sha256 = x->has_weights_sha256 ? x->weights_sha256 : NULL,
-			.device = x->device, .timings = timings, .n_timings = STAGE_COUNT,
+			.device = x->device,
+			.timings = timings,
+			.n_timings = STAGE_COUNT,
 		};
 		rc = ex_result_build(schema, v, &prov, result, err);
 	}
@@ -456,7 +473,7 @@ int ex_extract_doc(struct ex_extractor *x, const struct ex_doc *doc,
 		   vlm_err *err)
 {
 	*result = NULL;
-	double t[STAGE_COUNT] = {[STAGE_INGEST] = src->ingest_s}, t0;
+	double t[STAGE_COUNT] = { [STAGE_INGEST] = src->ingest_s }, t0;
 	const struct ex_grammar *g = NULL;
 	int rc = grammar_for(x, schema, &g, err);
 	if (rc < 0)
@@ -467,11 +484,13 @@ int ex_extract_doc(struct ex_extractor *x, const struct ex_doc *doc,
 	char *cut_off = NULL;
 	if (!prompts)
 		return vlm_err_set(err, -ENOMEM, "extract: out of memory");
-	struct watch w = {.x = x, .prog = {.n_prompts = n_prompts, .n_pages = (int)doc->n_pages}};
+	struct watch w = { .x = x,
+			   .prog = { .n_prompts = n_prompts, .n_pages = (int)doc->n_pages } };
 	for (size_t i = 0; i < n_prompts && rc == 0 && !cut_off; i++) {
 		struct prompt *p = &prompts[i];
 		p->first = i * (size_t)per;
-		p->n = doc->n_pages - p->first < (size_t)per ? doc->n_pages - p->first : (size_t)per;
+		p->n = doc->n_pages - p->first < (size_t)per ? doc->n_pages - p->first
+							     : (size_t)per;
 		t0 = now_s();
 		rc = layout(x, schema, doc, p, err);
 		t[STAGE_LAYOUT] += since(&t0);
@@ -497,7 +516,7 @@ int ex_extract(struct ex_extractor *x, const char *path, const struct ex_schema 
 	double t0 = now_s();
 	struct ex_doc *doc = NULL;
 	char sha[65];
-	struct ex_doc_source src = {.name = path, .sha256 = sha};
+	struct ex_doc_source src = { .name = path, .sha256 = sha };
 	int rc = ex_doc_load(path, &x->limits, &doc, err);
 	if (rc == 0)
 		rc = ex_file_sha256(path, &src.size, sha, err);

@@ -54,9 +54,11 @@ int ex_write_atomic(const char *path, ex_fill_fn *fill, void *user, vlm_err *err
 	}
 	rc = fill(fp, user, err);
 	if (rc == 0 && (fflush(fp) != 0 || fsync(fileno(fp)) != 0))
-		rc = vlm_err_set(err, -errno, "write: '%s': cannot write: %s", tmp, strerror(errno));
+		rc = vlm_err_set(err, -errno, "write: '%s': cannot write: %s", tmp,
+				 strerror(errno));
 	if (fclose(fp) != 0 && rc == 0)
-		rc = vlm_err_set(err, -errno, "write: '%s': cannot close: %s", tmp, strerror(errno));
+		rc = vlm_err_set(err, -errno, "write: '%s': cannot close: %s", tmp,
+				 strerror(errno));
 	if (rc == 0 && rename(tmp, path) != 0)
 		rc = vlm_err_set(err, -errno, "write: '%s': cannot rename '%s' over it: %s", path,
 				 tmp, strerror(errno));

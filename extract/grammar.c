@@ -101,9 +101,10 @@ int ex_vocab_from_model(const struct vlm_model *model, struct ex_vocab **out, vl
 	} else {
 		for (int32_t i = 0; i < n; i++) {
 			bytes[i] = vlm_model_token_bytes(model, i, &lens[i]);
-			flags[i] = (uint8_t)((vlm_model_token_is_special(model, i) ? EX_TOKEN_SPECIAL
-										    : 0) |
-					     (vlm_model_token_is_stop(model, i) ? EX_TOKEN_STOP : 0));
+			flags[i] =
+				(uint8_t)((vlm_model_token_is_special(model, i) ? EX_TOKEN_SPECIAL
+										: 0) |
+					  (vlm_model_token_is_stop(model, i) ? EX_TOKEN_STOP : 0));
 		}
 		rc = ex_vocab_new(n, bytes, lens, flags, out, err);
 	}
@@ -123,8 +124,24 @@ enum tmpl { TMPL_NONE, TMPL_STRING, TMPL_INTEGER, TMPL_NUMBER, TMPL_PATTERN };
  * (U+0000 is refused). Multi-byte lead bytes with restricted second bytes (E0, ED, F0, F4) have
  * their own positions, so only shortest-form, non-surrogate, <= U+10FFFF UTF-8 is accepted. */
 enum str_pos {
-	SP_CHAR, SP_ESC, SP_U1, SP_U2, SP_U2_D, SP_U2_0, SP_U3, SP_U3_00, SP_U4, SP_U4_000,
-	SP_CONT1, SP_CONT2, SP_CONT3, SP_E0, SP_ED, SP_F0, SP_F4, SP_COUNT
+	SP_CHAR,
+	SP_ESC,
+	SP_U1,
+	SP_U2,
+	SP_U2_D,
+	SP_U2_0,
+	SP_U3,
+	SP_U3_00,
+	SP_U4,
+	SP_U4_000,
+	SP_CONT1,
+	SP_CONT2,
+	SP_CONT3,
+	SP_E0,
+	SP_ED,
+	SP_F0,
+	SP_F4,
+	SP_COUNT
 };
 
 /* Positions in a number after its first character. jansson refuses integers beyond int64 and
@@ -132,8 +149,16 @@ enum str_pos {
  * integer would need 19 digits checked against 9223372036854775807) and the exponent two. */
 #define INT_DIGITS 18
 enum num_pos {
-	NP_MINUS, NP_ZERO, NP_INT, /* NP_INT + k: k + 1 integer digits */
-	NP_DOT = NP_INT + INT_DIGITS, NP_FRAC, NP_E, NP_ESIGN, NP_EXP1, NP_EXP2, NP_COUNT
+	NP_MINUS,
+	NP_ZERO,
+	NP_INT, /* NP_INT + k: k + 1 integer digits */
+	NP_DOT = NP_INT + INT_DIGITS,
+	NP_FRAC,
+	NP_E,
+	NP_ESIGN,
+	NP_EXP1,
+	NP_EXP2,
+	NP_COUNT
 };
 _Static_assert(NP_COUNT <= 32 && SP_COUNT <= 32, "a template's positions fit its class range");
 
@@ -191,9 +216,9 @@ struct centry {
 struct ex_grammar {
 	const struct ex_schema *schema;
 	const struct ex_vocab *vocab;
-	unsigned max_value;  /* max_value_bytes */
-	unsigned unbounded;  /* a value budget from here on cannot matter inside one token */
-	size_t n_words;      /* bitset words over the vocabulary */
+	unsigned max_value; /* max_value_bytes */
+	unsigned unbounded; /* a value budget from here on cannot matter inside one token */
+	size_t n_words;     /* bitset words over the vocabulary */
 
 	struct gstate *states;
 	size_t n_states;
@@ -242,9 +267,13 @@ static uint32_t new_state(struct builder *b, enum tmpl tmpl, int pos, int32_t sp
 	int32_t cls = tmpl == TMPL_STRING || tmpl == TMPL_INTEGER || tmpl == TMPL_NUMBER
 			      ? (int32_t)tmpl * 32 + pos
 			      : -1;
-	g->states[g->n_states] = (struct gstate){.exit_to = NONE, .span = span, .cls = cls,
-						 .arr_open = -1, .arr_elem = -1,
-						 .tmpl = (uint8_t)tmpl, .pos = (uint8_t)pos};
+	g->states[g->n_states] = (struct gstate){ .exit_to = NONE,
+						  .span = span,
+						  .cls = cls,
+						  .arr_open = -1,
+						  .arr_elem = -1,
+						  .tmpl = (uint8_t)tmpl,
+						  .pos = (uint8_t)pos };
 	return (uint32_t)g->n_states++;
 }
 
@@ -264,9 +293,12 @@ static void edge(struct builder *b, uint32_t from, int lo, int hi, uint32_t to, 
 		g->trans = t;
 		b->cap_trans = cap;
 	}
-	g->trans[g->n_trans++] = (struct trans){.from = from, .to = to, .lo = (uint8_t)lo,
-						.hi = (uint8_t)hi, .need = (uint8_t)need,
-						.flags = (uint8_t)flags};
+	g->trans[g->n_trans++] = (struct trans){ .from = from,
+						 .to = to,
+						 .lo = (uint8_t)lo,
+						 .hi = (uint8_t)hi,
+						 .need = (uint8_t)need,
+						 .flags = (uint8_t)flags };
 }
 
 /* Edges for byte ranges given as lo,hi pairs: "09af" is 0-9 and a-f. */
@@ -297,7 +329,8 @@ static uint32_t literal(struct builder *b, uint32_t from, const char *s, size_t 
 		bool last = i + 1 == n;
 		uint32_t next = merge ? find_edge(b, cur, c) : NONE;
 		if (next == NONE) {
-			next = last && to != NONE ? to : new_state(b, TMPL_NONE, 0, last ? -1 : span);
+			next = last && to != NONE ? to
+						  : new_state(b, TMPL_NONE, 0, last ? -1 : span);
 			edge(b, cur, c, c, next, 0, 0);
 		}
 		cur = next;
@@ -315,8 +348,12 @@ static char *json_quote(const char *prefix, const char *s, const char *suffix)
 		return NULL;
 	at += (size_t)snprintf(q + at, n - at, "%s\"", prefix);
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		const char *esc = *p == '"' ? "\\\"" : *p == '\\' ? "\\\\" : *p == '\n' ? "\\n"
-				: *p == '\r' ? "\\r" : *p == '\t' ? "\\t" : NULL;
+		const char *esc = *p == '"'    ? "\\\""
+				  : *p == '\\' ? "\\\\"
+				  : *p == '\n' ? "\\n"
+				  : *p == '\r' ? "\\r"
+				  : *p == '\t' ? "\\t"
+					       : NULL;
 		if (esc)
 			at += (size_t)snprintf(q + at, n - at, "%s", esc);
 		else if (*p < 0x20)
@@ -343,7 +380,7 @@ static int32_t new_value(struct builder *b, const struct ex_field *f, int32_t ar
 		g->values = v;
 		b->cap_values = cap;
 	}
-	g->values[g->n_values] = (struct gvalue){f, array, NULL};
+	g->values[g->n_values] = (struct gvalue){ f, array, NULL };
 	return (int32_t)g->n_values++;
 }
 
@@ -447,8 +484,8 @@ static int prefix_pattern(const struct ex_field *f, pcre2_code **out)
 }
 
 /* An object with `fields` from `from` to `to`; *open gets the state after its '{'. */
-static void object_value(struct builder *b, uint32_t from, const struct ex_field *fields,
-			 size_t n, int32_t array, uint32_t to, uint32_t *open)
+static void object_value(struct builder *b, uint32_t from, const struct ex_field *fields, size_t n,
+			 int32_t array, uint32_t to, uint32_t *open)
 {
 	uint32_t cur = *open = new_state(b, TMPL_NONE, 0, -1);
 	edge(b, from, '{', '{', cur, 0, 0);
@@ -510,7 +547,8 @@ static void value(struct builder *b, uint32_t from, const struct ex_field *f, in
 	}
 	case EX_TYPE_ARRAY: {
 		/* [ ] or [ {..} (, {..})* ]: one element object, reached from '[' and from ','. */
-		uint32_t open = new_state(b, TMPL_NONE, 0, -1), after = new_state(b, TMPL_NONE, 0, -1),
+		uint32_t open = new_state(b, TMPL_NONE, 0, -1),
+			 after = new_state(b, TMPL_NONE, 0, -1),
 			 comma = new_state(b, TMPL_NONE, 0, -1), elem;
 		object_value(b, open, f->fields, f->n_fields, vid, after, &elem);
 		if (b->rc)
@@ -577,7 +615,8 @@ static int build_trie(struct ex_grammar *g)
 		if (in_answer(v, i)) {
 			ids[n_ids++] = i;
 			total += v->len[i];
-			g->max_token = v->len[i] > g->max_token ? (unsigned)v->len[i] : g->max_token;
+			g->max_token =
+				v->len[i] > g->max_token ? (unsigned)v->len[i] : g->max_token;
 		}
 	qsort_r(ids, n_ids, sizeof *ids, cmp_token, (void *)v);
 	if (!(g->nodes = malloc((total + 1) * sizeof *g->nodes)) ||
@@ -598,8 +637,9 @@ static int build_trie(struct ex_grammar *g)
 			g->nodes[open[depth]].end = (uint32_t)g->n_nodes;
 		for (; depth < len; depth++) {
 			open[depth + 1] = (uint32_t)g->n_nodes;
-			g->nodes[g->n_nodes++] = (struct tnode){.token = -1, .depth = (uint16_t)(depth + 1),
-								.byte = s[depth]};
+			g->nodes[g->n_nodes++] = (struct tnode){ .token = -1,
+								 .depth = (uint16_t)(depth + 1),
+								 .byte = s[depth] };
 		}
 		struct tnode *node = &g->nodes[open[len]];
 		g->same_next[id] = node->token;
@@ -655,8 +695,10 @@ static bool pattern_step(const struct ex_grammar *g, struct decoder *d, const st
 		out->dlen = 0;
 		return true;
 	}
-	static const char unescaped[256] = {['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b',
-					    ['f'] = '\f', ['n'] = '\n', ['r'] = '\r', ['t'] = '\t'};
+	static const char unescaped[256] = {
+		['"'] = '"',  ['\\'] = '\\', ['/'] = '/',  ['b'] = '\b',
+		['f'] = '\f', ['n'] = '\n',  ['r'] = '\r', ['t'] = '\t'
+	};
 	switch (fs->pos) {
 	case SP_CHAR:
 		if (c != '\\')
@@ -668,11 +710,18 @@ static bool pattern_step(const struct ex_grammar *g, struct decoder *d, const st
 		else
 			d->buf[out->dlen++] = unescaped[c];
 		break;
-	case SP_U1: case SP_U2: case SP_U2_D: case SP_U2_0: case SP_U3: case SP_U3_00: case SP_U4:
+	case SP_U1:
+	case SP_U2:
+	case SP_U2_D:
+	case SP_U2_0:
+	case SP_U3:
+	case SP_U3_00:
+	case SP_U4:
 	case SP_U4_000:
 		out->cp = out->cp * 16 + (uint32_t)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
 		if (ts->pos == SP_CHAR)
-			out->dlen += (uint32_t)g_unichar_to_utf8((gunichar)out->cp, d->buf + out->dlen);
+			out->dlen +=
+				(uint32_t)g_unichar_to_utf8((gunichar)out->cp, d->buf + out->dlen);
 		break;
 	default:
 		d->buf[out->dlen++] = (char)c;
@@ -860,8 +909,9 @@ static int cached_set(struct ex_grammar *g, struct walker *w, const struct frame
 				free(e);
 				return -ENOMEM;
 			}
-			*c = (struct centry){.key = ckey, .bits = bits, .n_allowed = n_bits,
-					     .own_bits = true};
+			*c = (struct centry){
+				.key = ckey, .bits = bits, .n_allowed = n_bits, .own_bits = true
+			};
 			if ((rc = cache_put(g, c)) < 0) {
 				free(e);
 				return rc;
@@ -945,14 +995,17 @@ int ex_grammar_compile_opts(const struct ex_schema *schema, const struct ex_voca
 			    vlm_err *err)
 {
 	*out = NULL;
-	size_t max = opts && opts->max_value_bytes ? opts->max_value_bytes
-						   : EX_GRAMMAR_MAX_VALUE_BYTES;
+	size_t max =
+		opts && opts->max_value_bytes ? opts->max_value_bytes : EX_GRAMMAR_MAX_VALUE_BYTES;
 	if (max > UINT16_MAX)
-		return vlm_err_set(err, -EINVAL, "grammar: schema '%s': max_value_bytes %zu is "
-				   "above 65535", schema->name, max);
+		return vlm_err_set(err, -EINVAL,
+				   "grammar: schema '%s': max_value_bytes %zu is "
+				   "above 65535",
+				   schema->name, max);
 	struct ex_grammar *g = calloc(1, sizeof *g);
 	if (!g)
-		return vlm_err_set(err, -ENOMEM, "grammar: schema '%s': out of memory", schema->name);
+		return vlm_err_set(err, -ENOMEM, "grammar: schema '%s': out of memory",
+				   schema->name);
 	g->schema = schema;
 	g->vocab = vocab;
 	g->max_value = (unsigned)max;
@@ -965,14 +1018,16 @@ int ex_grammar_compile_opts(const struct ex_schema *schema, const struct ex_voca
 			g->stops[g->n_stops++] = i;
 	if (!g->n_stops) {
 		ex_grammar_free(g);
-		return vlm_err_set(err, -EINVAL, "grammar: schema '%s': the vocabulary has no stop "
-				   "token, so the answer could never end", schema->name);
+		return vlm_err_set(err, -EINVAL,
+				   "grammar: schema '%s': the vocabulary has no stop "
+				   "token, so the answer could never end",
+				   schema->name);
 	}
 	if ((rc = build_trie(g)) < 0)
 		goto fail;
 	g->unbounded = g->max_token + 8 < UINT16_MAX ? g->max_token + 8 : UINT16_MAX;
 
-	struct builder b = {.g = g};
+	struct builder b = { .g = g };
 	g->start = new_state(&b, TMPL_NONE, 0, -1);
 	uint32_t final = new_state(&b, TMPL_NONE, 0, -1), open;
 	object_value(&b, g->start, schema->fields, schema->n_fields, -1, final, &open);
@@ -994,7 +1049,7 @@ fail:
 void ex_grammar_stats(const struct ex_grammar *g, struct ex_grammar_stats *out)
 {
 	struct ex_grammar *m = (struct ex_grammar *)g; /* the lock is the mutable part */
-	*out = (struct ex_grammar_stats){0};
+	*out = (struct ex_grammar_stats){ 0 };
 	pthread_mutex_lock(&m->lock);
 	for (size_t i = 0; i < g->cap; i++)
 		if (g->slots[i] && g->slots[i]->key >> 63)
@@ -1031,7 +1086,7 @@ struct ex_grammar_state {
 	size_t len, cap;
 	struct evrec *ev;
 	size_t n_ev, cap_ev;
-	int failed;           /* the first error, sticky */
+	int failed; /* the first error, sticky */
 	vlm_err err;
 };
 
@@ -1059,14 +1114,14 @@ void ex_grammar_state_reset(struct ex_grammar_state *s)
 	for (size_t k = 0; k < s->n_ev; k++)
 		free(s->ev[k].path);
 	s->n_ev = 0;
-	s->cur = (struct frame){.st = s->g->start, .rem = (uint16_t)s->g->max_value};
+	s->cur = (struct frame){ .st = s->g->start, .rem = (uint16_t)s->g->max_value };
 	for (size_t k = 0; k < s->g->n_values; k++)
 		s->index[k] = -1;
 	s->n_seen = 0;
 	s->len = 0;
 	s->text[0] = 0;
 	s->failed = 0;
-	s->err = (vlm_err){0};
+	s->err = (vlm_err){ 0 };
 }
 
 int ex_grammar_state_new(const struct ex_grammar *g, struct ex_grammar_state **out, vlm_err *err)
@@ -1075,7 +1130,8 @@ int ex_grammar_state_new(const struct ex_grammar *g, struct ex_grammar_state **o
 	size_t n_tokens = (size_t)g->vocab->n_tokens;
 	*out = NULL;
 	if (!s || !(s->w.fr = calloc((size_t)g->max_token + 1, sizeof *s->w.fr)) ||
-	    !(s->w.dec.buf = malloc(g->max_value + 8)) || !(s->value.buf = malloc(g->max_value + 8)) ||
+	    !(s->w.dec.buf = malloc(g->max_value + 8)) ||
+	    !(s->value.buf = malloc(g->max_value + 8)) ||
 	    !(s->w.bits = calloc(g->n_words, sizeof *s->w.bits)) ||
 	    !(s->w.list = malloc(n_tokens * sizeof *s->w.list)) ||
 	    !(s->saved = malloc(n_tokens * sizeof *s->saved)) ||
@@ -1150,7 +1206,7 @@ static int open_value(struct ex_grammar_state *s, int32_t vid)
 	char *path = concrete_path(s->g, s->index, vid);
 	if (!path)
 		return fail(s, -ENOMEM, "grammar: out of memory");
-	s->ev[s->n_ev++] = (struct evrec){.path = path};
+	s->ev[s->n_ev++] = (struct evrec){ .path = path };
 	return 0;
 }
 
@@ -1161,8 +1217,10 @@ static int take_token(struct ex_grammar_state *s, int32_t tok)
 	const struct ex_vocab *v = g->vocab;
 	size_t i = s->n_seen;
 	if (tok < 0 || tok >= v->n_tokens || !in_answer(v, tok) || g->states[s->cur.st].final)
-		return fail(s, -EBADMSG, "grammar: schema '%s': token %d (number %zu) cannot come "
-			    "after '%s'", g->schema->name, (int)tok, i + 1, tail(s));
+		return fail(s, -EBADMSG,
+			    "grammar: schema '%s': token %d (number %zu) cannot come "
+			    "after '%s'",
+			    g->schema->name, (int)tok, i + 1, tail(s));
 	const uint8_t *bytes = (const uint8_t *)v->data + v->off[tok];
 	size_t n = v->len[tok];
 	if (s->len + n + 1 > s->cap) {
@@ -1178,9 +1236,10 @@ static int take_token(struct ex_grammar_state *s, int32_t tok)
 		struct frame next;
 		uint32_t from;
 		if (!step(g, &s->value, &s->cur, bytes[k], &next, &from))
-			return fail(s, -EBADMSG, "grammar: schema '%s': token %d (number %zu) "
-				    "breaks the answer's JSON after '%s'", g->schema->name,
-				    (int)tok, i + 1, tail(s));
+			return fail(s, -EBADMSG,
+				    "grammar: schema '%s': token %d (number %zu) "
+				    "breaks the answer's JSON after '%s'",
+				    g->schema->name, (int)tok, i + 1, tail(s));
 		const struct gstate *to = &g->states[next.st];
 		int32_t vf = g->states[from].span, vt = to->span;
 		if (to->arr_open >= 0)
@@ -1210,8 +1269,10 @@ static int take_tokens(struct ex_grammar_state *s, const int32_t *tokens, size_t
 	if (s->failed)
 		return s->failed;
 	if (n < s->n_seen)
-		return fail(s, -EINVAL, "grammar: schema '%s': %zu tokens given after %zu were taken "
-			    "in", s->g->schema->name, n, s->n_seen);
+		return fail(s, -EINVAL,
+			    "grammar: schema '%s': %zu tokens given after %zu were taken "
+			    "in",
+			    s->g->schema->name, n, s->n_seen);
 	int rc = 0;
 	while (s->n_seen < n && (rc = take_token(s, tokens[s->n_seen])) == 0) {
 	}
@@ -1250,8 +1311,10 @@ int ex_grammar_mask(void *state, const int32_t *generated, size_t n_generated, f
 		n_allowed = e->n_allowed;
 	}
 	if (!n_allowed)
-		return fail(s, -EBADMSG, "grammar: schema '%s': no token can continue the answer "
-			    "after '%s'", g->schema->name, tail(s));
+		return fail(s, -EBADMSG,
+			    "grammar: schema '%s': no token can continue the answer "
+			    "after '%s'",
+			    g->schema->name, tail(s));
 	apply(g, bits, list, n_list, s->saved, logits, n_vocab);
 	return 0;
 }
@@ -1265,8 +1328,10 @@ int ex_grammar_finish(struct ex_grammar_state *s, const int32_t *tokens, size_t 
 		      vlm_err *err)
 {
 	if (take_tokens(s, tokens, n_tokens) == 0 && !ex_grammar_complete(s))
-		fail(s, -EBADMSG, "grammar: schema '%s': the answer stopped after %zu tokens, "
-		     "before its closing brace (token limit?)", s->g->schema->name, s->n_seen);
+		fail(s, -EBADMSG,
+		     "grammar: schema '%s': the answer stopped after %zu tokens, "
+		     "before its closing brace (token limit?)",
+		     s->g->schema->name, s->n_seen);
 	if (!s->failed)
 		return 0;
 	if (err)
@@ -1279,21 +1344,22 @@ const char *ex_grammar_json(const struct ex_grammar_state *s)
 	return s->text;
 }
 
-int ex_grammar_evidence(const struct ex_grammar_state *s, const float *logprobs,
-			size_t n_logprobs, int page, struct ex_field_evidence **out, size_t *n_out,
-			vlm_err *err)
+int ex_grammar_evidence(const struct ex_grammar_state *s, const float *logprobs, size_t n_logprobs,
+			int page, struct ex_field_evidence **out, size_t *n_out, vlm_err *err)
 {
 	*out = NULL;
 	*n_out = 0;
 	if (n_logprobs < s->n_seen)
-		return vlm_err_set(err, -EINVAL, "grammar: schema '%s': %zu log-probabilities for "
-				   "%zu tokens", s->g->schema->name, n_logprobs, s->n_seen);
+		return vlm_err_set(err, -EINVAL,
+				   "grammar: schema '%s': %zu log-probabilities for "
+				   "%zu tokens",
+				   s->g->schema->name, n_logprobs, s->n_seen);
 	struct ex_field_evidence *ev = calloc(s->n_ev + 1, sizeof *ev);
 	if (!ev)
 		return vlm_err_set(err, -ENOMEM, "grammar: out of memory");
 	for (size_t k = 0; k < s->n_ev; k++)
-		ev[k] = (struct ex_field_evidence){s->ev[k].path, logprobs + s->ev[k].first,
-						   s->ev[k].n, page};
+		ev[k] = (struct ex_field_evidence){ s->ev[k].path, logprobs + s->ev[k].first,
+						    s->ev[k].n, page };
 	*out = ev;
 	*n_out = s->n_ev;
 	return 0;

@@ -120,8 +120,7 @@ const char *ex_grammar_json(const struct ex_grammar_state *s);
  * structural text (keys, commas, braces) counts for nothing. Tokens of one value are
  * consecutive, so each entry points into `logprobs`. Every entry gets `page`. *out is a new
  * array (free() it); its paths are borrowed from the state and its logprobs from the caller. */
-int ex_grammar_evidence(const struct ex_grammar_state *s, const float *logprobs,
-			size_t n_logprobs, int page, struct ex_field_evidence **out, size_t *n_out,
-			vlm_err *err);
+int ex_grammar_evidence(const struct ex_grammar_state *s, const float *logprobs, size_t n_logprobs,
+			int page, struct ex_field_evidence **out, size_t *n_out, vlm_err *err);
 
 #endif

@@ -15,14 +15,25 @@
 /* cairo and the model's tiler both index rows with int; 65535 keeps every product in range. */
 #define EX_MAX_DIMENSION 65535
 
-static const char *const format_names[] = {"pdf", "tiff", "jpeg", "png"};
+static const char *const format_names[] = { "pdf", "tiff", "jpeg", "png" };
 _Static_assert(sizeof format_names / sizeof format_names[0] == EX_FORMAT_COUNT, "format names");
 
 static const char *const reason_names[] = {
-	"none",           "io",         "not a regular file", "empty file",
-	"unsupported format", "file too large", "too many pages", "page too large",
-	"document too large", "corrupt", "encrypted", "no pages",
-	"IFD loop", "unsupported variant", "internal error",
+	"none",
+	"io",
+	"not a regular file",
+	"empty file",
+	"unsupported format",
+	"file too large",
+	"too many pages",
+	"page too large",
+	"document too large",
+	"corrupt",
+	"encrypted",
+	"no pages",
+	"IFD loop",
+	"unsupported variant",
+	"internal error",
 };
 _Static_assert(sizeof reason_names / sizeof reason_names[0] == EX_REASON_COUNT, "reason names");
 
@@ -56,17 +67,24 @@ void ex_limits_default(struct ex_limits *limits)
 static int reason_errno(enum ex_ingest_reason reason)
 {
 	switch (reason) {
-	case EX_REASON_NOT_REGULAR: return -EINVAL;
+	case EX_REASON_NOT_REGULAR:
+		return -EINVAL;
 	case EX_REASON_UNSUPPORTED:
-	case EX_REASON_UNSUPPORTED_VARIANT: return -ENOTSUP;
+	case EX_REASON_UNSUPPORTED_VARIANT:
+		return -ENOTSUP;
 	case EX_REASON_FILE_TOO_LARGE:
 	case EX_REASON_TOO_MANY_PAGES:
 	case EX_REASON_PAGE_TOO_LARGE:
-	case EX_REASON_TOTAL_TOO_LARGE: return -E2BIG;
-	case EX_REASON_ENCRYPTED: return -EACCES;
-	case EX_REASON_INTERNAL: return -ENOMEM;
-	case EX_REASON_IO: return -EIO;
-	default: return -EBADMSG;
+	case EX_REASON_TOTAL_TOO_LARGE:
+		return -E2BIG;
+	case EX_REASON_ENCRYPTED:
+		return -EACCES;
+	case EX_REASON_INTERNAL:
+		return -ENOMEM;
+	case EX_REASON_IO:
+		return -EIO;
+	default:
+		return -EBADMSG;
 	}
 }
 
@@ -93,8 +111,8 @@ int ex_ingest_fail(vlm_err *err, const struct ex_source *src, int page,
 		return vlm_err_set_reason(err, code, reason, "ingest: '%s' page %d: %s: %s",
 					  shown_path(shown, src), page, ex_reason_name(reason),
 					  detail);
-	return vlm_err_set_reason(err, code, reason, "ingest: '%s': %s: %s",
-				  shown_path(shown, src), ex_reason_name(reason), detail);
+	return vlm_err_set_reason(err, code, reason, "ingest: '%s': %s: %s", shown_path(shown, src),
+				  ex_reason_name(reason), detail);
 }
 
 int ex_doc_reserve_pages(struct ex_doc *doc, const struct ex_source *src, size_t n_pages,
@@ -102,7 +120,8 @@ int ex_doc_reserve_pages(struct ex_doc *doc, const struct ex_source *src, size_t
 {
 	if (n_pages > src->limits->max_pages)
 		return ex_ingest_fail(err, src, 0, EX_REASON_TOO_MANY_PAGES,
-				      "%zu pages, the limit is %u", n_pages, src->limits->max_pages);
+				      "%zu pages, the limit is %u", n_pages,
+				      src->limits->max_pages);
 	if (n_pages <= doc->n_pages)
 		return 0;
 	struct ex_page *pages = realloc(doc->pages, n_pages * sizeof *pages);
@@ -126,16 +145,16 @@ int ex_doc_page_new(struct ex_doc *doc, const struct ex_source *src, int width, 
 	const struct ex_limits *lim = src->limits;
 	int number = (int)doc->n_pages + 1;
 	if (doc->n_pages >= lim->max_pages)
-		return ex_ingest_fail(err, src, 0, EX_REASON_TOO_MANY_PAGES,
-				      "more than %u pages", lim->max_pages);
+		return ex_ingest_fail(err, src, 0, EX_REASON_TOO_MANY_PAGES, "more than %u pages",
+				      lim->max_pages);
 	if (width <= 0 || height <= 0)
 		return ex_ingest_fail(err, src, number, EX_REASON_CORRUPT,
 				      "invalid dimensions %dx%d", width, height);
 	uint64_t pixels = (uint64_t)width * (uint64_t)height;
 	if (width > EX_MAX_DIMENSION || height > EX_MAX_DIMENSION || pixels > lim->max_page_pixels)
 		return ex_ingest_fail(err, src, number, EX_REASON_PAGE_TOO_LARGE,
-				      "%dx%d pixels, the limit is %llu pixels and %d per side", width,
-				      height, (unsigned long long)lim->max_page_pixels,
+				      "%dx%d pixels, the limit is %llu pixels and %d per side",
+				      width, height, (unsigned long long)lim->max_page_pixels,
 				      EX_MAX_DIMENSION);
 	if (doc_total_pixels(doc) + pixels > lim->max_total_pixels)
 		return ex_ingest_fail(err, src, number, EX_REASON_TOTAL_TOO_LARGE,
@@ -149,8 +168,12 @@ int ex_doc_page_new(struct ex_doc *doc, const struct ex_source *src, int width, 
 		return ex_ingest_fail(err, src, number, EX_REASON_INTERNAL,
 				      "out of memory for %dx%d pixels", width, height);
 	struct ex_page *p = &doc->pages[doc->n_pages++];
-	*p = (struct ex_page){.number = number, .width = width, .height = height,
-			      .dpi_x = dpi_x, .dpi_y = dpi_y, .rgb = rgb};
+	*p = (struct ex_page){ .number = number,
+			       .width = width,
+			       .height = height,
+			       .dpi_x = dpi_x,
+			       .dpi_y = dpi_y,
+			       .rgb = rgb };
 	*page = p;
 	return 0;
 }
@@ -190,13 +213,34 @@ int ex_page_orient(struct ex_page *page, int orientation, vlm_err *err)
 		for (size_t sx = 0; sx < w; sx++) {
 			size_t dx, dy;
 			switch (orientation) {
-			case 2: dx = w - 1 - sx; dy = sy; break;
-			case 3: dx = w - 1 - sx; dy = h - 1 - sy; break;
-			case 4: dx = sx; dy = h - 1 - sy; break;
-			case 5: dx = sy; dy = sx; break;
-			case 6: dx = h - 1 - sy; dy = sx; break;
-			case 7: dx = h - 1 - sy; dy = w - 1 - sx; break;
-			default: dx = sy; dy = w - 1 - sx; break; /* 8 */
+			case 2:
+				dx = w - 1 - sx;
+				dy = sy;
+				break;
+			case 3:
+				dx = w - 1 - sx;
+				dy = h - 1 - sy;
+				break;
+			case 4:
+				dx = sx;
+				dy = h - 1 - sy;
+				break;
+			case 5:
+				dx = sy;
+				dy = sx;
+				break;
+			case 6:
+				dx = h - 1 - sy;
+				dy = sx;
+				break;
+			case 7:
+				dx = h - 1 - sy;
+				dy = w - 1 - sx;
+				break;
+			default:
+				dx = sy;
+				dy = w - 1 - sx;
+				break; /* 8 */
 			}
 			memcpy(out + (dy * ow + dx) * 3, page->rgb + (sy * w + sx) * 3, 3);
 		}
@@ -256,7 +300,7 @@ void ex_rgb_from_cmyk(uint8_t *rgb, const uint8_t *cmyk, size_t n, bool inverted
 
 static bool sniff(const uint8_t *d, size_t n, enum ex_format *format)
 {
-	static const uint8_t png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+	static const uint8_t png[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
 	if (n >= 5 && memcmp(d, "%PDF-", 5) == 0)
 		*format = EX_FORMAT_PDF;
 	else if (n >= 4 && (memcmp(d, "II*\0", 4) == 0 || memcmp(d, "MM\0*", 4) == 0 ||
@@ -278,8 +322,8 @@ static const char *guess_other(const uint8_t *d, size_t n)
 		return "ZIP archive";
 	if (n >= 6 && (memcmp(d, "GIF87a", 6) == 0 || memcmp(d, "GIF89a", 6) == 0))
 		return "GIF image";
-	if (n >= 5 && (memmem(d, n < 512 ? n : 512, "<svg", 4) ||
-		       memmem(d, n < 512 ? n : 512, "<?xml", 5)))
+	if (n >= 5 &&
+	    (memmem(d, n < 512 ? n : 512, "<svg", 4) || memmem(d, n < 512 ? n : 512, "<?xml", 5)))
 		return "XML or SVG";
 	if (n >= 5 && (memmem(d, n < 512 ? n : 512, "<html", 5) ||
 		       memmem(d, n < 512 ? n : 512, "<!DOCTYPE", 9)))
@@ -376,10 +420,18 @@ static int doc_decode(const struct ex_source *src, struct ex_doc **out, vlm_err 
 		goto out;
 	}
 	switch (doc->format) {
-	case EX_FORMAT_PDF: rc = ex_ingest_pdf(src, doc, err); break;
-	case EX_FORMAT_TIFF: rc = ex_ingest_tiff(src, doc, err); break;
-	case EX_FORMAT_JPEG: rc = ex_ingest_jpeg(src, doc, err); break;
-	default: rc = ex_ingest_png(src, doc, err); break;
+	case EX_FORMAT_PDF:
+		rc = ex_ingest_pdf(src, doc, err);
+		break;
+	case EX_FORMAT_TIFF:
+		rc = ex_ingest_tiff(src, doc, err);
+		break;
+	case EX_FORMAT_JPEG:
+		rc = ex_ingest_jpeg(src, doc, err);
+		break;
+	default:
+		rc = ex_ingest_png(src, doc, err);
+		break;
 	}
 	if (rc == 0 && doc->n_pages == 0)
 		rc = ex_ingest_fail(err, src, 0, EX_REASON_NO_PAGES, "the document has no pages");
@@ -392,8 +444,7 @@ out:
 	return 0;
 }
 
-int ex_doc_load(const char *path, const struct ex_limits *limits, struct ex_doc **out,
-		vlm_err *err)
+int ex_doc_load(const char *path, const struct ex_limits *limits, struct ex_doc **out, vlm_err *err)
 {
 	struct ex_limits defaults;
 	if (!limits) {
@@ -401,7 +452,7 @@ int ex_doc_load(const char *path, const struct ex_limits *limits, struct ex_doc 
 		limits = &defaults;
 	}
 	*out = NULL;
-	struct ex_source src = {.path = path, .limits = limits};
+	struct ex_source src = { .path = path, .limits = limits };
 	uint8_t *data = NULL;
 	int rc = read_file(&src, &data, &src.size, err);
 	if (rc < 0)
@@ -412,8 +463,8 @@ int ex_doc_load(const char *path, const struct ex_limits *limits, struct ex_doc 
 	return rc;
 }
 
-int ex_doc_load_mem(const char *name, const void *data, size_t size,
-		    const struct ex_limits *limits, struct ex_doc **out, vlm_err *err)
+int ex_doc_load_mem(const char *name, const void *data, size_t size, const struct ex_limits *limits,
+		    struct ex_doc **out, vlm_err *err)
 {
 	struct ex_limits defaults;
 	if (!limits) {
@@ -421,7 +472,7 @@ int ex_doc_load_mem(const char *name, const void *data, size_t size,
 		limits = &defaults;
 	}
 	*out = NULL;
-	struct ex_source src = {.path = name, .data = data, .size = size, .limits = limits};
+	struct ex_source src = { .path = name, .data = data, .size = size, .limits = limits };
 	if (size == 0)
 		return ex_ingest_fail(err, &src, 0, EX_REASON_EMPTY, "the document has no bytes");
 	if ((uint64_t)size > limits->max_file_bytes)

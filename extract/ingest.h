@@ -39,8 +39,8 @@ int ex_page_orient(struct ex_page *page, int orientation, vlm_err *err);
 
 /* Pixel conversions shared by the decoders; `n` is a pixel count. */
 void ex_rgb_from_gray(uint8_t *rgb, const uint8_t *gray, size_t n);
-void ex_rgb_from_gray_alpha(uint8_t *rgb, const uint8_t *ga, size_t n);  /* onto white */
-void ex_rgb_from_rgba(uint8_t *rgb, const uint8_t *rgba, size_t n);      /* onto white */
+void ex_rgb_from_gray_alpha(uint8_t *rgb, const uint8_t *ga, size_t n); /* onto white */
+void ex_rgb_from_rgba(uint8_t *rgb, const uint8_t *rgba, size_t n);     /* onto white */
 /* CMYK as stored by TIFF (0 = no ink) or Adobe's inverted JPEG CMYK (inverted=true). */
 void ex_rgb_from_cmyk(uint8_t *rgb, const uint8_t *cmyk, size_t n, bool inverted);
 

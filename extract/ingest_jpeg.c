@@ -33,9 +33,15 @@ static void on_error(j_common_ptr cinfo)
 	struct decoder_err *st = (struct decoder_err *)cinfo->err;
 	(*cinfo->err->format_message)(cinfo, st->msg);
 	switch (cinfo->err->msg_code) {
-	case JERR_OUT_OF_MEMORY: st->reason = EX_REASON_INTERNAL; break;
-	case JERR_BAD_PRECISION: st->reason = EX_REASON_UNSUPPORTED_VARIANT; break;
-	default: st->reason = EX_REASON_CORRUPT; break;
+	case JERR_OUT_OF_MEMORY:
+		st->reason = EX_REASON_INTERNAL;
+		break;
+	case JERR_BAD_PRECISION:
+		st->reason = EX_REASON_UNSUPPORTED_VARIANT;
+		break;
+	default:
+		st->reason = EX_REASON_CORRUPT;
+		break;
 	}
 	longjmp(st->jump, 1);
 }
@@ -53,8 +59,7 @@ static void on_progress(j_common_ptr cinfo)
 	j_decompress_ptr dinfo = (j_decompress_ptr)cinfo;
 	if (dinfo->input_scan_number > MAX_SCANS) {
 		struct decoder_err *st = (struct decoder_err *)cinfo->err;
-		snprintf(st->msg, sizeof st->msg, "more than %d progressive scans",
-			 MAX_SCANS);
+		snprintf(st->msg, sizeof st->msg, "more than %d progressive scans", MAX_SCANS);
 		st->reason = EX_REASON_CORRUPT;
 		longjmp(st->jump, 1);
 	}
@@ -62,10 +67,10 @@ static void on_progress(j_common_ptr cinfo)
 
 /* The resolution from the JFIF density (unit 1: dots per inch, 2: dots per cm), else from the
  * first APP1 EXIF block, else 0 (unknown); and the EXIF orientation (1 when none). */
-static void read_metadata(const struct jpeg_decompress_struct *cinfo, double *dpi_x,
-			  double *dpi_y, int *orientation)
+static void read_metadata(const struct jpeg_decompress_struct *cinfo, double *dpi_x, double *dpi_y,
+			  int *orientation)
 {
-	struct ex_exif exif = {.orientation = 1};
+	struct ex_exif exif = { .orientation = 1 };
 	for (jpeg_saved_marker_ptr m = cinfo->marker_list; m; m = m->next) {
 		if (m->marker == JPEG_APP0 + 1 && m->data_length > 6 &&
 		    memcmp(m->data, "Exif\0\0", 6) == 0 &&
@@ -100,11 +105,18 @@ static int decode_jpeg(const struct ex_source *src, struct ex_doc *doc,
 
 	bool cmyk = false;
 	switch (cinfo->jpeg_color_space) {
-	case JCS_GRAYSCALE: cinfo->out_color_space = JCS_GRAYSCALE; break;
+	case JCS_GRAYSCALE:
+		cinfo->out_color_space = JCS_GRAYSCALE;
+		break;
 	case JCS_YCbCr:
-	case JCS_RGB: cinfo->out_color_space = JCS_RGB; break;
+	case JCS_RGB:
+		cinfo->out_color_space = JCS_RGB;
+		break;
 	case JCS_CMYK:
-	case JCS_YCCK: cinfo->out_color_space = JCS_CMYK; cmyk = true; break;
+	case JCS_YCCK:
+		cinfo->out_color_space = JCS_CMYK;
+		cmyk = true;
+		break;
 	default:
 		return ex_ingest_fail(err, src, 0, EX_REASON_UNSUPPORTED_VARIANT,
 				      "jpeg colour space %d with %d components",
@@ -116,8 +128,8 @@ static int decode_jpeg(const struct ex_source *src, struct ex_doc *doc,
 	read_metadata(cinfo, &dpi_x, &dpi_y, &orientation);
 	/* A SOF holds 16-bit dimensions, so the casts cannot overflow. */
 	struct ex_page *page;
-	int rc = ex_doc_page_new(doc, src, (int)cinfo->image_width, (int)cinfo->image_height,
-				 dpi_x, dpi_y, &page, err);
+	int rc = ex_doc_page_new(doc, src, (int)cinfo->image_width, (int)cinfo->image_height, dpi_x,
+				 dpi_y, &page, err);
 	if (rc < 0)
 		return rc;
 
@@ -149,8 +161,8 @@ static int decode_jpeg(const struct ex_source *src, struct ex_doc *doc,
 int ex_ingest_jpeg(const struct ex_source *src, struct ex_doc *doc, vlm_err *err)
 {
 	/* Zeroed so that destroying it is safe even if creating it failed. */
-	struct jpeg_decompress_struct cinfo = {0};
-	struct decoder_err st = {.reason = EX_REASON_CORRUPT};
+	struct jpeg_decompress_struct cinfo = { 0 };
+	struct decoder_err st = { .reason = EX_REASON_CORRUPT };
 	cinfo.err = jpeg_std_error(&st.pub);
 	st.pub.error_exit = on_error;
 	st.pub.emit_message = on_message;

@@ -138,8 +138,11 @@ static int pdf_page_words(const struct ex_source *src, struct ex_page *page, con
 			return ex_ingest_fail(err, src, page->number, EX_REASON_INTERNAL,
 					      "out of memory for a word");
 		page->words[page->n_words++] = (struct ex_word){
-			.text = word, .x0 = box.x1 * sx, .y0 = box.y1 * sy,
-			.x1 = box.x2 * sx, .y1 = box.y2 * sy,
+			.text = word,
+			.x0 = box.x1 * sx,
+			.y0 = box.y1 * sy,
+			.x1 = box.x2 * sx,
+			.y1 = box.y2 * sy,
 		};
 	}
 	return 0;
@@ -205,7 +208,7 @@ int ex_ingest_pdf(const struct ex_source *src, struct ex_doc *doc, vlm_err *err)
 	/* Static bytes: src->data outlives the document, which is unreferenced before returning. */
 	GBytes *bytes = g_bytes_new_static(src->data, src->size);
 	GError *gerr = NULL;
-	struct pdf_scratch scratch = {0};
+	struct pdf_scratch scratch = { 0 };
 	int rc = 0;
 	PopplerDocument *pdf = poppler_document_new_from_bytes(bytes, NULL, &gerr);
 	if (!pdf) {

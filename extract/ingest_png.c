@@ -26,8 +26,8 @@
 
 struct png_reader {
 	const struct ex_source *src;
-	size_t pos;      /* next unread byte of src->data */
-	uint8_t *stage;  /* rows awaiting conversion to RGB; freed by ex_ingest_png */
+	size_t pos;     /* next unread byte of src->data */
+	uint8_t *stage; /* rows awaiting conversion to RGB; freed by ex_ingest_png */
 	char msg[256];
 };
 
@@ -104,7 +104,7 @@ static int decode_png(const struct ex_source *src, struct ex_doc *doc, png_struc
 		dpi_x = round(ppm_x * 0.0254 * 100) / 100;
 		dpi_y = round(ppm_y * 0.0254 * 100) / 100;
 	}
-	struct ex_exif exif = {.orientation = 1};
+	struct ex_exif exif = { .orientation = 1 };
 	png_uint_32 exif_size;
 	png_bytep exif_data;
 	if (png_get_eXIf_1(png, info, &exif_size, &exif_data))
@@ -137,8 +137,8 @@ static int decode_png(const struct ex_source *src, struct ex_doc *doc, png_struc
 	for (int pass = 0; pass < passes; pass++) {
 		for (size_t y = 0; y < h; y++) {
 			uint8_t *rgb = page->rgb + y * w * 3;
-			uint8_t *row = direct ? rgb
-					      : st->stage + (passes > 1 ? y : 0) * w * channels;
+			uint8_t *row =
+				direct ? rgb : st->stage + (passes > 1 ? y : 0) * w * channels;
 			png_read_row(png, row, NULL);
 			if (pass < passes - 1) /* the row is complete only after the last pass */
 				continue;
@@ -162,7 +162,7 @@ static int decode_png(const struct ex_source *src, struct ex_doc *doc, png_struc
 
 int ex_ingest_png(const struct ex_source *src, struct ex_doc *doc, vlm_err *err)
 {
-	struct png_reader st = {.src = src};
+	struct png_reader st = { .src = src };
 	png_structp png =
 		png_create_read_struct(PNG_LIBPNG_VER_STRING, &st, reader_fail, reader_fail);
 	png_infop info = png ? png_create_info_struct(png) : NULL;

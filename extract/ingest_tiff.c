@@ -59,7 +59,7 @@ static toff_t input_seek(thandle_t h, toff_t off, int whence)
 	/* Relative offsets are signed values passed as unsigned ones. */
 	uint64_t base = whence == SEEK_CUR ? in->pos : in->src->size;
 	int64_t delta = (int64_t)off;
-	if (delta < 0 ? (uint64_t)-(delta + 1) >= base : off > UINT64_MAX - base)
+	if (delta < 0 ? (uint64_t) - (delta + 1) >= base : off > UINT64_MAX - base)
 		return (toff_t)-1;
 	in->pos = base + off;
 	return in->pos;
@@ -128,9 +128,9 @@ static const char *input_detail(const struct tiff_input *in)
 struct tiff_layout {
 	uint32_t width, height;
 	uint16_t bps, spp, planar, photometric;
-	int n_color;       /* colour samples: 1 gray or palette index, 3 RGB, 4 CMYK */
-	int alpha;         /* sample index of the alpha channel, -1 when none */
-	bool assoc_alpha;  /* colour samples are premultiplied by alpha */
+	int n_color;      /* colour samples: 1 gray or palette index, 3 RGB, 4 CMYK */
+	int alpha;        /* sample index of the alpha channel, -1 when none */
+	bool assoc_alpha; /* colour samples are premultiplied by alpha */
 	bool min_is_white;
 	bool has_palette;
 	uint8_t palette[256 * 3];
@@ -179,7 +179,8 @@ static void layout_row_to_rgb(const struct tiff_layout *l, const uint8_t *row, u
 			px[0] = (uint8_t)(255 - px[0]);
 		if (l->alpha < 0)
 			continue;
-		unsigned a = sample_to8(sample_at(row, x * l->spp + (size_t)l->alpha, l->bps), l->bps);
+		unsigned a =
+			sample_to8(sample_at(row, x * l->spp + (size_t)l->alpha, l->bps), l->bps);
 		px[l->n_color] = (uint8_t)a;
 		/* The shared compositing helpers take straight alpha: undo the premultiplication. */
 		for (int c = 0; l->assoc_alpha && c < l->n_color; c++) {
@@ -188,9 +189,15 @@ static void layout_row_to_rgb(const struct tiff_layout *l, const uint8_t *row, u
 		}
 	}
 	switch (n_ch) {
-	case 1: ex_rgb_from_gray(rgb, chan, w); break;
-	case 2: ex_rgb_from_gray_alpha(rgb, chan, w); break;
-	case 3: memcpy(rgb, chan, w * 3); break;
+	case 1:
+		ex_rgb_from_gray(rgb, chan, w);
+		break;
+	case 2:
+		ex_rgb_from_gray_alpha(rgb, chan, w);
+		break;
+	case 3:
+		memcpy(rgb, chan, w * 3);
+		break;
 	default:
 		if (l->n_color == 4)
 			ex_rgb_from_cmyk(rgb, chan, w, false);
@@ -244,19 +251,32 @@ static void layout_alpha(TIFF *tif, struct tiff_layout *l)
 static const char *photometric_name(uint16_t p)
 {
 	switch (p) {
-	case PHOTOMETRIC_MINISWHITE: return "MinIsWhite";
-	case PHOTOMETRIC_MINISBLACK: return "MinIsBlack";
-	case PHOTOMETRIC_RGB: return "RGB";
-	case PHOTOMETRIC_PALETTE: return "palette";
-	case PHOTOMETRIC_MASK: return "transparency mask";
-	case PHOTOMETRIC_SEPARATED: return "separated";
-	case PHOTOMETRIC_YCBCR: return "YCbCr";
-	case PHOTOMETRIC_CIELAB: return "CIELab";
-	case PHOTOMETRIC_ICCLAB: return "ICCLab";
-	case PHOTOMETRIC_ITULAB: return "ITULab";
-	case PHOTOMETRIC_LOGL: return "LogL";
-	case PHOTOMETRIC_LOGLUV: return "LogLuv";
-	default: return "unknown";
+	case PHOTOMETRIC_MINISWHITE:
+		return "MinIsWhite";
+	case PHOTOMETRIC_MINISBLACK:
+		return "MinIsBlack";
+	case PHOTOMETRIC_RGB:
+		return "RGB";
+	case PHOTOMETRIC_PALETTE:
+		return "palette";
+	case PHOTOMETRIC_MASK:
+		return "transparency mask";
+	case PHOTOMETRIC_SEPARATED:
+		return "separated";
+	case PHOTOMETRIC_YCBCR:
+		return "YCbCr";
+	case PHOTOMETRIC_CIELAB:
+		return "CIELab";
+	case PHOTOMETRIC_ICCLAB:
+		return "ICCLab";
+	case PHOTOMETRIC_ITULAB:
+		return "ITULab";
+	case PHOTOMETRIC_LOGL:
+		return "LogL";
+	case PHOTOMETRIC_LOGLUV:
+		return "LogLuv";
+	default:
+		return "unknown";
 	}
 }
 
@@ -294,7 +314,8 @@ static int layout_read(TIFF *tif, struct tiff_layout *l, const struct ex_source 
 		break;
 	case PHOTOMETRIC_PALETTE:
 		l->n_color = 1;
-		depth_ok = (l->bps == 1 || l->bps == 2 || l->bps == 4 || l->bps == 8) && l->spp == 1;
+		depth_ok =
+			(l->bps == 1 || l->bps == 2 || l->bps == 4 || l->bps == 8) && l->spp == 1;
 		break;
 	case PHOTOMETRIC_YCBCR:
 		/* Only reached with JPEG compression (plain YCbCr goes through libtiff's RGBA reader):
@@ -333,7 +354,8 @@ static int layout_read(TIFF *tif, struct tiff_layout *l, const struct ex_source 
 				      photometric_name(l->photometric), l->bps, l->spp);
 	if (l->planar == PLANARCONFIG_SEPARATE && l->spp > 1 && l->bps < 8)
 		return ex_ingest_fail(err, src, page, EX_REASON_UNSUPPORTED_VARIANT,
-				      "separate planes of %u-bit samples are not supported", l->bps);
+				      "separate planes of %u-bit samples are not supported",
+				      l->bps);
 	layout_alpha(tif, l);
 	if (l->alpha >= 0 && l->n_color == 4)
 		return ex_ingest_fail(err, src, page, EX_REASON_UNSUPPORTED_VARIANT,
@@ -347,9 +369,9 @@ static int layout_read(TIFF *tif, struct tiff_layout *l, const struct ex_source 
  * planes are stored one after another; `mixed` interleaves them into one row. */
 struct tiff_band {
 	uint8_t *buf;
-	uint8_t *tile;    /* one decoded tile (tiled images) */
-	uint8_t *mixed;   /* one interleaved row (separate planes) */
-	uint8_t *chan;    /* width * 4 bytes of conversion scratch */
+	uint8_t *tile;  /* one decoded tile (tiled images) */
+	uint8_t *mixed; /* one interleaved row (separate planes) */
+	uint8_t *chan;  /* width * 4 bytes of conversion scratch */
 	uint64_t row_bytes, plane_bytes, tile_row_bytes, tile_bytes;
 	uint32_t rows, tile_w;
 	uint16_t n_planes;
@@ -400,7 +422,7 @@ static int band_init(TIFF *tif, const struct tiff_layout *l, struct tiff_band *b
 		uint32_t rows_per_strip;
 		TIFFGetFieldDefaulted(tif, TIFFTAG_ROWSPERSTRIP, &rows_per_strip);
 		b->rows = rows_per_strip == 0 || rows_per_strip > l->height ? l->height
-									   : rows_per_strip;
+									    : rows_per_strip;
 		b->row_bytes = TIFFScanlineSize64(tif);
 		if (b->row_bytes == 0)
 			return ex_ingest_fail(err, src, page, EX_REASON_CORRUPT, "%s",
@@ -466,11 +488,10 @@ static const uint8_t *band_row(const struct tiff_layout *l, struct tiff_band *b,
 	return b->mixed;
 }
 
-static int decode_bands(TIFF *tif, struct ex_page *page, const struct ex_source *src,
-			vlm_err *err)
+static int decode_bands(TIFF *tif, struct ex_page *page, const struct ex_source *src, vlm_err *err)
 {
-	struct tiff_layout l = {.width = (uint32_t)page->width, .height = (uint32_t)page->height};
-	struct tiff_band b = {0};
+	struct tiff_layout l = { .width = (uint32_t)page->width, .height = (uint32_t)page->height };
+	struct tiff_band b = { 0 };
 	int rc = layout_read(tif, &l, src, page->number, err);
 	if (rc == 0)
 		rc = band_init(tif, &l, &b, src, page->number, err);
@@ -487,8 +508,7 @@ static int decode_bands(TIFF *tif, struct ex_page *page, const struct ex_source 
 
 /* YCbCr without JPEG compression (chroma subsampled in blocks): libtiff's RGBA reader does the
  * upsampling and colour conversion. Its pixels are opaque (it has no alpha path for YCbCr). */
-static int decode_ycbcr(TIFF *tif, struct ex_page *page, const struct ex_source *src,
-			vlm_err *err)
+static int decode_ycbcr(TIFF *tif, struct ex_page *page, const struct ex_source *src, vlm_err *err)
 {
 	char emsg[1024];
 	TIFFRGBAImage img;
@@ -547,8 +567,9 @@ static int decode_page(TIFF *tif, const struct ex_source *src, struct ex_doc *do
 	double dpi_x, dpi_y;
 	read_dpi(tif, &dpi_x, &dpi_y);
 	struct ex_page *page;
-	int rc = ex_doc_page_new(doc, src, width > INT_MAX ? INT_MAX : (int)width,
-				 height > INT_MAX ? INT_MAX : (int)height, dpi_x, dpi_y, &page, err);
+	int rc =
+		ex_doc_page_new(doc, src, width > INT_MAX ? INT_MAX : (int)width,
+				height > INT_MAX ? INT_MAX : (int)height, dpi_x, dpi_y, &page, err);
 	if (rc < 0)
 		return rc;
 	TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photometric);
@@ -596,7 +617,7 @@ static int decode_all(TIFF *tif, struct tiff_input *in, struct ex_doc *doc, vlm_
 
 int ex_ingest_tiff(const struct ex_source *src, struct ex_doc *doc, vlm_err *err)
 {
-	struct tiff_input in = {.src = src};
+	struct tiff_input in = { .src = src };
 	TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
 	if (!opts)
 		return ex_ingest_fail(err, src, 0, EX_REASON_INTERNAL, "out of memory");
@@ -608,8 +629,7 @@ int ex_ingest_tiff(const struct ex_source *src, struct ex_doc *doc, vlm_err *err
 				      input_close, input_size, NULL, NULL, opts);
 	TIFFOpenOptionsFree(opts);
 	if (!tif)
-		return ex_ingest_fail(err, src, 0,
-				      in.loop ? EX_REASON_IFD_LOOP : EX_REASON_CORRUPT,
+		return ex_ingest_fail(err, src, 0, in.loop ? EX_REASON_IFD_LOOP : EX_REASON_CORRUPT,
 				      "cannot read the header or first directory: %s",
 				      input_detail(&in));
 	int rc = decode_all(tif, &in, doc, err);

@@ -15,8 +15,8 @@ struct ex_journal {
 	char *path;
 };
 
-static const char *const state_names[] = {"queued",    "running", "done",
-					  "duplicate", "failed",  "reprocessed"};
+static const char *const state_names[] = { "queued",    "running", "done",
+					   "duplicate", "failed",  "reprocessed" };
 _Static_assert(sizeof state_names / sizeof state_names[0] == EX_JOB_STATE_COUNT, "state names");
 
 const char *ex_job_state_name(enum ex_job_state state)
@@ -25,7 +25,7 @@ const char *ex_job_state_name(enum ex_job_state state)
 }
 
 /* The column list, in the order job_bind and job_read use. */
-#define JOB_COLUMNS                                                                            \
+#define JOB_COLUMNS                                                                              \
 	"id, inbox, name, schema, sha256, size, src_dev, src_ino, src_mtime_ns, state, dup_of, " \
 	"reprocess_of, attempts, transient, next_try, claimed_at, started_at, finished_at, "     \
 	"pages, result, dest, settled, reprocess, reason, error"
@@ -50,13 +50,13 @@ static const char schema_sql[] =
 static int db_fail(struct ex_journal *j, vlm_err *err, const char *what)
 {
 	int code = sqlite3_errcode(j->db);
-	int e = code == SQLITE_BUSY || code == SQLITE_LOCKED ? -EBUSY
-		: code == SQLITE_FULL                          ? -ENOSPC
-		: code == SQLITE_NOMEM                         ? -ENOMEM
-		: code == SQLITE_READONLY || code == SQLITE_PERM ? -EACCES
-		: code == SQLITE_CANTOPEN                      ? -ENOENT
+	int e = code == SQLITE_BUSY || code == SQLITE_LOCKED      ? -EBUSY
+		: code == SQLITE_FULL                             ? -ENOSPC
+		: code == SQLITE_NOMEM                            ? -ENOMEM
+		: code == SQLITE_READONLY || code == SQLITE_PERM  ? -EACCES
+		: code == SQLITE_CANTOPEN                         ? -ENOENT
 		: code == SQLITE_CORRUPT || code == SQLITE_NOTADB ? -EBADMSG
-								   : -EIO;
+								  : -EIO;
 	return vlm_err_set(err, e, "journal: '%s': %s: %s", j->path, what, sqlite3_errmsg(j->db));
 }
 
@@ -187,8 +187,8 @@ static void job_read(sqlite3_stmt *st, struct ex_job *job)
 	job->src_ino = (uint64_t)sqlite3_column_int64(st, i++);
 	job->src_mtime_ns = sqlite3_column_int64(st, i++);
 	int state = sqlite3_column_int(st, i++);
-	job->state = state >= 0 && state < EX_JOB_STATE_COUNT ? (enum ex_job_state)state
-							      : EX_JOB_FAILED;
+	job->state =
+		state >= 0 && state < EX_JOB_STATE_COUNT ? (enum ex_job_state)state : EX_JOB_FAILED;
 	copy_col(job->dup_of, sizeof job->dup_of, st, i++);
 	copy_col(job->reprocess_of, sizeof job->reprocess_of, st, i++);
 	job->attempts = sqlite3_column_int(st, i++);
@@ -209,8 +209,10 @@ static void job_read(sqlite3_stmt *st, struct ex_job *job)
 int ex_journal_insert(struct ex_journal *j, const struct ex_job *job, vlm_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(j, "INSERT INTO jobs (" JOB_COLUMNS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,"
-			    "?,?,?,?,?,?,?,?,?,?,?,?)", &st, err);
+	int rc = prepare(j,
+			 "INSERT INTO jobs (" JOB_COLUMNS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,"
+			 "?,?,?,?,?,?,?,?,?,?,?,?)",
+			 &st, err);
 	if (rc < 0)
 		return rc;
 	job_bind(st, job);
@@ -225,8 +227,10 @@ int ex_journal_update(struct ex_journal *j, const struct ex_job *job, vlm_err *e
 	sqlite3_stmt *st;
 	/* Rewrites the whole row: "INSERT OR REPLACE" would also insert a job that was never
 	 * claimed, so the id is matched explicitly and a missing row is an error. */
-	int rc = prepare(j, "UPDATE jobs SET (" JOB_COLUMNS ") = (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
-			    "?,?,?,?,?,?,?,?,?) WHERE id = ?26", &st, err);
+	int rc = prepare(j,
+			 "UPDATE jobs SET (" JOB_COLUMNS ") = (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,"
+			 "?,?,?,?,?,?,?,?,?) WHERE id = ?26",
+			 &st, err);
 	if (rc < 0)
 		return rc;
 	job_bind(st, job);
@@ -270,8 +274,10 @@ int ex_journal_find_sha(struct ex_journal *j, const char *inbox, const char *sha
 			struct ex_job *out, vlm_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(j, "SELECT " JOB_COLUMNS " FROM jobs WHERE inbox = ?1 AND sha256 = ?2"
-			    " AND state NOT IN (?3, ?4) ORDER BY claimed_at, id LIMIT 1", &st, err);
+	int rc = prepare(j,
+			 "SELECT " JOB_COLUMNS " FROM jobs WHERE inbox = ?1 AND sha256 = ?2"
+			 " AND state NOT IN (?3, ?4) ORDER BY claimed_at, id LIMIT 1",
+			 &st, err);
 	if (rc < 0)
 		return rc;
 	bind_text(st, 1, inbox);
@@ -285,9 +291,11 @@ int ex_journal_find_claim(struct ex_journal *j, const struct ex_job *probe, stru
 			  vlm_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(j, "SELECT " JOB_COLUMNS " FROM jobs WHERE inbox = ?1 AND sha256 = ?2"
-			    " AND name = ?3 AND src_dev = ?4 AND src_ino = ?5 AND src_mtime_ns = ?6"
-			    " LIMIT 1", &st, err);
+	int rc = prepare(j,
+			 "SELECT " JOB_COLUMNS " FROM jobs WHERE inbox = ?1 AND sha256 = ?2"
+			 " AND name = ?3 AND src_dev = ?4 AND src_ino = ?5 AND src_mtime_ns = ?6"
+			 " LIMIT 1",
+			 &st, err);
 	if (rc < 0)
 		return rc;
 	bind_text(st, 1, probe->inbox);
@@ -413,10 +421,11 @@ int64_t ex_journal_count(struct ex_journal *j, const struct ex_job_filter *f, vl
 int ex_journal_next_try(struct ex_journal *j, bool fresh_only, double *out, vlm_err *err)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(j, fresh_only ? "SELECT next_try FROM jobs WHERE state = ?1 AND attempts = 0"
-					 " AND transient = 0 ORDER BY next_try LIMIT 1"
-				       : "SELECT next_try FROM jobs WHERE state = ?1"
-					 " ORDER BY next_try LIMIT 1",
+	int rc = prepare(j,
+			 fresh_only ? "SELECT next_try FROM jobs WHERE state = ?1 AND attempts = 0"
+				      " AND transient = 0 ORDER BY next_try LIMIT 1"
+				    : "SELECT next_try FROM jobs WHERE state = ?1"
+				      " ORDER BY next_try LIMIT 1",
 			 &st, err);
 	if (rc < 0)
 		return rc;
@@ -432,15 +441,16 @@ int ex_journal_next_try(struct ex_journal *j, bool fresh_only, double *out, vlm_
 	return rc;
 }
 
-int ex_journal_stats(struct ex_journal *j, double since, struct ex_inbox_stats **out,
-		     vlm_err *err)
+int ex_journal_stats(struct ex_journal *j, double since, struct ex_inbox_stats **out, vlm_err *err)
 {
 	*out = NULL;
 	sqlite3_stmt *st;
-	int rc = prepare(j, "SELECT inbox, state, count(*), sum(finished_at >= ?1 AND state IN "
-			    "(?2, ?3, ?4)), avg(CASE WHEN finished_at >= ?1 AND state IN (?2, ?3, ?4)"
-			    " THEN finished_at - claimed_at END) FROM jobs GROUP BY inbox, state"
-			    " ORDER BY inbox", &st, err);
+	int rc = prepare(j,
+			 "SELECT inbox, state, count(*), sum(finished_at >= ?1 AND state IN "
+			 "(?2, ?3, ?4)), avg(CASE WHEN finished_at >= ?1 AND state IN (?2, ?3, ?4)"
+			 " THEN finished_at - claimed_at END) FROM jobs GROUP BY inbox, state"
+			 " ORDER BY inbox",
+			 &st, err);
 	if (rc < 0)
 		return rc;
 	sqlite3_bind_double(st, 1, since);
@@ -470,8 +480,9 @@ int ex_journal_stats(struct ex_journal *j, double since, struct ex_inbox_stats *
 			s->jobs[state] += sqlite3_column_int64(st, 2);
 		if (recent > 0) {
 			double mean = sqlite3_column_double(st, 4);
-			s->recent_seconds = (s->recent_seconds * (double)s->recent + mean * (double)recent) /
-					    (double)(s->recent + recent);
+			s->recent_seconds =
+				(s->recent_seconds * (double)s->recent + mean * (double)recent) /
+				(double)(s->recent + recent);
 			s->recent += recent;
 		}
 	}

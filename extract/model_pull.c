@@ -35,18 +35,17 @@
 #define DEFAULT_ENDPOINT "https://huggingface.co"
 #define DOWNLOAD_DIR ".intake-download"
 #define INCOMPLETE ".incomplete"
-#define API_MAX_BYTES (64u << 20)   /* a listing of a repository with many thousands of files */
-#define ERROR_BODY_MAX 4096u        /* error pages are kept only to be discarded */
+#define API_MAX_BYTES (64u << 20) /* a listing of a repository with many thousands of files */
+#define ERROR_BODY_MAX 4096u      /* error pages are kept only to be discarded */
 #define INDEX_MAX_BYTES (64 << 20)
-#define ST_HEADER_MAX (100 << 20)   /* the safetensors format's own header limit */
+#define ST_HEADER_MAX (100 << 20) /* the safetensors format's own header limit */
 #define MAX_ATTEMPTS 4
 #define HASH_CHUNK (1 << 20)
 #define PATH_SIZE 4096
 
 /* ---- Small helpers --------------------------------------------------------------------------- */
 
-static int path_join(char *buf, const char *dir, const char *name, const char *suffix,
-		     vlm_err *err)
+static int path_join(char *buf, const char *dir, const char *name, const char *suffix, vlm_err *err)
 {
 	int n = snprintf(buf, PATH_SIZE, "%s/%s%s", dir, name, suffix);
 	if (n < 0 || n >= PATH_SIZE)
@@ -91,7 +90,7 @@ static bool is_hex(const char *s, size_t n)
 
 static void human_bytes(char *buf, size_t size, double bytes)
 {
-	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
 	size_t u = 0;
 	while (bytes >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
 		bytes /= 1024;
@@ -130,8 +129,9 @@ static int hash_fd(int fd, int64_t n, GChecksum *sha256, GChecksum *sha1, const 
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got <= 0) {
-			rc = vlm_err_set(err, got < 0 ? -errno : -EIO, "model: '%s': read failed: %s",
-					 path, got < 0 ? strerror(errno) : "file shrank");
+			rc = vlm_err_set(err, got < 0 ? -errno : -EIO,
+					 "model: '%s': read failed: %s", path,
+					 got < 0 ? strerror(errno) : "file shrank");
 			break;
 		}
 		if (sha256)
@@ -212,9 +212,10 @@ int ex_pull_http_error(long status, const char *error_code, const char *error_me
 				   "or expired (HTTP 401)",
 				   repo);
 	if (strcmp(error_code, "RevisionNotFound") == 0)
-		return vlm_err_set(err, -ENOENT,
-				   "model pull: repository '%s': revision '%s' not found (HTTP %ld)",
-				   repo, revision, status);
+		return vlm_err_set(
+			err, -ENOENT,
+			"model pull: repository '%s': revision '%s' not found (HTTP %ld)", repo,
+			revision, status);
 	if (strcmp(error_code, "EntryNotFound") == 0)
 		return vlm_err_set(err, -ENOENT,
 				   "model pull: repository '%s' at '%s': %s not found (HTTP %ld)",
@@ -236,10 +237,11 @@ int ex_pull_http_error(long status, const char *error_code, const char *error_me
 				   have_token ? "check the permissions of the token in HF_TOKEN"
 					      : "set HF_TOKEN to an access token");
 	if (status == 404)
-		return vlm_err_set(err, -ENOENT,
-				   "model pull: repository '%s': %s not found (HTTP 404): check the "
-				   "repository and revision '%s'",
-				   repo, what, revision);
+		return vlm_err_set(
+			err, -ENOENT,
+			"model pull: repository '%s': %s not found (HTTP 404): check the "
+			"repository and revision '%s'",
+			repo, what, revision);
 	return vlm_err_set(err, -EIO, "model pull: repository '%s': %s: HTTP %ld%s%s", repo, what,
 			   status, *error_message ? ": " : "", error_message);
 }
@@ -293,10 +295,11 @@ static int manifest_read(const char *dir, struct manifest *m, vlm_err *err)
 			&m->model_id, "files", &files) != 0 ||
 	    format != 1 || !json_is_array(files) || json_array_size(files) == 0) {
 		manifest_done(m);
-		return vlm_err_set(err, -EBADMSG,
-				   "model: '%s': incomplete manifest (format 1 with repo, revision, "
-				   "commit, model_id and files expected)",
-				   path);
+		return vlm_err_set(
+			err, -EBADMSG,
+			"model: '%s': incomplete manifest (format 1 with repo, revision, "
+			"commit, model_id and files expected)",
+			path);
 	}
 	char id[512];
 	snprintf(id, sizeof id, "%s@%s", m->repo, m->commit);
@@ -313,16 +316,17 @@ static int manifest_read(const char *dir, struct manifest *m, vlm_err *err)
 	}
 	size_t i;
 	json_t *f;
-	json_array_foreach (files, i, f) {
+	json_array_foreach(files, i, f)
+	{
 		struct manifest_file *mf = &m->files[i];
 		json_int_t fsize = -1;
 		if (json_unpack(f, "{s:s, s:I, s:s}", "path", &mf->name, "size", &fsize, "sha256",
 				&mf->sha256) != 0 ||
 		    !is_plain_name(mf->name) || fsize < 0 || !is_hex(mf->sha256, 64)) {
 			manifest_done(m);
-			return vlm_err_set(err, -EBADMSG,
-					   "model: '%s': files[%zu]: path, size and sha256 expected",
-					   path, i);
+			return vlm_err_set(
+				err, -EBADMSG,
+				"model: '%s': files[%zu]: path, size and sha256 expected", path, i);
 		}
 		mf->size = fsize;
 		m->n_files++;
@@ -341,8 +345,7 @@ static const struct manifest_file *manifest_find(const struct manifest *m, const
 /* ---- Verification ---------------------------------------------------------------------------- */
 
 /* SHA-256 of dir/name into hex[65]; *size is the file's length. */
-static int hash_file(const char *dir, const char *name, char hex[65], int64_t *size,
-		     vlm_err *err)
+static int hash_file(const char *dir, const char *name, char hex[65], int64_t *size, vlm_err *err)
 {
 	char path[PATH_SIZE];
 	int rc = path_join(path, dir, name, "", err);
@@ -367,7 +370,7 @@ static int hash_file(const char *dir, const char *name, char hex[65], int64_t *s
 static int check_structure(const char *dir, struct ex_model_check *out, vlm_err *err)
 {
 	struct vlm_model *m = NULL;
-	int rc = vlm_model_load(dir, &(struct vlm_model_opts){.n_threads = 1}, &m, err);
+	int rc = vlm_model_load(dir, &(struct vlm_model_opts){ .n_threads = 1 }, &m, err);
 	if (rc < 0)
 		return rc;
 	struct vlm_model_info info;
@@ -397,7 +400,8 @@ static int unpinned_id(const char *dir, char *id, size_t size, vlm_err *err)
 				len = len << 8 | len8[i];
 		if (len == 0 || len > ST_HEADER_MAX || (int64_t)len > n - 8) {
 			close(fd);
-			return vlm_err_set(err, -EBADMSG, "model: '%s': not a safetensors file", path);
+			return vlm_err_set(err, -EBADMSG, "model: '%s': not a safetensors file",
+					   path);
 		}
 		GChecksum *sha = g_checksum_new(G_CHECKSUM_SHA256);
 		rc = hash_fd(fd, (int64_t)len + 8, sha, NULL, path, err);
@@ -438,12 +442,12 @@ int ex_model_verify(const char *dir, struct ex_model_check *out, vlm_err *err)
 		out->pinned = true;
 
 	size_t n_bad = 0;
-	vlm_err first = {0};
+	vlm_err first = { 0 };
 	for (size_t i = 0; out->pinned && i < m.n_files; i++) {
 		const struct manifest_file *f = &m.files[i];
 		char hex[65];
 		int64_t size;
-		vlm_err e = {0};
+		vlm_err e = { 0 };
 		int frc = hash_file(dir, f->name, hex, &size, &e);
 		if (frc == 0 && size != f->size)
 			frc = vlm_err_set(&e, -EBADMSG,
@@ -451,10 +455,11 @@ int ex_model_verify(const char *dir, struct ex_model_check *out, vlm_err *err)
 					  " bytes, the manifest says %" PRId64,
 					  dir, f->name, size, f->size);
 		else if (frc == 0 && strcmp(hex, f->sha256) != 0)
-			frc = vlm_err_set(&e, -EBADMSG,
-					  "model verify: '%s/%s': SHA-256 mismatch (expected %.12s..., "
-					  "found %.12s...)",
-					  dir, f->name, f->sha256, hex);
+			frc = vlm_err_set(
+				&e, -EBADMSG,
+				"model verify: '%s/%s': SHA-256 mismatch (expected %.12s..., "
+				"found %.12s...)",
+				dir, f->name, f->sha256, hex);
 		if (frc < 0 && n_bad++ == 0)
 			first = e;
 		out->n_files++;
@@ -511,8 +516,8 @@ struct hub_file {
 struct download {
 	const struct hub_file *file;
 	struct ex_pull_sink sink;
-	int index, count;        /* for the progress bar: [index/count] */
-	int64_t have_at_start;   /* where this attempt started, for the rate */
+	int index, count;      /* for the progress bar: [index/count] */
+	int64_t have_at_start; /* where this attempt started, for the rate */
 	double t_start, t_drawn;
 };
 
@@ -526,8 +531,8 @@ struct response {
 	int64_t range_start;     /* Content-Range's first byte, -1 when absent */
 	char *body;              /* API answers and error pages */
 	size_t n_body;
-	bool started;            /* the download accepted the start of this 2xx body */
-	int write_rc;            /* a callback's own failure; err is already filled */
+	bool started; /* the download accepted the start of this 2xx body */
+	int write_rc; /* a callback's own failure; err is already filled */
 };
 
 struct pull {
@@ -671,8 +676,9 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *user)
 	if (r->n_body + n > max) {
 		if (!ok)
 			return n; /* the rest of an error page is not needed */
-		r->write_rc = vlm_err_set(p->err, -E2BIG, "model pull: '%s': an answer over %zu bytes",
-					  p->endpoint, max);
+		r->write_rc =
+			vlm_err_set(p->err, -E2BIG, "model pull: '%s': an answer over %zu bytes",
+				    p->endpoint, max);
 		return 0;
 	}
 	char *body = realloc(r->body, r->n_body + n + 1);
@@ -748,14 +754,16 @@ static int curl_fail(struct pull *p, CURLcode c, const char *what)
 				   "or DNS, or a wrong HF_ENDPOINT): %s",
 				   what, p->endpoint, detail);
 	case CURLE_COULDNT_RESOLVE_PROXY:
-		return vlm_err_set(p->err, -EHOSTUNREACH,
-				   "model pull: %s: cannot resolve the proxy (check HTTPS_PROXY): %s",
-				   what, detail);
+		return vlm_err_set(
+			p->err, -EHOSTUNREACH,
+			"model pull: %s: cannot resolve the proxy (check HTTPS_PROXY): %s", what,
+			detail);
 	case CURLE_COULDNT_CONNECT:
-		return vlm_err_set(p->err, -ECONNREFUSED,
-				   "model pull: %s from '%s': cannot connect (no network, or nothing "
-				   "listening at HF_ENDPOINT or the proxy): %s",
-				   what, p->endpoint, detail);
+		return vlm_err_set(
+			p->err, -ECONNREFUSED,
+			"model pull: %s from '%s': cannot connect (no network, or nothing "
+			"listening at HF_ENDPOINT or the proxy): %s",
+			what, p->endpoint, detail);
 	case CURLE_OPERATION_TIMEDOUT:
 		return vlm_err_set(p->err, -ETIMEDOUT,
 				   "model pull: %s from '%s': timed out (network down?): %s", what,
@@ -845,9 +853,10 @@ static int hub_commit(struct pull *p)
 	if (is_hex(sha, 40))
 		memcpy(p->commit, sha, 41);
 	else
-		rc = vlm_err_set(p->err, -EBADMSG,
-				 "model pull: repository '%s' %s: the hub's answer has no commit sha",
-				 p->repo, what);
+		rc = vlm_err_set(
+			p->err, -EBADMSG,
+			"model pull: repository '%s' %s: the hub's answer has no commit sha",
+			p->repo, what);
 	json_decref(root);
 	return rc;
 }
@@ -858,8 +867,10 @@ static int hub_add_file(struct pull *p, json_t *e)
 	json_int_t size = -1;
 	if (json_unpack(e, "{s:s, s:s, s?I, s?s}", "type", &type, "path", &name, "size", &size,
 			"oid", &oid) != 0)
-		return vlm_err_set(p->err, -EBADMSG, "model pull: file listing of '%s': an entry "
-				   "without type and path", p->repo);
+		return vlm_err_set(p->err, -EBADMSG,
+				   "model pull: file listing of '%s': an entry "
+				   "without type and path",
+				   p->repo);
 	if (strcmp(type, "file") != 0 || !is_plain_name(name))
 		return 0; /* folders and files inside them: the engine reads none */
 	json_t *lfs = json_object_get(e, "lfs");
@@ -900,10 +911,12 @@ static int hub_tree(struct pull *p)
 			return rc;
 		if (!json_is_array(root))
 			rc = vlm_err_set(p->err, -EBADMSG,
-					 "model pull: file listing of '%s': not a JSON array", p->repo);
+					 "model pull: file listing of '%s': not a JSON array",
+					 p->repo);
 		size_t i;
 		json_t *e;
-		json_array_foreach (root, i, e) {
+		json_array_foreach(root, i, e)
+		{
 			if (rc == 0)
 				rc = hub_add_file(p, e);
 		}
@@ -954,7 +967,8 @@ static int file_in_place(struct pull *p, struct hub_file *f, const char *path)
 	close(fd);
 	if (rc == 0) {
 		const char *got = g_checksum_get_string(sha256);
-		rc = strcmp(sha1 ? g_checksum_get_string(sha1) : got, sha1 ? f->oid : f->sha256) == 0;
+		rc = strcmp(sha1 ? g_checksum_get_string(sha1) : got, sha1 ? f->oid : f->sha256) ==
+		     0;
 		if (rc)
 			snprintf(f->local_sha256, sizeof f->local_sha256, "%s", got);
 	}
@@ -999,8 +1013,9 @@ static int fetch_file(struct pull *p, struct hub_file *f, int index, int count)
 	int fd = open_regular(part, O_RDWR | O_CREAT, &have, p->err);
 	if (fd < 0)
 		return fd;
-	struct download d = {.file = f, .sink = {.fd = fd, .path = part}, .index = index,
-			     .count = count};
+	struct download d = {
+		.file = f, .sink = { .fd = fd, .path = part }, .index = index, .count = count
+	};
 	d.sink.sha256 = g_checksum_new(G_CHECKSUM_SHA256);
 	if (!f->sha256[0]) {
 		d.sink.sha1 = g_checksum_new(G_CHECKSUM_SHA1);
@@ -1021,7 +1036,8 @@ static int fetch_file(struct pull *p, struct hub_file *f, int index, int count)
 		curl_free(name);
 		snprintf(what, sizeof what, "file '%s'", f->name);
 		if (n < 0 || n >= (int)sizeof url)
-			rc = vlm_err_set(p->err, -ENAMETOOLONG, "model pull: %s: URL too long", what);
+			rc = vlm_err_set(p->err, -ENAMETOOLONG, "model pull: %s: URL too long",
+					 what);
 		p->dl = &d;
 		if (rc == 0)
 			rc = http_get(p, url, what);
@@ -1042,11 +1058,12 @@ static int fetch_file(struct pull *p, struct hub_file *f, int index, int count)
 			snprintf(f->local_sha256, sizeof f->local_sha256, "%s", got);
 		} else {
 			unlink(part);
-			rc = vlm_err_set(p->err, -EBADMSG,
-					 "model pull: '%s': checksum mismatch (the hub lists %s "
-					 "%.12s..., the download has %.12s...): the file was removed, "
-					 "the others kept; run pull again",
-					 f->name, d.sink.sha1 ? "git id" : "SHA-256", want, got_id);
+			rc = vlm_err_set(
+				p->err, -EBADMSG,
+				"model pull: '%s': checksum mismatch (the hub lists %s "
+				"%.12s..., the download has %.12s...): the file was removed, "
+				"the others kept; run pull again",
+				f->name, d.sink.sha1 ? "git id" : "SHA-256", want, got_id);
 		}
 	}
 	if (rc == 0 && fsync(fd) < 0)
@@ -1101,14 +1118,18 @@ static int want_shards(struct pull *p)
 	json_t *map = json_object_get(index, "weight_map");
 	if (!json_is_object(map)) {
 		json_decref(index);
-		return vlm_err_set(p->err, -EBADMSG, "model pull: '%s': no weight_map object", path);
+		return vlm_err_set(p->err, -EBADMSG, "model pull: '%s': no weight_map object",
+				   path);
 	}
 	const char *tensor;
 	json_t *shard;
-	json_object_foreach (map, tensor, shard) {
+	json_object_foreach(map, tensor, shard)
+	{
 		const char *name = json_string_value(shard);
-		struct hub_file *f = name && is_plain_name(name) && g_str_has_suffix(name,
-				".safetensors") ? hub_find(p, name) : NULL;
+		struct hub_file *f =
+			name && is_plain_name(name) && g_str_has_suffix(name, ".safetensors")
+				? hub_find(p, name)
+				: NULL;
 		if (!f) {
 			rc = vlm_err_set(p->err, -EBADMSG,
 					 "model pull: '%s': tensor '%s': shard '%s' is not a "
@@ -1148,12 +1169,12 @@ static int write_manifest(struct pull *p, const char *model_id)
 	int rc = path_join(tmp, p->dir, EX_MODEL_MANIFEST, ".tmp", p->err);
 	if (rc == 0)
 		rc = path_join(path, p->dir, EX_MODEL_MANIFEST, "", p->err);
-	int fd = rc < 0 ? rc : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-				     0644);
+	int fd = rc < 0 ? rc
+			: open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (rc == 0 && fd < 0)
 		rc = vlm_err_set(p->err, -errno, "model pull: '%s': %s", tmp, strerror(errno));
 	if (rc == 0) {
-		struct ex_pull_sink sink = {.fd = fd, .path = tmp};
+		struct ex_pull_sink sink = { .fd = fd, .path = tmp };
 		rc = ex_pull_sink_write(&sink, text, strlen(text), p->err);
 		if (rc == 0)
 			rc = ex_pull_sink_write(&sink, "\n", 1, p->err);
@@ -1214,13 +1235,13 @@ static const struct {
 	const char *name;
 	bool required;
 } model_files[] = {
-	{"config.json", true},
-	{"generation_config.json", false},
-	{"preprocessor_config.json", false},
-	{"tokenizer.json", true},
-	{"tokenizer_config.json", false},
-	{"chat_template.jinja", false},
-	{"model.safetensors.index.json", false},
+	{ "config.json", true },
+	{ "generation_config.json", false },
+	{ "preprocessor_config.json", false },
+	{ "tokenizer.json", true },
+	{ "tokenizer_config.json", false },
+	{ "chat_template.jinja", false },
+	{ "model.safetensors.index.json", false },
 };
 
 static int pull_files(struct pull *p)
@@ -1313,8 +1334,8 @@ static int pull_setup(struct pull *p, const struct ex_pull_opts *o, int *lock_fd
 	if (rc == 0 && *lock_fd < 0)
 		return vlm_err_set(p->err, -errno, "model pull: '%s': %s", lock, strerror(errno));
 	if (rc == 0 && flock(*lock_fd, LOCK_EX | LOCK_NB) < 0)
-		return vlm_err_set(p->err, -EBUSY, "model pull: '%s': another pull is running into it",
-				   o->dir);
+		return vlm_err_set(p->err, -EBUSY,
+				   "model pull: '%s': another pull is running into it", o->dir);
 	if (rc < 0)
 		return rc;
 	manifest_read(o->dir, &p->old, NULL); /* none, or an invalid one: every file is hashed */
@@ -1367,8 +1388,11 @@ int ex_model_pull(const struct ex_pull_opts *o, struct ex_model_check *check, vl
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return vlm_err_set(err, -ENOMEM, "model pull: cannot initialise libcurl");
-	struct pull p = {.repo = o->repo, .revision = o->revision, .dir = o->dir,
-			 .progress = o->progress, .err = err};
+	struct pull p = { .repo = o->repo,
+			  .revision = o->revision,
+			  .dir = o->dir,
+			  .progress = o->progress,
+			  .err = err };
 	int lock_fd = -1;
 	int rc = pull_setup(&p, o, &lock_fd);
 	if (rc == 0)

@@ -54,9 +54,9 @@ struct png_job {
 static int fill_png(FILE *fp, void *user, vlm_err *err)
 {
 	const struct png_job *job = user;
-	struct writer_err out = {.path = job->path};
-	png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &out, writer_fail,
-						  writer_fail);
+	struct writer_err out = { .path = job->path };
+	png_structp png =
+		png_create_write_struct(PNG_LIBPNG_VER_STRING, &out, writer_fail, writer_fail);
 	png_infop info = png ? png_create_info_struct(png) : NULL;
 	int rc = info ? encode_png(job->page, fp, png, info, &out, err)
 		      : vlm_err_set(err, -ENOMEM, "png_write: '%s': out of memory", job->path);
@@ -69,6 +69,6 @@ int ex_page_write_png(const struct ex_page *page, const char *path, vlm_err *err
 	if (!page->rgb || page->width <= 0 || page->height <= 0)
 		return vlm_err_set(err, -EINVAL, "png_write: '%s': page %d has no pixels", path,
 				   page->number);
-	struct png_job job = {page, path};
+	struct png_job job = { page, path };
 	return ex_write_atomic(path, fill_png, &job, err);
 }

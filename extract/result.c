@@ -96,23 +96,18 @@ int ex_result_build(const struct ex_schema *schema, const struct ex_validation *
 		doc = json_pack(
 			"{s:s, s:o, s:s, s:o, s:{s:o, s:o}, s:{s:o, s:I, s:o, s:o, s:i},"
 			" s:{s:o, s:o}, s:o, s:O, s:O, s:O, s:O}",
-			"intake_version", vlm_version(),
-			"created", rfc3339(prov->created ? prov->created : time(NULL)),
-			"status", ex_status_name(v->status),
-			"error", str_or_null(v->error),
-			"schema", "name", str_or_null(schema ? schema->name : NULL),
-			"version", str_or_null(schema ? schema->version : NULL),
-			"source", "name", prov->source_name ? path_json(prov->source_name) : json_null(),
-			"size", (json_int_t)prov->source_size,
-			"sha256", str_or_null(prov->source_sha256),
-			"format", str_or_null(prov->format), "pages", prov->n_pages,
-			"model", "id", str_or_null(prov->model_id),
-			"weights_sha256", str_or_null(prov->weights_sha256),
-			"device", str_or_null(prov->device),
-			"timings_s", timings,
-			"data", v->data ? v->data : json_null(),
-			"fields", fields,
-			"review", v->review ? v->review : json_null());
+			"intake_version", vlm_version(), "created",
+			rfc3339(prov->created ? prov->created : time(NULL)), "status",
+			ex_status_name(v->status), "error", str_or_null(v->error), "schema", "name",
+			str_or_null(schema ? schema->name : NULL), "version",
+			str_or_null(schema ? schema->version : NULL), "source", "name",
+			prov->source_name ? path_json(prov->source_name) : json_null(), "size",
+			(json_int_t)prov->source_size, "sha256", str_or_null(prov->source_sha256),
+			"format", str_or_null(prov->format), "pages", prov->n_pages, "model", "id",
+			str_or_null(prov->model_id), "weights_sha256",
+			str_or_null(prov->weights_sha256), "device", str_or_null(prov->device),
+			"timings_s", timings, "data", v->data ? v->data : json_null(), "fields",
+			fields, "review", v->review ? v->review : json_null());
 	}
 	json_decref(fields);
 	json_decref(timings);

@@ -23,12 +23,12 @@ struct ex_provenance {
 	const char *source_sha256; /* 64 hex digits (ex_file_sha256) */
 	const char *format;        /* ex_format_name(), NULL when ingest refused the file */
 	int n_pages;
-	const char *model_id;      /* the model's name or directory */
+	const char *model_id;       /* the model's name or directory */
 	const char *weights_sha256; /* SHA-256 of the model's weights index, hex */
-	const char *device;        /* "cpu", "cuda:0" */
+	const char *device;         /* "cpu", "cuda:0" */
 	const struct ex_stage_time *timings;
 	size_t n_timings;
-	time_t created;            /* when the result was made; 0 means now */
+	time_t created; /* when the result was made; 0 means now */
 };
 
 /* SHA-256 (GLib GChecksum) and size of a file, read in chunks. hex gets 64 lower-case digits. */

@@ -21,14 +21,17 @@
 #include "schema.h"
 
 static const char *const type_names[] = {
-	[EX_TYPE_STRING] = "string", [EX_TYPE_INTEGER] = "integer", [EX_TYPE_NUMBER] = "number",
-	[EX_TYPE_DECIMAL] = "decimal", [EX_TYPE_DATE] = "date",	[EX_TYPE_BOOLEAN] = "boolean",
-	[EX_TYPE_ENUM] = "enum",       [EX_TYPE_OBJECT] = "object", [EX_TYPE_ARRAY] = "array",
+	[EX_TYPE_STRING] = "string",   [EX_TYPE_INTEGER] = "integer", [EX_TYPE_NUMBER] = "number",
+	[EX_TYPE_DECIMAL] = "decimal", [EX_TYPE_DATE] = "date",       [EX_TYPE_BOOLEAN] = "boolean",
+	[EX_TYPE_ENUM] = "enum",       [EX_TYPE_OBJECT] = "object",   [EX_TYPE_ARRAY] = "array",
 };
 static_assert(sizeof type_names / sizeof type_names[0] == EX_TYPE_COUNT, "type names");
 
 static const char *const locale_names[] = {
-	[EX_LOCALE_ISO] = "iso", [EX_LOCALE_ZH] = "zh", [EX_LOCALE_EU] = "eu", [EX_LOCALE_US] = "us",
+	[EX_LOCALE_ISO] = "iso",
+	[EX_LOCALE_ZH] = "zh",
+	[EX_LOCALE_EU] = "eu",
+	[EX_LOCALE_US] = "us",
 };
 static_assert(sizeof locale_names / sizeof locale_names[0] == EX_LOCALE_COUNT, "locale names");
 
@@ -91,8 +94,8 @@ static bool luhn_valid(const char *s)
 static bool cn_tax_id_valid(const char *s)
 {
 	static const char alphabet[] = "0123456789ABCDEFGHJKLMNPQRTUWXY";
-	static const unsigned weights[17] = {1,	 3,  9,	 27, 19, 26, 16, 17, 20,
-					     29, 25, 13, 8,  24, 10, 30, 28};
+	static const unsigned weights[17] = { 1,  3,  9,  27, 19, 26, 16, 17, 20,
+					      29, 25, 13, 8,  24, 10, 30, 28 };
 	size_t n = strlen(s);
 	for (size_t k = 0; k < n; k++)
 		if (!isdigit((unsigned char)s[k]) && !isupper((unsigned char)s[k]))
@@ -111,10 +114,12 @@ static bool cn_tax_id_valid(const char *s)
 }
 
 static const struct ex_checksum checksums[] = {
-	{"iban", "IBAN mod-97 (ISO 13616)", iban_valid},
-	{"luhn", "Luhn mod-10", luhn_valid},
-	{"cn_tax_id", "Chinese taxpayer number: unified social credit code check digit when 18 "
-		      "characters", cn_tax_id_valid},
+	{ "iban", "IBAN mod-97 (ISO 13616)", iban_valid },
+	{ "luhn", "Luhn mod-10", luhn_valid },
+	{ "cn_tax_id",
+	  "Chinese taxpayer number: unified social credit code check digit when 18 "
+	  "characters",
+	  cn_tax_id_valid },
 };
 
 const struct ex_checksum *ex_checksum_find(const char *name)
@@ -177,8 +182,9 @@ static void diag_at(struct loader *ld, int line, int column, const char *fmt, ..
 	ld->errors.lines[ld->errors.n++] = line_text;
 }
 
-#define diag(ld, node, ...) \
-	diag_at(ld, (int)(node)->start_mark.line + 1, (int)(node)->start_mark.column + 1, __VA_ARGS__)
+#define diag(ld, node, ...)                                                               \
+	diag_at(ld, (int)(node)->start_mark.line + 1, (int)(node)->start_mark.column + 1, \
+		__VA_ARGS__)
 
 void ex_schema_errors_done(struct ex_schema_errors *errors)
 {
@@ -187,7 +193,7 @@ void ex_schema_errors_done(struct ex_schema_errors *errors)
 	for (size_t k = 0; k < errors->n; k++)
 		free(errors->lines[k]);
 	free(errors->lines);
-	*errors = (struct ex_schema_errors){0};
+	*errors = (struct ex_schema_errors){ 0 };
 }
 
 static char *dup_n(struct loader *ld, const char *s, size_t n)
@@ -221,10 +227,14 @@ static yaml_node_t *node_at(struct loader *ld, int index)
 static const char *kind_name(const yaml_node_t *node)
 {
 	switch (node->type) {
-	case YAML_SCALAR_NODE: return "a scalar";
-	case YAML_SEQUENCE_NODE: return "a list";
-	case YAML_MAPPING_NODE: return "a mapping";
-	default: return "empty";
+	case YAML_SCALAR_NODE:
+		return "a scalar";
+	case YAML_SEQUENCE_NODE:
+		return "a list";
+	case YAML_MAPPING_NODE:
+		return "a mapping";
+	default:
+		return "empty";
 	}
 }
 
@@ -287,7 +297,8 @@ static yaml_node_t *lookup(struct loader *ld, yaml_node_t *map, const char *key)
 	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
 	     p++) {
 		yaml_node_t *k = node_at(ld, p->key);
-		if (k->type == YAML_SCALAR_NODE && strcmp((const char *)k->data.scalar.value, key) == 0)
+		if (k->type == YAML_SCALAR_NODE &&
+		    strcmp((const char *)k->data.scalar.value, key) == 0)
 			return node_at(ld, p->value);
 	}
 	return NULL;
@@ -375,9 +386,9 @@ static void load_normalize_step(struct loader *ld, yaml_node_t *item, struct ex_
 		const char *name;
 		unsigned bit;
 	} steps[] = {
-		{"trim", EX_NORM_TRIM},
-		{"remove_spaces", EX_NORM_REMOVE_SPACES},
-		{"upper_case", EX_NORM_UPPER_CASE},
+		{ "trim", EX_NORM_TRIM },
+		{ "remove_spaces", EX_NORM_REMOVE_SPACES },
+		{ "upper_case", EX_NORM_UPPER_CASE },
 	};
 	const char *s = scalar(ld, item, "normalize");
 	if (!s)
@@ -454,9 +465,9 @@ static bool is_numeric(enum ex_type t)
 static void load_field(struct loader *ld, yaml_node_t *key, yaml_node_t *node, const char *prefix,
 		       struct ex_field *f)
 {
-	static const char *const keys[] = {"type",   "description", "required", "nullable",
-					   "pattern", "constrain_pattern", "values", "min",
-					   "max",    "normalize",   "fields",   NULL};
+	static const char *const keys[] = { "type",    "description",       "required", "nullable",
+					    "pattern", "constrain_pattern", "values",   "min",
+					    "max",     "normalize",         "fields",   NULL };
 	const char *name = (const char *)key->data.scalar.value;
 	f->name = dup(ld, name);
 	f->line = (int)key->start_mark.line + 1;
@@ -468,7 +479,8 @@ static void load_field(struct loader *ld, yaml_node_t *key, yaml_node_t *node, c
 		return;
 	}
 	if (!name_valid(name))
-		diag(ld, key, "field name '%s': use letters, digits and '_', not starting with a digit",
+		diag(ld, key,
+		     "field name '%s': use letters, digits and '_', not starting with a digit",
 		     name);
 	char where[300];
 	snprintf(where, sizeof where, "field '%s'", f->path);
@@ -486,11 +498,13 @@ static void load_field(struct loader *ld, yaml_node_t *key, yaml_node_t *node, c
 				typed = true;
 			}
 		if (!typed)
-			diag(ld, v, "unknown type '%s' for field '%s' (expected: string, integer, "
-				    "number, decimal, date, boolean, enum, object, array)",
+			diag(ld, v,
+			     "unknown type '%s' for field '%s' (expected: string, integer, "
+			     "number, decimal, date, boolean, enum, object, array)",
 			     t, f->path);
 	}
-	const char *desc = (v = lookup(ld, node, "description")) ? scalar(ld, v, "description") : NULL;
+	const char *desc =
+		(v = lookup(ld, node, "description")) ? scalar(ld, v, "description") : NULL;
 	f->description = dup(ld, desc ? desc : "");
 	if ((v = lookup(ld, node, "required")))
 		get_bool(ld, v, "required", &f->required);
@@ -524,13 +538,15 @@ static void load_field(struct loader *ld, yaml_node_t *key, yaml_node_t *node, c
 	else if (v)
 		load_enum_values(ld, v, f);
 
-	const char *bound_keys[2] = {"min", "max"};
+	const char *bound_keys[2] = { "min", "max" };
 	for (int b = 0; b < 2; b++) {
 		if (!(v = lookup(ld, node, bound_keys[b])))
 			continue;
 		if (!is_numeric(f->type)) {
-			diag(ld, v, "'%s' applies to integer, number and decimal fields, and '%s' is "
-				    "%s", bound_keys[b], f->path, type_names[f->type]);
+			diag(ld, v,
+			     "'%s' applies to integer, number and decimal fields, and '%s' is "
+			     "%s",
+			     bound_keys[b], f->path, type_names[f->type]);
 			continue;
 		}
 		if (b == 0)
@@ -591,9 +607,9 @@ static void load_fields(struct loader *ld, yaml_node_t *map, const char *prefix,
 /* Resolves the schema path s[0..len) ("seller.name", "items[].amount") among `fields`. On success
  * *each is the array crossed with "[]" (or NULL); on failure `why` says what is wrong. Rules reach
  * into one level of arrays. */
-static const struct ex_field *resolve(const struct ex_field *fields, size_t n_fields,
-				      const char *s, size_t len, const struct ex_field **each,
-				      char *why, size_t why_size)
+static const struct ex_field *resolve(const struct ex_field *fields, size_t n_fields, const char *s,
+				      size_t len, const struct ex_field **each, char *why,
+				      size_t why_size)
 {
 	const struct ex_field *f = NULL;
 	*each = NULL;
@@ -623,8 +639,8 @@ static const struct ex_field *resolve(const struct ex_field *fields, size_t n_fi
 				return NULL;
 			}
 			if (*each) {
-				snprintf(why, why_size, "'%.*s': rules reach into one level of arrays",
-					 (int)i, s);
+				snprintf(why, why_size,
+					 "'%.*s': rules reach into one level of arrays", (int)i, s);
 				return NULL;
 			}
 			*each = f;
@@ -637,8 +653,8 @@ static const struct ex_field *resolve(const struct ex_field *fields, size_t n_fi
 			return NULL;
 		}
 		if (f->type == EX_TYPE_ARRAY && !brackets) {
-			snprintf(why, why_size, "'%.*s' is an array: write '%.*s[]'", (int)i, s, (int)i,
-				 s);
+			snprintf(why, why_size, "'%.*s' is an array: write '%.*s[]'", (int)i, s,
+				 (int)i, s);
 			return NULL;
 		}
 		if (f->type != EX_TYPE_OBJECT && f->type != EX_TYPE_ARRAY) {
@@ -666,7 +682,8 @@ const struct ex_field *ex_schema_field(const struct ex_schema *schema, const cha
 {
 	const struct ex_field *each;
 	char why[200];
-	return resolve(schema->fields, schema->n_fields, path, strlen(path), &each, why, sizeof why);
+	return resolve(schema->fields, schema->n_fields, path, strlen(path), &each, why,
+		       sizeof why);
 }
 
 /* ---- Rules --------------------------------------------------------------------------------- */
@@ -720,14 +737,15 @@ static const struct ex_field *rule_field(struct loader *ld, struct rule_src *rs,
 		return NULL;
 	}
 	if (aggregate && !each) {
-		rule_diag(ld, rs, off, "sum() needs an array path such as 'items[].amount', not '%.*s'",
+		rule_diag(ld, rs, off,
+			  "sum() needs an array path such as 'items[].amount', not '%.*s'",
 			  (int)len, rs->text + off);
 		return NULL;
 	}
 	if (!aggregate && each) {
 		if (rs->each && rs->each != each) {
-			rule_diag(ld, rs, off, "rule mixes elements of '%s' and '%s'", rs->each->path,
-				  each->path);
+			rule_diag(ld, rs, off, "rule mixes elements of '%s' and '%s'",
+				  rs->each->path, each->path);
 			return NULL;
 		}
 		rs->each = each;
@@ -843,8 +861,8 @@ static struct ex_expr *parse_factor(struct expr_parser *p)
 	if (!path_char((unsigned char)s[start]) || s[start] == '.' || s[start] == '[' ||
 	    s[start] == ']') {
 		if (s[start])
-			rule_diag(p->ld, p->rs, start, "expected a number, a field or sum(...) at '%c'",
-				  s[start]);
+			rule_diag(p->ld, p->rs, start,
+				  "expected a number, a field or sum(...) at '%c'", s[start]);
 		else
 			rule_diag(p->ld, p->rs, start, "expression ends early");
 		return NULL;
@@ -915,15 +933,16 @@ static struct ex_expr *parse_sum(struct expr_parser *p)
 			return e;
 		p->pos++;
 		struct ex_expr *b = parse_product(p);
-		e = b ? expr_new(p, c == '+' ? EX_EXPR_ADD : EX_EXPR_SUB, e, b) : (expr_free(e), NULL);
+		e = b ? expr_new(p, c == '+' ? EX_EXPR_ADD : EX_EXPR_SUB, e, b)
+		      : (expr_free(e), NULL);
 	}
 }
 
 /* check := sum ('==' | '<=' | '>=') sum */
 static void parse_check(struct loader *ld, struct rule_src *rs, struct ex_rule *r)
 {
-	static const char *const ops[EX_CMP_COUNT] = {"==", "<=", ">="};
-	struct expr_parser p = {.ld = ld, .rs = rs};
+	static const char *const ops[EX_CMP_COUNT] = { "==", "<=", ">=" };
+	struct expr_parser p = { .ld = ld, .rs = rs };
 	r->lhs = parse_sum(&p);
 	if (!r->lhs)
 		return;
@@ -967,13 +986,14 @@ static void load_arithmetic(struct loader *ld, yaml_node_t *map, yaml_node_t *v,
 	if (!text)
 		return;
 	r->text = dup(ld, text);
-	struct rule_src rs = {.node = v, .text = text};
+	struct rule_src rs = { .node = v, .text = text };
 	parse_check(ld, &rs, r);
 	r->each = rs.each;
 	yaml_node_t *tol = lookup(ld, map, "tolerance");
 	const char *t = tol ? scalar(ld, tol, "tolerance") : "0";
 	if (t && !plain_decimal(t))
-		diag(ld, tol, "'tolerance' must be a non-negative decimal such as 0.01, not '%s'", t);
+		diag(ld, tol, "'tolerance' must be a non-negative decimal such as 0.01, not '%s'",
+		     t);
 	else if (t)
 		r->tolerance = dup(ld, t);
 }
@@ -987,7 +1007,7 @@ static const struct ex_field *rule_path(struct loader *ld, yaml_node_t *map, con
 	const char *s = v ? scalar(ld, v, key) : NULL;
 	if (!s)
 		return NULL;
-	struct rule_src one = {.node = v, .text = s, .each = rs->each};
+	struct rule_src one = { .node = v, .text = s, .each = rs->each };
 	const struct ex_field *f = rule_field(ld, &one, 0, strlen(s), false);
 	if (!f)
 		return NULL;
@@ -1000,12 +1020,13 @@ static const struct ex_field *rule_path(struct loader *ld, yaml_node_t *map, con
 		size_t used = 0;
 		for (size_t k = 0; k < n_types; k++) {
 			int w = snprintf(list + used, sizeof list - used, "%s%s",
-					 k ? (k + 1 == n_types ? " or " : ", ") : "", type_names[types[k]]);
+					 k ? (k + 1 == n_types ? " or " : ", ") : "",
+					 type_names[types[k]]);
 			if (w > 0 && (size_t)w < sizeof list - used)
 				used += (size_t)w;
 		}
-		diag(ld, v, "type mismatch: '%s' is %s, '%s' needs %s", f->path, type_names[f->type],
-		     key, list);
+		diag(ld, v, "type mismatch: '%s' is %s, '%s' needs %s", f->path,
+		     type_names[f->type], key, list);
 		return NULL;
 	}
 	return f;
@@ -1013,16 +1034,16 @@ static const struct ex_field *rule_path(struct loader *ld, yaml_node_t *map, con
 
 static void load_checksum(struct loader *ld, yaml_node_t *map, yaml_node_t *v, struct ex_rule *r)
 {
-	static const enum ex_type string_type[] = {EX_TYPE_STRING};
+	static const enum ex_type string_type[] = { EX_TYPE_STRING };
 	r->kind = EX_RULE_CHECKSUM;
 	const char *name = scalar(ld, v, "checksum");
 	if (name && !(r->checksum = ex_checksum_find(name)))
 		diag(ld, v, "unknown checksum '%s' (expected: iban, luhn, cn_tax_id)", name);
-	struct rule_src rs = {.node = map};
+	struct rule_src rs = { .node = map };
 	r->field = rule_path(ld, map, "field", true, "checksum rule", &rs, string_type, 1);
 	r->each = rs.each;
-	if (r->checksum && r->field && asprintf(&r->text, "checksum %s(%s)", r->checksum->name,
-						r->field->path) < 0) {
+	if (r->checksum && r->field &&
+	    asprintf(&r->text, "checksum %s(%s)", r->checksum->name, r->field->path) < 0) {
 		r->text = NULL;
 		ld->oom = true;
 	}
@@ -1030,28 +1051,28 @@ static void load_checksum(struct loader *ld, yaml_node_t *map, yaml_node_t *v, s
 
 static void load_range_flag(struct loader *ld, yaml_node_t *v, struct ex_rule *r)
 {
-	static const char *const keys[] = {"value", "range", "low", "high", "flag", NULL};
-	static const enum ex_type value_types[] = {EX_TYPE_DECIMAL, EX_TYPE_NUMBER, EX_TYPE_INTEGER,
-						   EX_TYPE_STRING};
-	static const enum ex_type range_types[] = {EX_TYPE_STRING};
-	static const enum ex_type flag_types[] = {EX_TYPE_ENUM, EX_TYPE_STRING};
+	static const char *const keys[] = { "value", "range", "low", "high", "flag", NULL };
+	static const enum ex_type value_types[] = { EX_TYPE_DECIMAL, EX_TYPE_NUMBER,
+						    EX_TYPE_INTEGER, EX_TYPE_STRING };
+	static const enum ex_type range_types[] = { EX_TYPE_STRING };
+	static const enum ex_type flag_types[] = { EX_TYPE_ENUM, EX_TYPE_STRING };
 	r->kind = EX_RULE_RANGE_FLAG;
 	if (!is_mapping(ld, v, "range_flag"))
 		return;
 	check_keys(ld, v, keys, "range_flag");
-	struct rule_src rs = {.node = v};
+	struct rule_src rs = { .node = v };
 	r->value = rule_path(ld, v, "value", true, "range_flag", &rs, value_types, 4);
 	r->flag = rule_path(ld, v, "flag", true, "range_flag", &rs, flag_types, 2);
 	r->range = rule_path(ld, v, "range", false, "range_flag", &rs, range_types, 1);
 	r->low = rule_path(ld, v, "low", false, "range_flag", &rs, value_types, 4);
 	r->high = rule_path(ld, v, "high", false, "range_flag", &rs, value_types, 4);
-	bool has_range = lookup(ld, v, "range"), has_bounds = lookup(ld, v, "low") ||
-							      lookup(ld, v, "high");
+	bool has_range = lookup(ld, v, "range"),
+	     has_bounds = lookup(ld, v, "low") || lookup(ld, v, "high");
 	if (has_range == has_bounds)
 		diag(ld, v, "range_flag needs either 'range' or 'low'/'high'");
 	r->each = rs.each;
-	if (r->value && r->flag && asprintf(&r->text, "range_flag %s vs %s", r->value->path,
-					    r->flag->path) < 0) {
+	if (r->value && r->flag &&
+	    asprintf(&r->text, "range_flag %s vs %s", r->value->path, r->flag->path) < 0) {
 		r->text = NULL;
 		ld->oom = true;
 	}
@@ -1059,8 +1080,8 @@ static void load_range_flag(struct loader *ld, yaml_node_t *v, struct ex_rule *r
 
 static void load_rules(struct loader *ld, yaml_node_t *seq)
 {
-	static const char *const keys[] = {"check", "tolerance", "checksum", "field", "range_flag",
-					   NULL};
+	static const char *const keys[] = { "check", "tolerance",  "checksum",
+					    "field", "range_flag", NULL };
 	if (seq->type != YAML_SEQUENCE_NODE) {
 		diag(ld, seq, "'rules' must be a list, not %s", kind_name(seq));
 		return;
@@ -1080,7 +1101,8 @@ static void load_rules(struct loader *ld, yaml_node_t *seq)
 		yaml_node_t *check = lookup(ld, map, "check"), *sum = lookup(ld, map, "checksum"),
 			    *range = lookup(ld, map, "range_flag");
 		if ((check != NULL) + (sum != NULL) + (range != NULL) != 1)
-			diag(ld, map, "a rule has exactly one of 'check', 'checksum', 'range_flag'");
+			diag(ld, map,
+			     "a rule has exactly one of 'check', 'checksum', 'range_flag'");
 		else if (check)
 			load_arithmetic(ld, map, check, r);
 		else if (sum)
@@ -1088,7 +1110,8 @@ static void load_rules(struct loader *ld, yaml_node_t *seq)
 		else
 			load_range_flag(ld, range, r);
 		if (!check && lookup(ld, map, "tolerance"))
-			diag(ld, lookup(ld, map, "tolerance"), "'tolerance' applies to 'check' rules");
+			diag(ld, lookup(ld, map, "tolerance"),
+			     "'tolerance' applies to 'check' rules");
 		if (!sum && lookup(ld, map, "field"))
 			diag(ld, lookup(ld, map, "field"), "'field' applies to 'checksum' rules");
 	}
@@ -1098,7 +1121,7 @@ static void load_rules(struct loader *ld, yaml_node_t *seq)
 
 static void load_pages(struct loader *ld, yaml_node_t *map)
 {
-	static const char *const keys[] = {"pixel_budget", "per_prompt", NULL};
+	static const char *const keys[] = { "pixel_budget", "per_prompt", NULL };
 	if (!is_mapping(ld, map, "pages"))
 		return;
 	check_keys(ld, map, keys, "pages");
@@ -1113,17 +1136,19 @@ static void load_pages(struct loader *ld, yaml_node_t *map)
 
 static void load_root(struct loader *ld, yaml_node_t *root)
 {
-	static const char *const keys[] = {"name",   "version", "description",
-					   "instruction", "locale", "pages",
-					   "confidence_threshold", "fields", "rules", NULL};
+	static const char *const keys[] = {
+		"name",   "version", "description",          "instruction",
+		"locale", "pages",   "confidence_threshold", "fields",
+		"rules",  NULL
+	};
 	struct ex_schema *s = ld->schema;
 	if (!is_mapping(ld, root, "schema"))
 		return;
 	check_keys(ld, root, keys, "schema");
 	const char *text;
 	yaml_node_t *v;
-	static const char *const strings[] = {"name", "version", "instruction"};
-	char **slots[] = {&s->name, &s->version, &s->instruction};
+	static const char *const strings[] = { "name", "version", "instruction" };
+	char **slots[] = { &s->name, &s->version, &s->instruction };
 	for (int k = 0; k < 3; k++)
 		if ((v = lookup_required(ld, root, strings[k], "schema")) &&
 		    (text = scalar(ld, v, strings[k])))
@@ -1196,15 +1221,15 @@ void ex_schema_free(struct ex_schema *s)
 	free(s);
 }
 
-int ex_schema_load_report(const char *path, struct ex_schema **out,
-			  struct ex_schema_errors *errors, vlm_err *err)
+int ex_schema_load_report(const char *path, struct ex_schema **out, struct ex_schema_errors *errors,
+			  vlm_err *err)
 {
 	*out = NULL;
 	FILE *fp = fopen(path, "rb");
 	if (!fp)
 		return vlm_err_set(err, -errno, "schema: '%s': cannot open: %s", path,
 				   strerror(errno));
-	struct loader ld = {.path = path};
+	struct loader ld = { .path = path };
 	yaml_parser_t parser;
 	int rc = 0;
 	bool have_doc = false;
@@ -1216,7 +1241,7 @@ int ex_schema_load_report(const char *path, struct ex_schema **out,
 	ld.schema = alloc(&ld, 1, sizeof *ld.schema);
 	if (!ld.schema)
 		goto done;
-	*ld.schema = (struct ex_schema){.pages = {2000000, 1}, .confidence_threshold = 0.9};
+	*ld.schema = (struct ex_schema){ .pages = { 2000000, 1 }, .confidence_threshold = 0.9 };
 	ld.schema->path = dup(&ld, path);
 	if (!yaml_parser_load(&parser, &ld.doc)) {
 		diag_at(&ld, (int)parser.problem_mark.line + 1, (int)parser.problem_mark.column + 1,
@@ -1242,7 +1267,8 @@ done:
 	else if (rc == 0 && (ld.errors.n || ld.errors.n_dropped)) {
 		size_t more = ld.errors.n - 1 + ld.errors.n_dropped;
 		if (more)
-			rc = vlm_err_set(err, -EBADMSG, "%s (and %zu more)", ld.errors.lines[0], more);
+			rc = vlm_err_set(err, -EBADMSG, "%s (and %zu more)", ld.errors.lines[0],
+					 more);
 		else
 			rc = vlm_err_set(err, -EBADMSG, "%s", ld.errors.lines[0]);
 	}

@@ -31,9 +31,9 @@ enum ex_type {
 	EX_TYPE_DECIMAL, /* money and exact quantities: a canonical string "-1296.00", never a float */
 	EX_TYPE_DATE,    /* a string normalised to ISO 8601 "YYYY-MM-DD" */
 	EX_TYPE_BOOLEAN,
-	EX_TYPE_ENUM,    /* one of `enum_values` (a string) */
-	EX_TYPE_OBJECT,  /* members in `fields` */
-	EX_TYPE_ARRAY,   /* an array of objects (line items); each element's members in `fields` */
+	EX_TYPE_ENUM,   /* one of `enum_values` (a string) */
+	EX_TYPE_OBJECT, /* members in `fields` */
+	EX_TYPE_ARRAY,  /* an array of objects (line items); each element's members in `fields` */
 	EX_TYPE_COUNT
 };
 const char *ex_type_name(enum ex_type type); /* "string", "integer", ... */
@@ -60,24 +60,24 @@ struct ex_field {
 	char *path;        /* schema path from the root: "items[].amount" */
 	char *description; /* UTF-8, shown to the model; "" when absent */
 	enum ex_type type;
-	bool required;     /* null or missing after validation makes the field invalid */
-	bool nullable;     /* the model may answer null (default true) */
-	char *pattern;     /* PCRE2 source as written, or NULL */
-	pcre2_code *re;    /* compiled with PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF */
+	bool required;          /* null or missing after validation makes the field invalid */
+	bool nullable;          /* the model may answer null (default true) */
+	char *pattern;          /* PCRE2 source as written, or NULL */
+	pcre2_code *re;         /* compiled with PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF */
 	bool constrain_pattern; /* opt-in: the decoder forces `pattern` while generating */
 	char **enum_values;     /* EX_TYPE_ENUM: the allowed values, in schema order */
 	size_t n_enum_values;
-	bool has_min, has_max;  /* numeric types: inclusive bounds on the value */
+	bool has_min, has_max; /* numeric types: inclusive bounds on the value */
 	double min, max;
-	unsigned normalize;     /* EX_NORM_* bits */
+	unsigned normalize;      /* EX_NORM_* bits */
 	struct ex_field *fields; /* EX_TYPE_OBJECT / EX_TYPE_ARRAY: members, in schema order */
 	size_t n_fields;
-	int line, column;        /* where the field is defined (1-based) */
+	int line, column; /* where the field is defined (1-based) */
 };
 
 /* A named check-digit algorithm. The registry is a fixed table in schema.c. */
 struct ex_checksum {
-	const char *name;        /* "iban", "luhn", "cn_tax_id" */
+	const char *name; /* "iban", "luhn", "cn_tax_id" */
 	const char *description;
 	bool (*valid)(const char *value); /* value after the field's normalisation */
 };
@@ -97,9 +97,9 @@ enum ex_expr_op {
 
 struct ex_expr {
 	enum ex_expr_op op;
-	char *number;                /* EX_EXPR_NUMBER */
+	char *number;                 /* EX_EXPR_NUMBER */
 	const struct ex_field *field; /* EX_EXPR_FIELD, EX_EXPR_SUM */
-	struct ex_expr *a, *b;       /* operands */
+	struct ex_expr *a, *b;        /* operands */
 };
 
 enum ex_cmp { EX_CMP_EQ, EX_CMP_LE, EX_CMP_GE, EX_CMP_COUNT }; /* ==, <=, >= */
@@ -140,7 +140,7 @@ struct ex_page_policy {
 };
 
 struct ex_schema {
-	char *path;        /* the file it was loaded from */
+	char *path; /* the file it was loaded from */
 	char *name;
 	char *version;
 	char *description; /* "" when absent */
@@ -169,8 +169,8 @@ void ex_schema_errors_done(struct ex_schema_errors *errors); /* accepts a zeroed
  * (err->msg: the first problem, and how many more), or -errno when the file cannot be read;
  * `errors` (may be NULL; zeroed by the caller, freed with ex_schema_errors_done) receives
  * every problem. */
-int ex_schema_load_report(const char *path, struct ex_schema **out,
-			  struct ex_schema_errors *errors, vlm_err *err);
+int ex_schema_load_report(const char *path, struct ex_schema **out, struct ex_schema_errors *errors,
+			  vlm_err *err);
 int ex_schema_load(const char *path, struct ex_schema **out, vlm_err *err);
 void ex_schema_free(struct ex_schema *schema); /* accepts NULL */
 

@@ -57,8 +57,7 @@ static double cover(int i, double a, double b)
 	return fmin(b, i + 1.0) - fmax(a, (double)i);
 }
 
-int ex_tile_downscale(const uint8_t *src, int w, int h, uint8_t *dst, int dw, int dh,
-		      vlm_err *err)
+int ex_tile_downscale(const uint8_t *src, int w, int h, uint8_t *dst, int dw, int dh, vlm_err *err)
 {
 	if (dw < 1 || dh < 1 || dw > w || dh > h)
 		return vlm_err_set(err, -EINVAL, "tile: cannot downscale %dx%d to %dx%d", w, h, dw,
@@ -80,7 +79,7 @@ int ex_tile_downscale(const uint8_t *src, int w, int h, uint8_t *dst, int dw, in
 				acc[i] += wy * row[i];
 		}
 		for (int ox = 0; ox < dw; ox++) {
-			double xa, xb, sum[3] = {0, 0, 0};
+			double xa, xb, sum[3] = { 0, 0, 0 };
 			int x0, x1;
 			span(ox, w, dw, &xa, &xb, &x0, &x1);
 			for (int x = x0; x < x1; x++) {
@@ -144,10 +143,11 @@ static json_t *concat(struct merge *m, const struct ex_field *f, const struct so
 	for (size_t k = 0; out && k < n_arrs; k++) {
 		size_t j;
 		const json_t *el;
-		json_array_foreach(arrs[k].value, j, el) {
+		json_array_foreach(arrs[k].value, j, el)
+		{
 			char *dst = g_strdup_printf("%s[%zu]", dst_path, json_array_size(out));
-			struct source one = {arrs[k].part, el,
-					     g_strdup_printf("%s[%zu]", arrs[k].path, j)};
+			struct source one = { arrs[k].part, el,
+					      g_strdup_printf("%s[%zu]", arrs[k].path, j) };
 			json_t *v;
 			if (json_is_object(el)) {
 				v = merge_object(m, f->fields, f->n_fields, &one, 1, dst);
@@ -174,7 +174,7 @@ static json_t *merge_field(struct merge *m, const struct ex_field *f, const stru
 	size_t n_vals = 0, first_non_null = n_objs;
 	for (size_t k = 0; k < n_objs; k++) {
 		const json_t *v = json_object_get(objs[k].value, f->name);
-		vals[n_vals++] = (struct source){objs[k].part, v, join(objs[k].path, f->name)};
+		vals[n_vals++] = (struct source){ objs[k].part, v, join(objs[k].path, f->name) };
 		if (v && !json_is_null(v) && first_non_null == n_objs)
 			first_non_null = n_vals - 1;
 	}
@@ -226,13 +226,13 @@ static json_t *merge_object(struct merge *m, const struct ex_field *fields, size
 int ex_tile_merge(const struct ex_schema *schema, const struct ex_tile_part *parts, size_t n,
 		  struct ex_tile_merged *out, vlm_err *err)
 {
-	*out = (struct ex_tile_merged){0};
-	struct merge m = {parts, g_array_new(FALSE, FALSE, sizeof(struct ex_field_evidence))};
+	*out = (struct ex_tile_merged){ 0 };
+	struct merge m = { parts, g_array_new(FALSE, FALSE, sizeof(struct ex_field_evidence)) };
 	struct source *objs = g_new0(struct source, n + 1);
 	size_t n_objs = 0;
 	for (size_t k = 0; k < n; k++)
 		if (json_is_object(parts[k].answer))
-			objs[n_objs++] = (struct source){k, parts[k].answer, NULL};
+			objs[n_objs++] = (struct source){ k, parts[k].answer, NULL };
 	json_t *answer = merge_object(&m, schema->fields, schema->n_fields, objs, n_objs, NULL);
 	g_free(objs);
 	out->n_evidence = m.evidence->len;
@@ -251,5 +251,5 @@ void ex_tile_merged_done(struct ex_tile_merged *m)
 		g_free((char *)m->evidence[i].path);
 	g_free(m->evidence);
 	json_decref(m->answer);
-	*m = (struct ex_tile_merged){0};
+	*m = (struct ex_tile_merged){ 0 };
 }

@@ -46,8 +46,7 @@ int64_t ex_tile_tokens(int width, int height, int factor);
 /* Downscales 8-bit RGB src [h, w, 3] into dst [dh, dw, 3] (dw <= w, dh <= h) by area averaging:
  * each output pixel is the mean of the source area it covers, partial pixels weighted by the
  * fraction covered. Errors: -EINVAL for sizes that do not shrink, -ENOMEM. */
-int ex_tile_downscale(const uint8_t *src, int w, int h, uint8_t *dst, int dw, int dh,
-		      vlm_err *err);
+int ex_tile_downscale(const uint8_t *src, int w, int h, uint8_t *dst, int dw, int dh, vlm_err *err);
 
 /* One prompt's answer: its JSON (borrowed) and the evidence for its values, paths relative to
  * that answer (borrowed; the log-probabilities must outlive the merged result). */

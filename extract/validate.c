@@ -21,7 +21,8 @@
 #include "validate.h"
 
 static const char *const status_names[] = {
-	[EX_STATUS_OK] = "ok", [EX_STATUS_NEEDS_REVIEW] = "needs_review",
+	[EX_STATUS_OK] = "ok",
+	[EX_STATUS_NEEDS_REVIEW] = "needs_review",
 	[EX_STATUS_FAILED] = "failed",
 };
 static_assert(sizeof status_names / sizeof status_names[0] == EX_STATUS_COUNT, "status names");
@@ -233,16 +234,16 @@ static void real_text(double d, char *buf, size_t size)
 
 static int days_in_month(int y, int m)
 {
-	static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	static const int days[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
 	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 	return m == 2 && leap ? 29 : days[m - 1];
 }
 
 static int month_from_name(const char *w)
 {
-	static const char *const names[12] = {"january", "february", "march",	 "april",
-					      "may",	 "june",     "july",	 "august",
-					      "september", "october", "november", "december"};
+	static const char *const names[12] = { "january",   "february", "march",    "april",
+					       "may",       "june",     "july",     "august",
+					       "september", "october",  "november", "december" };
 	size_t n = strlen(w);
 	if (strcmp(w, "sept") == 0)
 		return 9;
@@ -275,7 +276,7 @@ int ex_date_normalize(const char *text, enum ex_locale locale, char out[11], con
 			if (nt == 3)
 				*why = "not a date";
 			else
-				t[nt++] = (struct date_tok){TOK_NUM, v, d};
+				t[nt++] = (struct date_tok){ TOK_NUM, v, d };
 		} else if (c < 0x80 && isalpha((int)c)) {
 			char w[16];
 			size_t wl = 0;
@@ -290,7 +291,7 @@ int ex_date_normalize(const char *text, enum ex_locale locale, char out[11], con
 			if (!ordinal && (!m || nt == 3))
 				*why = "not a date";
 			else if (!ordinal)
-				t[nt++] = (struct date_tok){TOK_MONTH, m, 0};
+				t[nt++] = (struct date_tok){ TOK_MONTH, m, 0 };
 		} else if (is_space(c) || c == '-' || c == '/' || c == '.' || c == ',' ||
 			   c == 0x5e74 /* 年 */ || c == 0x6708 /* 月 */ || c == 0x65e5 /* 日 */ ||
 			   c == 0x53f7 /* 号 */) {
@@ -407,7 +408,7 @@ static void add_error(struct vctx *c, struct ex_field_result *r, const char *rea
 	r->valid = false;
 	if (json_array_append_new(r->errors, json_string(msg)) < 0 ||
 	    json_array_append_new(c->v->review, json_pack("{s:s, s:s, s:s}", "field", r->path,
-							    "reason", reason, "message", msg)) < 0)
+							  "reason", reason, "message", msg)) < 0)
 		c->oom = true;
 }
 
@@ -426,8 +427,9 @@ static struct ex_field_result *new_result(struct vctx *c, const char *path,
 		c->cap = cap;
 	}
 	struct ex_field_result *r = &v->fields[v->n_fields];
-	*r = (struct ex_field_result){.path = strdup(path), .field = f, .valid = true,
-				      .errors = json_array()};
+	*r = (struct ex_field_result){
+		.path = strdup(path), .field = f, .valid = true, .errors = json_array()
+	};
 	if (!r->path || !r->errors) {
 		free(r->path);
 		json_decref(r->errors);
@@ -441,14 +443,21 @@ static struct ex_field_result *new_result(struct vctx *c, const char *path,
 static const char *json_kind(const json_t *j)
 {
 	switch (json_typeof(j)) {
-	case JSON_OBJECT: return "an object";
-	case JSON_ARRAY: return "an array";
-	case JSON_STRING: return "a string";
-	case JSON_INTEGER: return "an integer";
-	case JSON_REAL: return "a real number";
+	case JSON_OBJECT:
+		return "an object";
+	case JSON_ARRAY:
+		return "an array";
+	case JSON_STRING:
+		return "a string";
+	case JSON_INTEGER:
+		return "an integer";
+	case JSON_REAL:
+		return "a real number";
 	case JSON_TRUE:
-	case JSON_FALSE: return "a boolean";
-	default: return "null";
+	case JSON_FALSE:
+		return "a boolean";
+	default:
+		return "null";
 	}
 }
 
@@ -494,8 +503,8 @@ static json_t *check_scalar(struct vctx *c, const struct ex_field *f, json_t *ra
 			    struct ex_field_result *r)
 {
 	enum ex_locale locale = c->schema->locale;
-	char *text = json_is_string(raw) ? normalize_text(json_string_value(raw), f->normalize)
-					 : NULL;
+	char *text =
+		json_is_string(raw) ? normalize_text(json_string_value(raw), f->normalize) : NULL;
 	json_t *out = NULL;
 	const char *why = NULL;
 	struct quote q;
@@ -522,35 +531,39 @@ static json_t *check_scalar(struct vctx *c, const struct ex_field *f, json_t *ra
 				for (size_t k = 0; k < f->n_enum_values; k++)
 					g_string_append_printf(list, "%s%s", k ? ", " : "",
 							       f->enum_values[k]);
-				add_error(c, r, "invalid", "'%s' is not one of: %s", quote(text, &q),
-					  list->str);
+				add_error(c, r, "invalid", "'%s' is not one of: %s",
+					  quote(text, &q), list->str);
 				g_string_free(list, TRUE);
 			}
 		} else {
 			out = json_string(text);
 			if (f->re) {
-				pcre2_match_data *md = pcre2_match_data_create_from_pattern(f->re, NULL);
-				int rc = md ? pcre2_match(f->re, (PCRE2_SPTR)text, strlen(text), 0, 0,
-							  md, NULL)
+				pcre2_match_data *md =
+					pcre2_match_data_create_from_pattern(f->re, NULL);
+				int rc = md ? pcre2_match(f->re, (PCRE2_SPTR)text, strlen(text), 0,
+							  0, md, NULL)
 					    : PCRE2_ERROR_NOMEMORY;
 				pcre2_match_data_free(md);
 				if (rc == PCRE2_ERROR_NOMEMORY)
 					c->oom = true;
 				else if (rc < 0)
-					add_error(c, r, "invalid", "'%s' does not match the pattern %s",
+					add_error(c, r, "invalid",
+						  "'%s' does not match the pattern %s",
 						  quote(text, &q), f->pattern);
 			}
 		}
 	} else if (f->type == EX_TYPE_BOOLEAN) {
-		static const char *const yes[] = {"true", "yes", "y", "是"};
-		static const char *const no[] = {"false", "no", "n", "否"};
+		static const char *const yes[] = { "true", "yes", "y", "是" };
+		static const char *const no[] = { "false", "no", "n", "否" };
 		if (json_is_boolean(raw))
 			out = json_incref(raw);
 		for (size_t k = 0; text && k < 4 && !out; k++)
-			if (g_ascii_strcasecmp(text, yes[k]) == 0 || g_ascii_strcasecmp(text, no[k]) == 0)
+			if (g_ascii_strcasecmp(text, yes[k]) == 0 ||
+			    g_ascii_strcasecmp(text, no[k]) == 0)
 				out = json_boolean(g_ascii_strcasecmp(text, yes[k]) == 0);
 		if (!out)
-			add_error(c, r, "invalid", "expected true or false, not %s", json_kind(raw));
+			add_error(c, r, "invalid", "expected true or false, not %s",
+				  json_kind(raw));
 	} else { /* integer, number, decimal */
 		char canon[96];
 		int rc = -EINVAL;
@@ -580,7 +593,8 @@ static json_t *check_scalar(struct vctx *c, const struct ex_field *f, json_t *ra
 			errno = 0;
 			long long i = whole ? strtoll(canon, NULL, 10) : 0;
 			if (!whole || errno)
-				add_error(c, r, "invalid", "%s is not a whole number in range", canon);
+				add_error(c, r, "invalid", "%s is not a whole number in range",
+					  canon);
 			else
 				out = json_integer(i);
 		}
@@ -619,7 +633,8 @@ static json_t *walk_field(struct vctx *c, const struct ex_field *f, json_t *raw,
 				json_t *obj = json_object();
 				char *prefix = g_strdup_printf("%s.", ipath);
 				if (obj)
-					walk_object(c, f->fields, f->n_fields, item, prefix, obj, true);
+					walk_object(c, f->fields, f->n_fields, item, prefix, obj,
+						    true);
 				g_free(prefix);
 				c->oom |= !obj || json_array_append_new(arr, obj) < 0;
 			} else {
@@ -637,7 +652,7 @@ static json_t *walk_field(struct vctx *c, const struct ex_field *f, json_t *raw,
 				realloc(c->arrays, (c->n_arrays + 1) * sizeof *c->arrays);
 			if (grown) {
 				c->arrays = grown;
-				c->arrays[c->n_arrays++] = (struct array_len){strdup(path), n};
+				c->arrays[c->n_arrays++] = (struct array_len){ strdup(path), n };
 			}
 			c->oom |= !grown || !c->arrays[c->n_arrays - 1].path;
 		}
@@ -680,7 +695,8 @@ static void walk_object(struct vctx *c, const struct ex_field *fields, size_t n_
 	}
 	const char *key;
 	json_t *value;
-	json_object_foreach((json_t *)obj, key, value) {
+	json_object_foreach((json_t *)obj, key, value)
+	{
 		bool known = false;
 		for (size_t k = 0; k < n_fields && !known; k++)
 			known = strcmp(fields[k].name, key) == 0;
@@ -721,7 +737,8 @@ static bool array_len(struct vctx *c, const char *schema_path, size_t *n)
 	const char *br = strstr(schema_path, "[]");
 	size_t len = (size_t)(br - schema_path);
 	for (size_t k = 0; k < c->n_arrays; k++)
-		if (strlen(c->arrays[k].path) == len && memcmp(c->arrays[k].path, schema_path, len) == 0) {
+		if (strlen(c->arrays[k].path) == len &&
+		    memcmp(c->arrays[k].path, schema_path, len) == 0) {
 			*n = c->arrays[k].n;
 			return true;
 		}
@@ -782,15 +799,18 @@ static bool eval(struct vctx *c, const struct ex_expr *e, size_t index, fixed *o
 	fixed a, b;
 	size_t n;
 	switch (e->op) {
-	case EX_EXPR_NUMBER: return fixed_parse(e->number, out);
-	case EX_EXPR_FIELD: return read_field(c, e->field, index, out, inv);
+	case EX_EXPR_NUMBER:
+		return fixed_parse(e->number, out);
+	case EX_EXPR_FIELD:
+		return read_field(c, e->field, index, out, inv);
 	case EX_EXPR_SUM:
 		/* No line items means none were printed, not that they add up to zero. */
 		if (!array_len(c, e->field->path, &n) || n == 0)
 			return false;
 		*out = 0;
 		for (size_t k = 0; k < n; k++)
-			if (!read_field(c, e->field, k, &a, inv) || __builtin_add_overflow(*out, a, out))
+			if (!read_field(c, e->field, k, &a, inv) ||
+			    __builtin_add_overflow(*out, a, out))
 				return false;
 		return true;
 	case EX_EXPR_NEG:
@@ -798,20 +818,24 @@ static bool eval(struct vctx *c, const struct ex_expr *e, size_t index, fixed *o
 			return false;
 		*out = -a;
 		return true;
-	default: break;
+	default:
+		break;
 	}
 	if (!eval(c, e->a, index, &a, inv) || !eval(c, e->b, index, &b, inv))
 		return false;
 	switch (e->op) {
-	case EX_EXPR_ADD: return !__builtin_add_overflow(a, b, out);
-	case EX_EXPR_SUB: return !__builtin_sub_overflow(a, b, out);
+	case EX_EXPR_ADD:
+		return !__builtin_add_overflow(a, b, out);
+	case EX_EXPR_SUB:
+		return !__builtin_sub_overflow(a, b, out);
 	case EX_EXPR_MUL:
 		/* Both sides carry 10^9; dividing one factor's scale out first would lose digits. */
 		if (__builtin_mul_overflow(a, b, out))
 			return false;
 		*out /= FIXED_ONE;
 		return true;
-	default: return false;
+	default:
+		return false;
 	}
 }
 
@@ -827,7 +851,7 @@ static void rule_failed(struct vctx *c, const struct ex_rule *rule, const struct
 
 static void check_arithmetic(struct vctx *c, const struct ex_rule *rule, size_t index)
 {
-	struct involved inv = {.n = 0};
+	struct involved inv = { .n = 0 };
 	fixed l, r, tol;
 	if (!eval(c, rule->lhs, index, &l, &inv) || !eval(c, rule->rhs, index, &r, &inv) ||
 	    !fixed_parse(rule->tolerance, &tol))
@@ -854,7 +878,7 @@ static void check_checksum(struct vctx *c, const struct ex_rule *rule, size_t in
 	g_free(path);
 	if (!r || !json_is_string(r->value) || rule->checksum->valid(json_string_value(r->value)))
 		return;
-	struct involved inv = {.r = {r}, .n = 1};
+	struct involved inv = { .r = { r }, .n = 1 };
 	struct quote q;
 	char detail[200];
 	snprintf(detail, sizeof detail, "'%s' fails the %s check",
@@ -898,12 +922,11 @@ static const char *skip_prefix(const char *s, const char *const *words)
 
 /* A reference range as printed on lab reports: "3.5-5.5", "3.5 ~ 5.5", "<5", "≥ 10" ("3,5-5,1"
  * in the eu locale); text after the numbers (a unit) is ignored. Bounds are inclusive. */
-static bool parse_range(const char *s, bool comma, fixed *lo, bool *has_lo, fixed *hi,
-			bool *has_hi)
+static bool parse_range(const char *s, bool comma, fixed *lo, bool *has_lo, fixed *hi, bool *has_hi)
 {
-	static const char *const below[] = {"<=", "≤", "≦", "<", "＜", NULL};
-	static const char *const above[] = {">=", "≥", "≧", ">", "＞", NULL};
-	static const char *const dashes[] = {"-", "~", "–", "—", "－", "～", "to", NULL};
+	static const char *const below[] = { "<=", "≤", "≦", "<", "＜", NULL };
+	static const char *const above[] = { ">=", "≥", "≧", ">", "＞", NULL };
+	static const char *const dashes[] = { "-", "~", "–", "—", "－", "～", "to", NULL };
 	const char *p;
 	*has_lo = *has_hi = false;
 	while (*s == ' ')
@@ -934,7 +957,7 @@ static bool parse_range(const char *s, bool comma, fixed *lo, bool *has_lo, fixe
 
 static void check_range_flag(struct vctx *c, const struct ex_rule *rule, size_t index)
 {
-	struct involved inv = {.n = 0};
+	struct involved inv = { .n = 0 };
 	fixed value, lo = 0, hi = 0;
 	bool has_lo = false, has_hi = false;
 	if (!read_field(c, rule->value, index, &value, &inv))
@@ -945,8 +968,8 @@ static void check_range_flag(struct vctx *c, const struct ex_rule *rule, size_t 
 		struct ex_field_result *r = result_at(c, path);
 		g_free(path);
 		if (!r || !json_is_string(r->value) ||
-		    !parse_range(json_string_value(r->value), c->schema->locale == EX_LOCALE_EU, &lo,
-				 &has_lo, &hi, &has_hi))
+		    !parse_range(json_string_value(r->value), c->schema->locale == EX_LOCALE_EU,
+				 &lo, &has_lo, &hi, &has_hi))
 			return;
 		involve(&inv, r);
 	} else {
@@ -962,8 +985,8 @@ static void check_range_flag(struct vctx *c, const struct ex_rule *rule, size_t 
 		return;
 	involve(&inv, fr);
 	const char *flag = json_is_string(fr->value) ? json_string_value(fr->value) : "";
-	static const char *const high[] = {"H", "high", "↑"}, *const low[] = {"L", "low", "↓"},
-				 *const normal[] = {"normal", "N", ""};
+	static const char *const high[] = { "H", "high", "↑" }, *const low[] = { "L", "low", "↓" },
+				 *const normal[] = { "normal", "N", "" };
 	int said = -1; /* 0 low, 1 normal, 2 high */
 	for (int k = 0; k < 3; k++) {
 		if (g_ascii_strcasecmp(flag, low[k]) == 0)
@@ -976,17 +999,18 @@ static void check_range_flag(struct vctx *c, const struct ex_rule *rule, size_t 
 	int is = has_hi && value > hi ? 2 : has_lo && value < lo ? 0 : 1;
 	if (said == is)
 		return;
-	static const char *const names[] = {"L", "normal", "H"};
-	static const char *const where[] = {"below", "inside", "above"};
+	static const char *const names[] = { "L", "normal", "H" };
+	static const char *const where[] = { "below", "inside", "above" };
 	struct quote q;
 	char vs[64], detail[200];
 	fixed_format(value, vs, sizeof vs);
 	if (said < 0)
-		snprintf(detail, sizeof detail, "flag '%s' is not H, L or normal",
-			 quote(flag, &q));
+		snprintf(detail, sizeof detail, "flag '%s' is not H, L or normal", quote(flag, &q));
 	else
-		snprintf(detail, sizeof detail, "%s is %s the reference range, so the flag should be "
-			 "%s, not %s", vs, where[is], names[is], names[said]);
+		snprintf(detail, sizeof detail,
+			 "%s is %s the reference range, so the flag should be "
+			 "%s, not %s",
+			 vs, where[is], names[is], names[said]);
 	rule_failed(c, rule, &inv, rule->each != NULL, index, detail);
 }
 
@@ -1034,10 +1058,10 @@ static void score(struct vctx *c, const struct ex_field_evidence *ev, size_t n_e
 			char msg[120];
 			snprintf(msg, sizeof msg, "confidence %.2f is below the threshold %.2f",
 				 r->confidence, threshold);
-			c->oom |= json_array_append_new(c->v->review,
-							json_pack("{s:s, s:s, s:s}", "field", r->path,
-								  "reason", "low_confidence",
-								  "message", msg)) < 0;
+			c->oom |= json_array_append_new(
+					  c->v->review,
+					  json_pack("{s:s, s:s, s:s}", "field", r->path, "reason",
+						    "low_confidence", "message", msg)) < 0;
 		}
 	}
 }
@@ -1078,12 +1102,14 @@ int ex_validate(const struct ex_schema *schema, const json_t *output,
 	*out = NULL;
 	if (!json_is_object(output)) {
 		char msg[160];
-		snprintf(msg, sizeof msg, "validate: schema '%s': the model's answer is %s, not an "
-			 "object", schema->name, output ? json_kind(output) : "missing");
+		snprintf(msg, sizeof msg,
+			 "validate: schema '%s': the model's answer is %s, not an "
+			 "object",
+			 schema->name, output ? json_kind(output) : "missing");
 		return ex_validation_failed(msg, out, err);
 	}
 	struct ex_validation *v = calloc(1, sizeof *v);
-	struct vctx c = {.schema = schema, .v = v};
+	struct vctx c = { .schema = schema, .v = v };
 	if (!v || !(v->data = json_object()) || !(v->review = json_array())) {
 		c.oom = true;
 		goto done;

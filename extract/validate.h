@@ -32,21 +32,21 @@ const char *ex_status_name(enum ex_status status); /* "ok", "needs_review", "fai
 struct ex_field_result {
 	char *path;                   /* concrete path */
 	const struct ex_field *field; /* NULL for a key the schema does not have */
-	json_t *value;  /* owned: normalised when it could be, else as the model wrote it; null
+	json_t *value; /* owned: normalised when it could be, else as the model wrote it; null
 			 * when absent */
 	bool valid;
-	json_t *errors; /* owned array of strings, one per problem */
+	json_t *errors;    /* owned array of strings, one per problem */
 	double confidence; /* 0..1, see ex_confidence; 0 without evidence */
 	int page;          /* from the evidence; 0 unknown */
 };
 
 struct ex_validation {
 	enum ex_status status;
-	char *error;      /* EX_STATUS_FAILED: why; else NULL */
-	json_t *data;     /* owned: the answer with normalised values (an object), NULL if failed */
+	char *error;  /* EX_STATUS_FAILED: why; else NULL */
+	json_t *data; /* owned: the answer with normalised values (an object), NULL if failed */
 	struct ex_field_result *fields; /* one per scalar value, null value or misplaced value */
 	size_t n_fields;
-	json_t *review;   /* owned array of {"field", "reason", "message"}; reason is "invalid",
+	json_t *review; /* owned array of {"field", "reason", "message"}; reason is "invalid",
 			   * "rule" or "low_confidence" */
 };
 

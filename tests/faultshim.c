@@ -36,13 +36,13 @@
 #include <unistd.h>
 
 enum op { OP_WRITE, OP_PWRITE, OP_FSYNC, OP_FDATASYNC, OP_COUNT };
-static const char *const op_names[OP_COUNT] = {"write", "pwrite", "fsync", "fdatasync"};
+static const char *const op_names[OP_COUNT] = { "write", "pwrite", "fsync", "fdatasync" };
 
 struct rule {
-	int err;          /* 0: the operation is never failed */
-	unsigned every;   /* fail calls every, 2*every...; 0: by probability */
+	int err;        /* 0: the operation is never failed */
+	unsigned every; /* fail calls every, 2*every...; 0: by probability */
 	double p;
-	uint64_t calls;   /* calls seen on affected files */
+	uint64_t calls; /* calls seen on affected files */
 };
 
 #define MAX_PREFIXES 8
@@ -61,7 +61,7 @@ static struct {
 	int (*fsync)(int);
 	int (*fdatasync)(int);
 	int (*close)(int);
-} shim = {.log_fd = -1, .seed = 1};
+} shim = { .log_fd = -1, .seed = 1 };
 
 /* Per descriptor: the errno every write fails with after an injected short write, and whether
  * an fsync failed (with the file's identity, so a descriptor number reused after a close the
@@ -78,7 +78,7 @@ static int errno_by_name(const char *name, size_t len)
 	static const struct {
 		const char *name;
 		int err;
-	} names[] = {{"EIO", EIO}, {"ENOSPC", ENOSPC}, {"EDQUOT", EDQUOT}};
+	} names[] = { { "EIO", EIO }, { "ENOSPC", ENOSPC }, { "EDQUOT", EDQUOT } };
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
 		if (strlen(names[i].name) == len && memcmp(names[i].name, name, len) == 0)
 			return names[i].err;
@@ -168,8 +168,8 @@ __attribute__((constructor)) static void shim_init(void)
 		if (!end)
 			end = p + strlen(p);
 		if (end > p && !parse_item(p, end)) {
-			fprintf(stderr, "faultshim: INTAKE_FAULT: cannot use '%.*s'\n", (int)(end - p),
-				p);
+			fprintf(stderr, "faultshim: INTAKE_FAULT: cannot use '%.*s'\n",
+				(int)(end - p), p);
 			exit(2);
 		}
 		p = *end ? end + 1 : end;
@@ -206,7 +206,8 @@ static void log_line(const char *what, enum op op, int err, int fd, const char *
 	int n = snprintf(line, sizeof line, "%s %s%s%s fd %d %s\n", what, op_names[op],
 			 err ? " " : "", err ? strerrorname_np(err) : "", fd, path);
 	if (shim.log_fd >= 0 && n > 0)
-		shim.write(shim.log_fd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+		shim.write(shim.log_fd, line,
+			   (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
 /* SplitMix64: a call's draw depends only on the seed, the operation and the call's number. */

@@ -65,7 +65,8 @@ static bool object_shape(const json_t *o, const struct ex_field *fields, size_t 
 	size_t k = 0;
 	const char *key;
 	json_t *val;
-	json_object_foreach((json_t *)o, key, val) {
+	json_object_foreach((json_t *)o, key, val)
+	{
 		if (strcmp(key, fields[k].name) != 0 || !shape(val, &fields[k]))
 			return false;
 		k++;

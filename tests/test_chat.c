@@ -14,7 +14,7 @@ int main(void)
 	const char *src = getenv("INTAKE_SOURCE_DIR");
 	snprintf(path, sizeof path, "%s/tests/fixtures/tiny-glm4v/tokenizer.json", src);
 	struct vlm_tokenizer *tok = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	if (vlm_tokenizer_load(path, &tok, &err) < 0) {
 		fprintf(stderr, "%s\n", err.msg);
 		return 1;
@@ -31,9 +31,9 @@ int main(void)
 
 	int32_t *ids = NULL;
 	size_t n = 0;
-	const int64_t one[1] = {1};
-	CHECK_INT(vlm_chat_prompt(tok, 1011, "You extract invoice fields.", "总金额是多少? Total?", one,
-				  1, &ids, &n, &err),
+	const int64_t one[1] = { 1 };
+	CHECK_INT(vlm_chat_prompt(tok, 1011, "You extract invoice fields.", "总金额是多少? Total?",
+				  one, 1, &ids, &n, &err),
 		  0);
 	CHECK_INT(n, json_array_size(want));
 	for (size_t i = 0; i < n && i < json_array_size(want); i++)
@@ -41,7 +41,7 @@ int main(void)
 	free(ids);
 
 	/* "/nothink" already at the end is not doubled; two images expand to 2 + 3 placeholders. */
-	const int64_t two[2] = {2, 3};
+	const int64_t two[2] = { 2, 3 };
 	CHECK_INT(vlm_chat_prompt(tok, 1011, NULL, "Total?/nothink", two, 2, &ids, &n, &err), 0);
 	int images = 0, nothink = 0, begins = 0;
 	for (size_t i = 0; i < n; i++) {

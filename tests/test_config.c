@@ -72,7 +72,7 @@ static void write_text(const char *name, const char *text)
 
 static int load(struct vlm_config *cfg, vlm_err *err)
 {
-	*err = (vlm_err){0};
+	*err = (vlm_err){ 0 };
 	int rc = vlm_config_load(dir, cfg, err);
 	if (rc != 0)
 		fprintf(stderr, "(load: %s)\n", err->msg);
@@ -84,7 +84,7 @@ static void expect_config_error(json_t *root, int code, const char *fragment)
 {
 	write_json("config.json", root);
 	struct vlm_config cfg;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(vlm_config_load(dir, &cfg, &err), code);
 	CHECK_INT(err.code, code);
 	CHECK_CONTAINS(err.msg, fragment);

@@ -43,39 +43,39 @@ static bool reported(const char *a, const char *b)
 
 static void test_full(void)
 {
-	const char *path = write_file("full.yaml",
-		"inboxes:\n"
-		"  - path: in/invoices\n"
-		"    schema: invoice\n"
-		"  - path: /srv/scans\n"
-		"    name: lab\n"
-		"    watch: poll\n"
-		"    stability: 30s\n"
-		"outbox: out\n"
-		"archive: /var/archive\n"
-		"failed: failed\n"
-		"state: ./state/\n"
-		"device: cpu\n"
-		"precision: bf16\n"
-		"schemas: my-schemas\n"
-		"max_tokens: 600\n"
-		"context: 4096\n"
-		"workers: 4\n"
-		"stability: 500ms\n"
-		"poll_interval: 2m\n"
-		"rescan_interval: 1h\n"
-		"originals: delete\n"
-		"duplicates: reuse\n"
-		"spool_min_free: 1G\n"
-		"retry: {attempts: 5, backoff: 2s, max_backoff: 1m}\n"
-		"limits:\n"
-		"  max_file_bytes: 10M\n"
-		"  max_pages: 20\n"
-		"  pdf_max_dpi: 150\n"
-		"  parse_timeout: 90s\n"
-		"  parse_memory: 1G\n");
+	const char *path =
+		write_file("full.yaml", "inboxes:\n"
+					"  - path: in/invoices\n"
+					"    schema: invoice\n"
+					"  - path: /srv/scans\n"
+					"    name: lab\n"
+					"    watch: poll\n"
+					"    stability: 30s\n"
+					"outbox: out\n"
+					"archive: /var/archive\n"
+					"failed: failed\n"
+					"state: ./state/\n"
+					"device: cpu\n"
+					"precision: bf16\n"
+					"schemas: my-schemas\n"
+					"max_tokens: 600\n"
+					"context: 4096\n"
+					"workers: 4\n"
+					"stability: 500ms\n"
+					"poll_interval: 2m\n"
+					"rescan_interval: 1h\n"
+					"originals: delete\n"
+					"duplicates: reuse\n"
+					"spool_min_free: 1G\n"
+					"retry: {attempts: 5, backoff: 2s, max_backoff: 1m}\n"
+					"limits:\n"
+					"  max_file_bytes: 10M\n"
+					"  max_pages: 20\n"
+					"  pdf_max_dpi: 150\n"
+					"  parse_timeout: 90s\n"
+					"  parse_memory: 1G\n");
 	struct config *cfg = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	n_problems = 0;
 	CHECK_INT(config_load(path, &cfg, collect, NULL, &err), 0);
 	CHECK_INT(n_problems, 0);
@@ -123,25 +123,24 @@ static void test_full(void)
 
 static void test_broken(void)
 {
-	const char *path = write_file("broken.yaml",
-		"inboxes:\n"                     /* 1 */
-		"  - path: in/a\n"               /* 2 */
-		"    schema: 'bad schema'\n"     /* 3 */
-		"  - name: nopath\n"             /* 4 */
-		"  - path: in/a/sub\n"           /* 5 */
-		"    watch: sometimes\n"         /* 6 */
-		"outbox: in/a/out\n"             /* 7 */
-		"workers: lots\n"                /* 8 */
-		"stability: 2 weeks\n"           /* 9 */
-		"colour: blue\n"                 /* 10 */
-		"retry: {attempts: 0}\n"         /* 11 */
-		"limits:\n"                      /* 12 */
-		"  max_pages: [1, 2]\n"          /* 13 */
-		"  max_file_bytes: 12X\n"        /* 14 */
-		"context: 10\n"                 /* 15 */
-		"precision: fp8\n");            /* 16 */
+	const char *path = write_file("broken.yaml", "inboxes:\n"                 /* 1 */
+						     "  - path: in/a\n"           /* 2 */
+						     "    schema: 'bad schema'\n" /* 3 */
+						     "  - name: nopath\n"         /* 4 */
+						     "  - path: in/a/sub\n"       /* 5 */
+						     "    watch: sometimes\n"     /* 6 */
+						     "outbox: in/a/out\n"         /* 7 */
+						     "workers: lots\n"            /* 8 */
+						     "stability: 2 weeks\n"       /* 9 */
+						     "colour: blue\n"             /* 10 */
+						     "retry: {attempts: 0}\n"     /* 11 */
+						     "limits:\n"                  /* 12 */
+						     "  max_pages: [1, 2]\n"      /* 13 */
+						     "  max_file_bytes: 12X\n"    /* 14 */
+						     "context: 10\n"              /* 15 */
+						     "precision: fp8\n");         /* 16 */
 	struct config *cfg = (struct config *)1;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	n_problems = 0;
 	CHECK_INT(config_load(path, &cfg, collect, NULL, &err), -EINVAL);
 	CHECK(cfg == NULL);
@@ -168,7 +167,7 @@ static void test_broken(void)
 static void test_syntax_and_missing(void)
 {
 	struct config *cfg = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	n_problems = 0;
 	const char *path = write_file("syntax.yaml", "inboxes:\n  - path: [unclosed\n");
 	CHECK_INT(config_load(path, &cfg, collect, NULL, &err), -EINVAL);
@@ -195,7 +194,7 @@ static void test_demo_defaults(void)
 	if (!getcwd(cwd, sizeof cwd) || chdir(dir) < 0)
 		return;
 	struct config *cfg = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	/* No file given: /etc/intake/intake.yaml when it exists, else the demo defaults. */
 	if (access(CONFIG_DEFAULT_PATH, F_OK) == 0) {
 		if (chdir(cwd) < 0)

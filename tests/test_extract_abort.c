@@ -29,7 +29,7 @@ static bool stop_hook(void *user)
 /* A 16 x 16 grey RGB PNG. */
 static void write_png(char *path)
 {
-	struct bytes b = {0};
+	struct bytes b = { 0 };
 	uint8_t raw[16 * (1 + 16 * 3)];
 	for (int y = 0; y < 16; y++) {
 		raw[y * 49] = 0;
@@ -38,7 +38,7 @@ static void write_png(char *path)
 	uint8_t packed[1024];
 	uLongf n = sizeof packed;
 	compress(packed, &n, raw, sizeof raw);
-	const uint8_t ihdr[13] = {0, 0, 0, 16, 0, 0, 0, 16, 8, 2, 0, 0, 0};
+	const uint8_t ihdr[13] = { 0, 0, 0, 16, 0, 0, 0, 16, 8, 2, 0, 0, 0 };
 	bytes_append(&b, "\x89PNG\r\n\x1a\n", 8);
 	put_chunk(&b, "IHDR", ihdr, sizeof ihdr);
 	put_chunk(&b, "IDAT", packed, (uint32_t)n);
@@ -54,13 +54,17 @@ int main(void)
 	snprintf(model, sizeof model, "%s/tests/fixtures/tiny-glm4v", getenv("INTAKE_SOURCE_DIR"));
 	write_png(png);
 	scratch_write(yaml, "tiny.yaml", schema_text, strlen(schema_text));
-	struct hook hook = {0};
-	struct ex_extract_opts opts = {.model_dir = model, .device = "cpu", .n_threads = 1,
-				       .max_tokens = 16, .n_ctx = 2048, .abort = stop_hook,
-				       .user = &hook};
+	struct hook hook = { 0 };
+	struct ex_extract_opts opts = { .model_dir = model,
+					.device = "cpu",
+					.n_threads = 1,
+					.max_tokens = 16,
+					.n_ctx = 2048,
+					.abort = stop_hook,
+					.user = &hook };
 	struct ex_extractor *x = NULL;
 	struct ex_schema *schema = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	if (ex_extractor_new(&opts, &x, &err) < 0 || ex_schema_load(yaml, &schema, &err) < 0) {
 		fprintf(stderr, "%s\n", err.msg);
 		ex_schema_free(schema);
@@ -70,7 +74,7 @@ int main(void)
 	}
 
 	json_t *result = NULL;
-	hook = (struct hook){.stop_at = 4};
+	hook = (struct hook){ .stop_at = 4 };
 	CHECK_INT(ex_extract(x, png, schema, &result, &err), -ECANCELED);
 	CHECK(result == NULL);
 	json_decref(result); /* none expected; freed should the check above fail */
@@ -78,8 +82,8 @@ int main(void)
 	CHECK_CONTAINS(err.msg, "aborted after 3 tokens");
 
 	/* The same extractor goes on: a hook that never stops is asked before every step. */
-	hook = (struct hook){.stop_at = 0};
-	err = (vlm_err){0};
+	hook = (struct hook){ .stop_at = 0 };
+	err = (vlm_err){ 0 };
 	CHECK_INT(ex_extract(x, png, schema, &result, &err), 0);
 	CHECK(result != NULL);
 	CHECK(hook.calls >= 1 && hook.calls <= 16);

@@ -13,7 +13,7 @@
 struct hooks {
 	const int32_t *allowed; /* tokens the mask lets through; NULL: all but the stop tokens */
 	int n_allowed;
-	int abort_after;        /* > 0: abort once this many tokens were streamed */
+	int abort_after; /* > 0: abort once this many tokens were streamed */
 	int streamed;
 	char text[4096];
 	size_t len;
@@ -54,10 +54,10 @@ int main(void)
 	snprintf(dir, sizeof dir, "%s/tests/fixtures/tiny-glm4v", getenv("INTAKE_SOURCE_DIR"));
 	struct vlm_model *m = NULL;
 	struct vlm_session *s = NULL;
-	vlm_err err = {0};
-	if (vlm_model_load(dir, &(struct vlm_model_opts){.n_threads = 2}, &m, &err) < 0 ||
+	vlm_err err = { 0 };
+	if (vlm_model_load(dir, &(struct vlm_model_opts){ .n_threads = 2 }, &m, &err) < 0 ||
 	    vlm_session_new(m, 256, &s, &err) < 0) {
-			return 1;
+		return 1;
 	}
 	/* The vocabulary as the schema grammar sees it (fixture README: 1016 tokenizer ids). */
 	size_t len = 0;
@@ -72,12 +72,17 @@ int main(void)
 	uint8_t rgb[60 * 90 * 3];
 	for (int i = 0; i < 60 * 90 * 3; i++)
 		rgb[i] = (uint8_t)(i * 7 % 251);
-	struct vlm_image img = {rgb, 90, 60};
-	struct hooks h = {0};
-	struct vlm_request req = {.prompt = "Total?", .images = &img, .n_images = 1,
-				  .max_tokens = 8, .mask = mask, .abort = stop_now,
-				  .on_token = on_token, .user = &h};
-	struct vlm_result r = {0};
+	struct vlm_image img = { rgb, 90, 60 };
+	struct hooks h = { 0 };
+	struct vlm_request req = { .prompt = "Total?",
+				   .images = &img,
+				   .n_images = 1,
+				   .max_tokens = 8,
+				   .mask = mask,
+				   .abort = stop_now,
+				   .on_token = on_token,
+				   .user = &h };
+	struct vlm_result r = { 0 };
 	CHECK_INT(vlm_generate(s, &req, &r, &err), 0);
 	CHECK_INT(r.n_tokens, 8);
 	CHECK_INT(r.stop, VLM_STOP_LENGTH);
@@ -89,7 +94,7 @@ int main(void)
 	/* The same prompt by hand: image prep, chat ids, prefill, then argmax + decode. */
 	struct vlm_prep_params pp;
 	vlm_prep_params_default(&pp);
-	struct vlm_prepped prep = {0};
+	struct vlm_prepped prep = { 0 };
 	CHECK_INT(vlm_image_prep(rgb, 60, 90, &pp, &prep, &err), 0);
 	struct vlm_tokenizer *tok = NULL;
 	char path[600];
@@ -107,7 +112,8 @@ int main(void)
 		int best = -1;
 		/* generate never picks the LM head's padding rows past the tokenizer's ids */
 		for (int v = 0; v < vlm_tokenizer_vocab_size(tok); v++)
-			if (v != 1000 && v != 1004 && v != 1006 && (best < 0 || logits[v] > logits[best]))
+			if (v != 1000 && v != 1004 && v != 1006 &&
+			    (best < 0 || logits[v] > logits[best]))
 				best = v;
 		CHECK_INT(r.tokens[i], best);
 		if (i + 1 < r.n_tokens)
@@ -118,8 +124,8 @@ int main(void)
 	vlm_result_done(&r);
 
 	/* Only two tokens allowed: nothing else comes out. */
-	const int32_t two[2] = {83, 205};
-	h = (struct hooks){.allowed = two, .n_allowed = 2};
+	const int32_t two[2] = { 83, 205 };
+	h = (struct hooks){ .allowed = two, .n_allowed = 2 };
 	req.n_images = 0;
 	CHECK_INT(vlm_generate(s, &req, &r, &err), 0);
 	CHECK_INT(r.n_tokens, 8);
@@ -128,8 +134,8 @@ int main(void)
 	vlm_result_done(&r);
 
 	/* A stop token ends generation at once, and is not part of the result. */
-	const int32_t eos[1] = {1004};
-	h = (struct hooks){.allowed = eos, .n_allowed = 1};
+	const int32_t eos[1] = { 1004 };
+	h = (struct hooks){ .allowed = eos, .n_allowed = 1 };
 	CHECK_INT(vlm_generate(s, &req, &r, &err), 0);
 	CHECK_INT(r.stop, VLM_STOP_EOS);
 	CHECK_INT(r.n_tokens, 0);
@@ -137,15 +143,15 @@ int main(void)
 	vlm_result_done(&r);
 
 	/* The abort hook is checked between steps. */
-	h = (struct hooks){.abort_after = 3};
+	h = (struct hooks){ .abort_after = 3 };
 	CHECK_INT(vlm_generate(s, &req, &r, &err), 0);
 	CHECK_INT(r.stop, VLM_STOP_ABORTED);
 	CHECK_INT(r.n_tokens, 3);
 	vlm_result_done(&r);
 
 	/* Seeded sampling repeats itself; another seed goes elsewhere. */
-	struct vlm_result a = {0}, b = {0}, c = {0};
-	h = (struct hooks){0};
+	struct vlm_result a = { 0 }, b = { 0 }, c = { 0 };
+	h = (struct hooks){ 0 };
 	req.sample = true;
 	req.temperature = 1.0f;
 	req.top_p = 1.0f;

@@ -16,11 +16,54 @@
 
 /* Ids 0..255 are the single bytes; then these; then a special and two stop tokens. */
 static const char *const extra[] = {
-	"\",", "\":\"", "}]", "{\"", "\\\"", "\\u00", "\\u", "\"}", "},{\"", "\":", "{", "\"",
-	"12", "123", "007", ".5", "e+", "-0", "1,", "5,\"x\":5", "null", "nu", "ll", "true", "false",
-	" the", "  ", " ", "abc", "\xe4\xb8\xad", "\xe4\xb8\xad\xe6\x96\x87", "\xe4", "\xb8\xad",
-	"\xe4\xb8", "\xad", "\"H", "\"Hi", "gh\"", "\"],\"", "\"]", "]}", "D8", "D7", "\",\"",
-	"0,", "\"s\":\"", "\\n", "\n",
+	"\",",
+	"\":\"",
+	"}]",
+	"{\"",
+	"\\\"",
+	"\\u00",
+	"\\u",
+	"\"}",
+	"},{\"",
+	"\":",
+	"{",
+	"\"",
+	"12",
+	"123",
+	"007",
+	".5",
+	"e+",
+	"-0",
+	"1,",
+	"5,\"x\":5",
+	"null",
+	"nu",
+	"ll",
+	"true",
+	"false",
+	" the",
+	"  ",
+	" ",
+	"abc",
+	"\xe4\xb8\xad",
+	"\xe4\xb8\xad\xe6\x96\x87",
+	"\xe4",
+	"\xb8\xad",
+	"\xe4\xb8",
+	"\xad",
+	"\"H",
+	"\"Hi",
+	"gh\"",
+	"\"],\"",
+	"\"]",
+	"]}",
+	"D8",
+	"D7",
+	"\",\"",
+	"0,",
+	"\"s\":\"",
+	"\\n",
+	"\n",
 };
 #define N_EXTRA (sizeof extra / sizeof extra[0])
 #define ID_SPECIAL (256 + (int32_t)N_EXTRA)
@@ -33,7 +76,7 @@ static struct ex_vocab *make_vocab(void)
 	static char single[256];
 	const char *bytes[N_VOCAB];
 	size_t lens[N_VOCAB];
-	uint8_t flags[N_VOCAB] = {0};
+	uint8_t flags[N_VOCAB] = { 0 };
 	for (int i = 0; i < 256; i++) {
 		single[i] = (char)i;
 		bytes[i] = &single[i];
@@ -52,7 +95,7 @@ static struct ex_vocab *make_vocab(void)
 	flags[ID_STOP] = EX_TOKEN_SPECIAL | EX_TOKEN_STOP;
 	flags[ID_STOP2] = EX_TOKEN_STOP;
 	struct ex_vocab *v = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	if (ex_vocab_new(N_VOCAB, bytes, lens, flags, &v, &err) < 0) {
 		fprintf(stderr, "%s\n", err.msg);
 		exit(1);
@@ -96,7 +139,7 @@ static const char test_schema[] =
 static struct ex_schema *load_schema(const char *path)
 {
 	struct ex_schema *schema = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	if (ex_schema_load(path, &schema, &err) < 0) {
 		fprintf(stderr, "%s\n", err.msg);
 		exit(1);
@@ -321,7 +364,8 @@ static void test_key_points(struct ex_grammar_state *s)
 	ALLOWED(r, "{\"");
 	FORBIDDEN(r, "\"");
 	FORBIDDEN(r, ",");
-	feed(r, "{\"", "n", "a", "m", "e", "\":", "null", ",", "\"", "q", "t", "y", "\":", "1", NULL);
+	feed(r, "{\"", "n", "a", "m", "e", "\":", "null", ",", "\"", "q", "t", "y", "\":", "1",
+	     NULL);
 	ALLOWED(r, "}]");
 	ALLOWED(r, "},{\"");
 	FORBIDDEN(r, "]}");
@@ -340,7 +384,7 @@ static void test_key_points(struct ex_grammar_state *s)
 	CHECK(!ok_id(r, ID_SPECIAL));
 	for (int i = 0; i < ID_SPECIAL; i++)
 		CHECK(!ok_id(r, i));
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(ex_grammar_finish(r->s, r->gen, r->n, &err), 0);
 	const char *want = "{\"s\":\"abc\xe4\xb8\xad\\u000f\",\"i\":-0,\"x\":0.5e+12,"
 			   "\"d\":\"12.5\",\"dt\":null,\"b\":true,\"e\":\"High\",\"code\":\"123\","
@@ -394,8 +438,8 @@ static void test_random_walks(const struct ex_vocab *v, const char *path, size_t
 	struct ex_schema *schema = load_schema(path);
 	struct ex_grammar *g = NULL;
 	struct ex_grammar_state *s = NULL;
-	vlm_err err = {0};
-	struct ex_grammar_opts opts = {.max_value_bytes = max_value};
+	vlm_err err = { 0 };
+	struct ex_grammar_opts opts = { .max_value_bytes = max_value };
 	CHECK_INT(ex_grammar_compile_opts(schema, v, &opts, &g, &err), 0);
 	CHECK_INT(ex_grammar_state_new(g, &s, &err), 0);
 	int32_t *gen = malloc(WALK_MAX * sizeof *gen);
@@ -428,16 +472,98 @@ static void test_random_walks(const struct ex_vocab *v, const char *path, size_t
 static void test_evidence(const struct ex_schema *schema, struct ex_grammar_state *s)
 {
 	static const char *const toks[] = {
-		"{\"", "s", "\":\"", "abc", "\",", "\"", "i", "\":", "5,\"x\":5", ",",     /* 0 */
-		"\"", "d", "\":", "null", ",", "\"", "d", "t", "\":", "n",                /* 10 */
-		"u", "ll", ",", "\"", "b", "\":", "false", ",", "\"", "e",                /* 20 */
-		"\":", "\"", "L", "\"", ",", "\"", "c", "o", "d", "e",                    /* 30 */
-		"\":", "\"", "123", "\",", "\"", "o", "\":", "{\"", "a", "\":\"",         /* 40 */
-		"\xe4\xb8\xad", "\"}", ",", "\"", "i", "t", "e", "m", "s", "\":",         /* 50 */
-		"[", "{\"", "n", "a", "m", "e", "\":\"", "x", "\",", "\"",                /* 60 */
-		"q", "t", "y", "\":", "1", "},{\"", "n", "a", "m", "e",                   /* 70 */
-		"\":", "null", ",", "\"", "q", "t", "y", "\":", "nu", "ll",               /* 80 */
-		"}]", "}",                                                                /* 90 */
+		"{\"",
+		"s",
+		"\":\"",
+		"abc",
+		"\",",
+		"\"",
+		"i",
+		"\":",
+		"5,\"x\":5",
+		",", /* 0 */
+		"\"",
+		"d",
+		"\":",
+		"null",
+		",",
+		"\"",
+		"d",
+		"t",
+		"\":",
+		"n", /* 10 */
+		"u",
+		"ll",
+		",",
+		"\"",
+		"b",
+		"\":",
+		"false",
+		",",
+		"\"",
+		"e", /* 20 */
+		"\":",
+		"\"",
+		"L",
+		"\"",
+		",",
+		"\"",
+		"c",
+		"o",
+		"d",
+		"e", /* 30 */
+		"\":",
+		"\"",
+		"123",
+		"\",",
+		"\"",
+		"o",
+		"\":",
+		"{\"",
+		"a",
+		"\":\"", /* 40 */
+		"\xe4\xb8\xad",
+		"\"}",
+		",",
+		"\"",
+		"i",
+		"t",
+		"e",
+		"m",
+		"s",
+		"\":", /* 50 */
+		"[",
+		"{\"",
+		"n",
+		"a",
+		"m",
+		"e",
+		"\":\"",
+		"x",
+		"\",",
+		"\"", /* 60 */
+		"q",
+		"t",
+		"y",
+		"\":",
+		"1",
+		"},{\"",
+		"n",
+		"a",
+		"m",
+		"e", /* 70 */
+		"\":",
+		"null",
+		",",
+		"\"",
+		"q",
+		"t",
+		"y",
+		"\":",
+		"nu",
+		"ll", /* 80 */
+		"}]",
+		"}", /* 90 */
 	};
 	enum { N = sizeof toks / sizeof toks[0] };
 	int32_t ids[N];
@@ -446,10 +572,11 @@ static void test_evidence(const struct ex_schema *schema, struct ex_grammar_stat
 		ids[i] = tok(toks[i]);
 		lp[i] = -(float)(i + 1) / 100;
 	}
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	ex_grammar_state_reset(s);
 	CHECK_INT(ex_grammar_finish(s, ids, N, &err), 0);
-	CHECK_STR(ex_grammar_json(s), "{\"s\":\"abc\",\"i\":5,\"x\":5,\"d\":null,\"dt\":null,"
+	CHECK_STR(ex_grammar_json(s),
+		  "{\"s\":\"abc\",\"i\":5,\"x\":5,\"d\":null,\"dt\":null,"
 		  "\"b\":false,\"e\":\"L\",\"code\":\"123\",\"o\":{\"a\":\"\xe4\xb8\xad\"},"
 		  "\"items\":[{\"name\":\"x\",\"qty\":1},{\"name\":null,\"qty\":null}]}");
 	/* Hand-derived: a token counts for the first value whose text it touches. */
@@ -457,11 +584,19 @@ static void test_evidence(const struct ex_schema *schema, struct ex_grammar_stat
 		const char *path;
 		size_t first, n;
 	} want[] = {
-		{"s", 2, 3},     {"i", 8, 1},         {"x", 0, 0},
-		{"d", 13, 1},    {"dt", 19, 3},       {"b", 26, 1},
-		{"e", 31, 3},    {"code", 41, 3},     {"o.a", 49, 3},
-		{"items[0].name", 66, 3}, {"items[0].qty", 74, 1}, {"items[1].name", 81, 1},
-		{"items[1].qty", 88, 2},
+		{ "s", 2, 3 },
+		{ "i", 8, 1 },
+		{ "x", 0, 0 },
+		{ "d", 13, 1 },
+		{ "dt", 19, 3 },
+		{ "b", 26, 1 },
+		{ "e", 31, 3 },
+		{ "code", 41, 3 },
+		{ "o.a", 49, 3 },
+		{ "items[0].name", 66, 3 },
+		{ "items[0].qty", 74, 1 },
+		{ "items[1].name", 81, 1 },
+		{ "items[1].qty", 88, 2 },
 	};
 	struct ex_field_evidence *ev = NULL;
 	size_t n_ev = 0;
@@ -504,17 +639,18 @@ static void test_limits(const struct ex_vocab *v)
 	int fd = mkstemp(path);
 	FILE *f = fdopen(fd, "w");
 	fputs("name: m\nversion: 1\ninstruction: x\nfields:\n  s: {type: string}\n"
-	      "  n: {type: number}\n", f);
+	      "  n: {type: number}\n",
+	      f);
 	fclose(f);
 	struct ex_schema *schema = load_schema(path);
 	unlink(path);
 	struct ex_grammar *g = NULL;
 	struct ex_grammar_state *s = NULL;
-	vlm_err err = {0};
-	CHECK_INT(ex_grammar_compile_opts(schema, v, &(struct ex_grammar_opts){65536}, &g, &err),
+	vlm_err err = { 0 };
+	CHECK_INT(ex_grammar_compile_opts(schema, v, &(struct ex_grammar_opts){ 65536 }, &g, &err),
 		  -EINVAL);
 	CHECK_CONTAINS(err.msg, "max_value_bytes");
-	CHECK_INT(ex_grammar_compile_opts(schema, v, &(struct ex_grammar_opts){8}, &g, &err), 0);
+	CHECK_INT(ex_grammar_compile_opts(schema, v, &(struct ex_grammar_opts){ 8 }, &g, &err), 0);
 	CHECK_INT(ex_grammar_state_new(g, &s, &err), 0);
 	struct run *r = calloc(1, sizeof *r);
 	/* A string of at most 8 bytes: what still fits decides what may start. */
@@ -546,7 +682,7 @@ static void test_limits(const struct ex_vocab *v)
 	free(r);
 
 	/* The token limit: the answer stopped early is reported, not accepted. */
-	int32_t early[] = {tok("{\""), 's', tok("\":\""), 'a'};
+	int32_t early[] = { tok("{\""), 's', tok("\":\""), 'a' };
 	ex_grammar_state_reset(s);
 	CHECK_INT(ex_grammar_finish(s, early, 4, &err), -EBADMSG);
 	CHECK_CONTAINS(err.msg, "before its closing brace");
@@ -554,25 +690,25 @@ static void test_limits(const struct ex_vocab *v)
 	/* A token the grammar does not allow, a stop token inside the answer, a token past the
 	 * vocabulary: -EBADMSG from the mask, sticky. */
 	float logits[N_VOCAB];
-	int32_t wrong[] = {tok("{\""), 's', tok("\":"), '1'};
+	int32_t wrong[] = { tok("{\""), 's', tok("\":"), '1' };
 	ex_grammar_state_reset(s);
 	CHECK_INT(ex_grammar_mask(s, wrong, 4, logits, N_VOCAB), -EBADMSG);
 	CHECK_INT(ex_grammar_mask(s, wrong, 4, logits, N_VOCAB), -EBADMSG);
 	CHECK_INT(ex_grammar_finish(s, wrong, 4, &err), -EBADMSG);
 	CHECK_CONTAINS(err.msg, "breaks the answer's JSON after '{\"s\":'");
-	int32_t stop[] = {tok("{\""), ID_STOP};
+	int32_t stop[] = { tok("{\""), ID_STOP };
 	ex_grammar_state_reset(s);
 	CHECK_INT(ex_grammar_mask(s, stop, 2, logits, N_VOCAB), -EBADMSG);
-	int32_t past[] = {N_VOCAB + 3};
+	int32_t past[] = { N_VOCAB + 3 };
 	ex_grammar_state_reset(s);
 	CHECK_INT(ex_grammar_mask(s, past, 1, logits, N_VOCAB), -EBADMSG);
 	ex_grammar_state_free(s);
 	ex_grammar_free(g);
 
 	/* No stop token: the answer could never end. */
-	const char *bytes[] = {"{", "}", "<eos>"};
-	size_t lens[] = {1, 1, 5};
-	uint8_t flags[] = {0, 0, EX_TOKEN_SPECIAL};
+	const char *bytes[] = { "{", "}", "<eos>" };
+	size_t lens[] = { 1, 1, 5 };
+	uint8_t flags[] = { 0, 0, EX_TOKEN_SPECIAL };
 	struct ex_vocab *nostop = NULL;
 	CHECK_INT(ex_vocab_new(3, bytes, lens, flags, &nostop, &err), 0);
 	CHECK_INT(ex_grammar_compile(schema, nostop, &g, &err), -EINVAL);
@@ -587,7 +723,7 @@ static void test_shared_cache(const struct ex_vocab *v, const struct ex_schema *
 {
 	struct ex_grammar *g = NULL;
 	struct ex_grammar_state *s = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(ex_grammar_compile(schema, v, &g, &err), 0);
 	CHECK_INT(ex_grammar_state_new(g, &s, &err), 0);
 	struct run *r = calloc(1, sizeof *r);
@@ -602,10 +738,10 @@ static void test_shared_cache(const struct ex_vocab *v, const struct ex_schema *
 	CHECK_INT(st.n_sets, sets);
 	/* o.a is another field's string at the same position: its own closing tokens, the same
 	 * shared bitset. */
-	feed(r, "\",", "\"", "i", "\":", "1,", "\"", "x", "\":", "null", ",", "\"", "d", "\":",
-	     "null", ",", "\"", "d", "t", "\":", "null", ",", "\"", "b", "\":", "null", ",", "\"",
-	     "e", "\":", "null", ",", "\"", "c", "o", "d", "e", "\":", "\"", "123", "\",", "\"", "o",
-	     "\":", "{\"", "a", "\":\"", NULL);
+	feed(r, "\",", "\"", "i", "\":", "1,", "\"", "x", "\":", "null", ",", "\"", "d",
+	     "\":", "null", ",", "\"", "d", "t", "\":", "null", ",", "\"", "b", "\":", "null", ",",
+	     "\"", "e", "\":", "null", ",", "\"", "c", "o", "d", "e", "\":", "\"", "123", "\",",
+	     "\"", "o", "\":", "{\"", "a", "\":\"", NULL);
 	CHECK_INT(r->rc, 0);
 	ALLOWED(r, "\"}");
 	FORBIDDEN(r, "\",");
@@ -632,7 +768,7 @@ int main(void)
 	struct ex_schema *schema = load_schema(schema_path);
 	struct ex_grammar *g = NULL;
 	struct ex_grammar_state *s = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(ex_grammar_compile(schema, v, &g, &err), 0);
 	CHECK_INT(ex_grammar_state_new(g, &s, &err), 0);
 	test_key_points(s);

@@ -28,23 +28,24 @@
 
 static void put16le(struct bytes *b, unsigned v)
 {
-	uint8_t p[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+	uint8_t p[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
 	bytes_append(b, p, 2);
 }
 
 static void put32le(struct bytes *b, uint32_t v)
 {
-	uint8_t p[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+	uint8_t p[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
 	bytes_append(b, p, 4);
 }
 
 static void put16be(struct bytes *b, unsigned v)
 {
-	uint8_t p[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+	uint8_t p[2] = { (uint8_t)(v >> 8), (uint8_t)v };
 	bytes_append(b, p, 2);
 }
 
-static void bytes_printf(struct bytes *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bytes_printf(struct bytes *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 static void bytes_printf(struct bytes *b, const char *fmt, ...)
 {
 	char line[512];
@@ -65,13 +66,13 @@ static void bytes_printf(struct bytes *b, const char *fmt, ...)
  * the last links to directory `last_next` (-1: none). */
 static struct bytes tiff_chain(int n, uint32_t width, uint32_t height, int last_next)
 {
-	struct bytes b = {0};
+	struct bytes b = { 0 };
 	bytes_append(&b, "II*\0", 4);
 	put32le(&b, 8);
 	uint32_t pixel = 8 + (uint32_t)n * TIFF_IFD_BYTES;
-	static const uint16_t tags[9] = {256, 257, 258, 259, 262, 273, 277, 278, 279};
+	static const uint16_t tags[9] = { 256, 257, 258, 259, 262, 273, 277, 278, 279 };
 	for (int i = 0; i < n; i++) {
-		const uint32_t values[9] = {width, height, 8, 1, 1, pixel, 1, height, 1};
+		const uint32_t values[9] = { width, height, 8, 1, 1, pixel, 1, height, 1 };
 		put16le(&b, 9);
 		for (int t = 0; t < 9; t++) {
 			bool lng = tags[t] == 256 || tags[t] == 257 || tags[t] == 273 ||
@@ -93,17 +94,27 @@ static struct bytes tiff_chain(int n, uint32_t width, uint32_t height, int last_
 static struct bytes png_gray(uint32_t width, uint32_t height, const char *extra_type,
 			     const struct bytes *extra)
 {
-	static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-	uint8_t ihdr[13] = {(uint8_t)(width >> 24), (uint8_t)(width >> 16), (uint8_t)(width >> 8),
-			    (uint8_t)width, (uint8_t)(height >> 24), (uint8_t)(height >> 16),
-			    (uint8_t)(height >> 8), (uint8_t)height, 8, 0, 0, 0, 0};
-	struct bytes b = {0};
+	static const uint8_t sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+	uint8_t ihdr[13] = { (uint8_t)(width >> 24),
+			     (uint8_t)(width >> 16),
+			     (uint8_t)(width >> 8),
+			     (uint8_t)width,
+			     (uint8_t)(height >> 24),
+			     (uint8_t)(height >> 16),
+			     (uint8_t)(height >> 8),
+			     (uint8_t)height,
+			     8,
+			     0,
+			     0,
+			     0,
+			     0 };
+	struct bytes b = { 0 };
 	bytes_append(&b, sig, 8);
 	put_chunk(&b, "IHDR", ihdr, 13);
 	if (extra_type)
 		put_chunk(&b, extra_type, extra->data, (uint32_t)extra->size);
 	/* One row of a 1 x 1 image: filter byte 0 and the grey value 0x80, deflated. */
-	uint8_t raw[2] = {0, 0x80}, z[64];
+	uint8_t raw[2] = { 0, 0x80 }, z[64];
 	uLongf n = sizeof z;
 	if (compress(z, &n, raw, sizeof raw) != Z_OK)
 		abort();
@@ -116,7 +127,7 @@ static struct bytes png_gray(uint32_t width, uint32_t height, const char *extra_
 
 static struct bytes jpeg_header(unsigned width, unsigned height)
 {
-	struct bytes b = {0};
+	struct bytes b = { 0 };
 	bytes_append(&b, "\xff\xd8", 2);
 	bytes_append(&b, "\xff\xdb", 2); /* DQT: table 0, all ones */
 	put16be(&b, 67);
@@ -177,7 +188,7 @@ static struct bytes pdf_many_pages(int n_pages)
 {
 	enum { GROUP = 1000 };
 	int n_groups = (n_pages + GROUP - 1) / GROUP;
-	struct pdf p = {0};
+	struct pdf p = { 0 };
 	pdf_obj_begin(&p);
 	bytes_printf(&p.b, "<< /Type /Catalog /Pages 2 0 R >>\nendobj\n");
 	pdf_obj_begin(&p);
@@ -205,7 +216,7 @@ static struct bytes pdf_many_pages(int n_pages)
  * square inside `q` (save graphics state) nested `q_depth` deep. */
 static struct bytes pdf_nested(int depth, int q_depth)
 {
-	struct pdf p = {0};
+	struct pdf p = { 0 };
 	pdf_obj_begin(&p);
 	bytes_printf(&p.b, "<< /Type /Catalog /Pages 2 0 R >>\nendobj\n");
 	pdf_obj_begin(&p);
@@ -267,30 +278,60 @@ static struct bytes pdf_zip_polyglot(void)
 /* ---- the corpus -------------------------------------------------------------------------- */
 
 struct hostile {
-	const char *name;  /* file name in the scratch directory, or an absolute path to use as is */
+	const char *name; /* file name in the scratch directory, or an absolute path to use as is */
 	const char *what;
 	struct bytes (*make)(void);
-	int code;          /* 0: processed */
-	int reason;        /* refusal reason, or the format when processed */
+	int code;           /* 0: processed */
+	int reason;         /* refusal reason, or the format when processed */
 	const char *detail; /* in the message (refused) */
-	size_t n_pages;    /* processed */
-	long max_mib;      /* bound on the resident memory the load adds, under ASan */
+	size_t n_pages;     /* processed */
+	long max_mib;       /* bound on the resident memory the load adds, under ASan */
 };
 
-static struct bytes make_tiff_100k(void) { return tiff_chain(1, 100000, 100000, -1); }
-static struct bytes make_tiff_10k_ifds(void) { return tiff_chain(10000, 1, 1, -1); }
-static struct bytes make_tiff_loop(void) { return tiff_chain(3, 1, 1, 0); }
-static struct bytes make_tiff_small(void) { return tiff_chain(2, 1, 1, -1); }
-static struct bytes make_png_100k(void) { return png_gray(100000, 100000, NULL, NULL); }
-static struct bytes make_png_small(void) { return png_gray(1, 1, NULL, NULL); }
-static struct bytes make_jpeg_huge(void) { return jpeg_header(65500, 65500); }
-static struct bytes make_pdf_100k(void) { return pdf_many_pages(100000); }
-static struct bytes make_pdf_nested(void) { return pdf_nested(100000, 0); }
-static struct bytes make_pdf_q(void) { return pdf_nested(0, 100000); }
+static struct bytes make_tiff_100k(void)
+{
+	return tiff_chain(1, 100000, 100000, -1);
+}
+static struct bytes make_tiff_10k_ifds(void)
+{
+	return tiff_chain(10000, 1, 1, -1);
+}
+static struct bytes make_tiff_loop(void)
+{
+	return tiff_chain(3, 1, 1, 0);
+}
+static struct bytes make_tiff_small(void)
+{
+	return tiff_chain(2, 1, 1, -1);
+}
+static struct bytes make_png_100k(void)
+{
+	return png_gray(100000, 100000, NULL, NULL);
+}
+static struct bytes make_png_small(void)
+{
+	return png_gray(1, 1, NULL, NULL);
+}
+static struct bytes make_jpeg_huge(void)
+{
+	return jpeg_header(65500, 65500);
+}
+static struct bytes make_pdf_100k(void)
+{
+	return pdf_many_pages(100000);
+}
+static struct bytes make_pdf_nested(void)
+{
+	return pdf_nested(100000, 0);
+}
+static struct bytes make_pdf_q(void)
+{
+	return pdf_nested(0, 100000);
+}
 
 static struct bytes make_png_ztxt(void)
 {
-	struct bytes text = {0};
+	struct bytes text = { 0 };
 	bytes_append(&text, "Comment\0\0", 9);
 	append_zeros_deflated(&text, 256); /* 256 MiB of zeros in about 256 KiB */
 	struct bytes b = png_gray(1, 1, "zTXt", &text);
@@ -304,49 +345,55 @@ static struct bytes make_svg(void)
 		"<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" "
 		"xmlns:xi=\"http://www.w3.org/2001/XInclude\"><xi:include href=\"/etc/shadow\" "
 		"parse=\"text\"/></svg>\n";
-	struct bytes b = {0};
+	struct bytes b = { 0 };
 	bytes_append(&b, svg, sizeof svg - 1);
 	return b;
 }
 
-static struct bytes make_empty(void) { return (struct bytes){0}; }
+static struct bytes make_empty(void)
+{
+	return (struct bytes){ 0 };
+}
 
 /* 255 bytes: the longest name Linux file systems take. */
 static char long_name[256];
 
 static const struct hostile corpus[] = {
-	{"bomb-100k.tiff", "TIFF header 100,000 x 100,000", make_tiff_100k, -E2BIG,
-	 EX_REASON_PAGE_TOO_LARGE, "100000x100000", 0, 32},
-	{"ifds-10k.tiff", "TIFF with 10,000 directories", make_tiff_10k_ifds, -E2BIG,
-	 EX_REASON_TOO_MANY_PAGES, "limit is 500", 0, 32},
-	{"ifd-loop.tiff", "TIFF directory chain 1-2-3-1", make_tiff_loop, -EBADMSG,
-	 EX_REASON_IFD_LOOP, "loop", 0, 32},
-	{"bomb-100k.png", "PNG IHDR 100,000 x 100,000", make_png_100k, -E2BIG,
-	 EX_REASON_PAGE_TOO_LARGE, "100000x100000", 0, 32},
-	{"ztxt-256m.png", "PNG zTXt inflating to 256 MiB", make_png_ztxt, -EBADMSG, EX_REASON_CORRUPT,
-	 "zTXt", 0, 32},
-	{"bomb-65500.jpg", "JPEG SOF0 65,500 x 65,500", make_jpeg_huge, -E2BIG,
-	 EX_REASON_PAGE_TOO_LARGE, "65500x65500", 0, 32},
-	{"pages-100k.pdf", "PDF page tree of 100,000 pages", make_pdf_100k, -E2BIG,
-	 EX_REASON_TOO_MANY_PAGES, "100000 pages", 0, 64},
-	{"nested-100k.pdf", "PDF array nested 100,000 deep", make_pdf_nested, 0, EX_FORMAT_PDF,
-	 NULL, 1, 256},
+	{ "bomb-100k.tiff", "TIFF header 100,000 x 100,000", make_tiff_100k, -E2BIG,
+	  EX_REASON_PAGE_TOO_LARGE, "100000x100000", 0, 32 },
+	{ "ifds-10k.tiff", "TIFF with 10,000 directories", make_tiff_10k_ifds, -E2BIG,
+	  EX_REASON_TOO_MANY_PAGES, "limit is 500", 0, 32 },
+	{ "ifd-loop.tiff", "TIFF directory chain 1-2-3-1", make_tiff_loop, -EBADMSG,
+	  EX_REASON_IFD_LOOP, "loop", 0, 32 },
+	{ "bomb-100k.png", "PNG IHDR 100,000 x 100,000", make_png_100k, -E2BIG,
+	  EX_REASON_PAGE_TOO_LARGE, "100000x100000", 0, 32 },
+	{ "ztxt-256m.png", "PNG zTXt inflating to 256 MiB", make_png_ztxt, -EBADMSG,
+	  EX_REASON_CORRUPT, "zTXt", 0, 32 },
+	{ "bomb-65500.jpg", "JPEG SOF0 65,500 x 65,500", make_jpeg_huge, -E2BIG,
+	  EX_REASON_PAGE_TOO_LARGE, "65500x65500", 0, 32 },
+	{ "pages-100k.pdf", "PDF page tree of 100,000 pages", make_pdf_100k, -E2BIG,
+	  EX_REASON_TOO_MANY_PAGES, "100000 pages", 0, 64 },
+	{ "nested-100k.pdf", "PDF array nested 100,000 deep", make_pdf_nested, 0, EX_FORMAT_PDF,
+	  NULL, 1, 256 },
 	/* poppler and cairo keep a graphics state per open q (about 1.6 KB each, 800 times the
 	 * two bytes that open it): nothing in poppler-glib bounds the depth, so a few MB of
 	 * content reach the parser child's address-space limit (parse_memory) and it is killed. */
-	{"q-100k.pdf", "PDF content with q nested 100,000 deep", make_pdf_q, 0, EX_FORMAT_PDF,
-	 NULL, 1, 512},
-	{"polyglot.pdf", "PDF with a ZIP archive appended", pdf_zip_polyglot, 0, EX_FORMAT_PDF,
-	 NULL, 1, 64},
-	{"really-tiff.pdf", ".pdf holding a TIFF", make_tiff_small, 0, EX_FORMAT_TIFF, NULL, 2, 32},
-	{"xinclude.png", ".png holding SVG with xi:include", make_svg, -ENOTSUP,
-	 EX_REASON_UNSUPPORTED, "XML or SVG", 0, 32},
-	{"/dev/null", "character device", NULL, -EINVAL, EX_REASON_NOT_REGULAR, "a device", 0, 32},
-	{"line\nbreak.pdf", "empty file named with a newline", make_empty, -EBADMSG,
-	 EX_REASON_EMPTY, "line\\x0abreak.pdf", 0, 32},
-	{"-rf.png", "name with a leading dash", make_png_small, 0, EX_FORMAT_PNG, NULL, 1, 32},
-	{"\xff\xfe\xc0.png", "name that is not UTF-8", make_png_small, 0, EX_FORMAT_PNG, NULL, 1, 32},
-	{long_name, "255-byte name", make_png_small, 0, EX_FORMAT_PNG, NULL, 1, 32},
+	{ "q-100k.pdf", "PDF content with q nested 100,000 deep", make_pdf_q, 0, EX_FORMAT_PDF,
+	  NULL, 1, 512 },
+	{ "polyglot.pdf", "PDF with a ZIP archive appended", pdf_zip_polyglot, 0, EX_FORMAT_PDF,
+	  NULL, 1, 64 },
+	{ "really-tiff.pdf", ".pdf holding a TIFF", make_tiff_small, 0, EX_FORMAT_TIFF, NULL, 2,
+	  32 },
+	{ "xinclude.png", ".png holding SVG with xi:include", make_svg, -ENOTSUP,
+	  EX_REASON_UNSUPPORTED, "XML or SVG", 0, 32 },
+	{ "/dev/null", "character device", NULL, -EINVAL, EX_REASON_NOT_REGULAR, "a device", 0,
+	  32 },
+	{ "line\nbreak.pdf", "empty file named with a newline", make_empty, -EBADMSG,
+	  EX_REASON_EMPTY, "line\\x0abreak.pdf", 0, 32 },
+	{ "-rf.png", "name with a leading dash", make_png_small, 0, EX_FORMAT_PNG, NULL, 1, 32 },
+	{ "\xff\xfe\xc0.png", "name that is not UTF-8", make_png_small, 0, EX_FORMAT_PNG, NULL, 1,
+	  32 },
+	{ long_name, "255-byte name", make_png_small, 0, EX_FORMAT_PNG, NULL, 1, 32 },
 };
 
 /* What the child reports back through a pipe. */
@@ -359,12 +406,12 @@ struct outcome {
 
 static void child_load(const char *path, int fd)
 {
-	struct outcome o = {0};
+	struct outcome o = { 0 };
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	o.start_kib = ru.ru_maxrss;
 	struct ex_doc *doc = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	o.rc = ex_doc_load(path, NULL, &doc, &err);
 	o.reason = err.reason;
 	memcpy(o.msg, err.msg, sizeof o.msg);
@@ -394,7 +441,7 @@ static bool measure(const char *path, struct outcome *o, long *rss_kib, double *
 	ssize_t got = pid > 0 ? read(fds[0], o, sizeof *o) : -1;
 	close(fds[0]);
 	int status = 0;
-	struct rusage ru = {0};
+	struct rusage ru = { 0 };
 	if (pid > 0)
 		wait4(pid, &status, 0, &ru);
 	clock_gettime(CLOCK_MONOTONIC, &t1);

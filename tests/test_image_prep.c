@@ -70,7 +70,7 @@ static void golden_case(const struct vlm_st_file *f, const char *name)
 	free(mine);
 
 	struct vlm_prepped out;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	int rc = vlm_image_prep(in->data, h, w, &p, &out, &err);
 	CHECK_INT(rc, 0);
 	if (rc < 0) {
@@ -113,7 +113,7 @@ static void golden(void)
 	snprintf(path, sizeof path, "%s/tests/fixtures/preprocess/golden.safetensors",
 		 src ? src : "..");
 	struct vlm_st_file *f = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	int rc = vlm_st_open(path, &f, &err);
 	CHECK_INT(rc, 0);
 	if (rc < 0) {
@@ -145,11 +145,15 @@ static void smart_resize_measured(void)
 	static const struct {
 		int w, h, out_h, out_w;
 	} cases[] = {
-		{6000, 4000, 128 * 14, 192 * 14}, {4000, 3000, 134 * 14, 180 * 14},
-		{3000, 3000, 156 * 14, 156 * 14}, {5000, 4000, 140 * 14, 174 * 14},
-		{1700, 2200, 158 * 14, 122 * 14}, {100, 100, 8 * 14, 8 * 14},
-		{640, 480, 476, 644},             {1920, 1080, 1092, 1932},
-		{336, 336, 336, 336},
+		{ 6000, 4000, 128 * 14, 192 * 14 },
+		{ 4000, 3000, 134 * 14, 180 * 14 },
+		{ 3000, 3000, 156 * 14, 156 * 14 },
+		{ 5000, 4000, 140 * 14, 174 * 14 },
+		{ 1700, 2200, 158 * 14, 122 * 14 },
+		{ 100, 100, 8 * 14, 8 * 14 },
+		{ 640, 480, 476, 644 },
+		{ 1920, 1080, 1092, 1932 },
+		{ 336, 336, 336, 336 },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		int oh = 0, ow = 0;
@@ -168,7 +172,7 @@ static void smart_resize_measured(void)
 static void smart_resize_errors(void)
 {
 	int oh = -1, ow = -1;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	/* 5628 / 28 = 201 */
 	CHECK_INT(vlm_smart_resize(28, 5628, 28, 12544, 9633792, 2, &oh, &ow, &err), -EINVAL);
 	CHECK_CONTAINS(err.msg, "aspect ratio");
@@ -185,8 +189,8 @@ static void smart_resize_errors(void)
 
 	struct vlm_prep_params p;
 	vlm_prep_params_default(&p);
-	struct vlm_prepped out = {.n_tokens = 99};
-	uint8_t px[3] = {0};
+	struct vlm_prepped out = { .n_tokens = 99 };
+	uint8_t px[3] = { 0 };
 	CHECK_INT(vlm_image_prep(px, 0, 1, &p, &out, &err), -EINVAL);
 	CHECK(out.pixel_values == NULL);
 	CHECK_INT(out.n_tokens, 0);
@@ -204,8 +208,9 @@ static void patch_order(void)
 {
 	enum { H = 56, W = 84 };
 	static const int order[][2] = {
-		{0, 0}, {0, 1}, {1, 0}, {1, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3},
-		{0, 4}, {0, 5}, {1, 4}, {1, 5}, {2, 0}, {2, 1}, {3, 0}, {3, 1}, {2, 2},
+		{ 0, 0 }, { 0, 1 }, { 1, 0 }, { 1, 1 }, { 0, 2 }, { 0, 3 },
+		{ 1, 2 }, { 1, 3 }, { 0, 4 }, { 0, 5 }, { 1, 4 }, { 1, 5 },
+		{ 2, 0 }, { 2, 1 }, { 3, 0 }, { 3, 1 }, { 2, 2 },
 	};
 	static uint8_t img[H * W * 3];
 	for (int y = 0; y < H; y++)
@@ -263,7 +268,7 @@ static void resize_flat(void)
 	static uint8_t copy[H * W * 3];
 	CHECK_INT(vlm_image_resize_bicubic(src, H, W, copy, H, W, NULL), 0);
 	CHECK(memcmp(src, copy, sizeof src) == 0);
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(vlm_image_resize_bicubic(src, H, W, copy, 0, W, &err), -EINVAL);
 	CHECK_CONTAINS(err.msg, "image_prep: resize");
 }

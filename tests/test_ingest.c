@@ -32,7 +32,7 @@ static void write_bytes(const char *name, const void *data, size_t n)
 static void expect_refused(const char *name, const struct ex_limits *lim,
 			   enum ex_ingest_reason reason, int code, const char *fragment)
 {
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct ex_doc *doc = (struct ex_doc *)1;
 	int rc = ex_doc_load(path_of(name), lim, &doc, &err);
 	CHECK_INT(rc, code);
@@ -65,7 +65,7 @@ static void test_not_documents(void)
 	CHECK(symlink(target, path_of("symlink.pdf")) == 0);
 	expect_refused("symlink.pdf", NULL, EX_REASON_NOT_REGULAR, -EINVAL, "symbolic link");
 
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct ex_doc *doc = NULL;
 	CHECK_INT(ex_doc_load(path_of("missing.pdf"), NULL, &doc, &err), -ENOENT);
 	CHECK_INT(err.reason, EX_REASON_IO);
@@ -109,19 +109,23 @@ static void test_orientation(void)
 		NULL,     "abcdef", "cbafed", "fedcba", "defabc",
 		"adbecf", "daebfc", "fcebda", "cfbead",
 	};
-	static const int want_w[9] = {0, 3, 3, 3, 3, 2, 2, 2, 2};
+	static const int want_w[9] = { 0, 3, 3, 3, 3, 2, 2, 2, 2 };
 	for (int o = 1; o <= 8; o++) {
 		uint8_t rgb[18];
 		for (int i = 0; i < 6; i++)
 			rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = (uint8_t)('a' + i);
-		struct ex_page page = {.number = 1, .width = 3, .height = 2, .dpi_x = 100,
-				       .dpi_y = 200, .rgb = malloc(sizeof rgb)};
+		struct ex_page page = { .number = 1,
+					.width = 3,
+					.height = 2,
+					.dpi_x = 100,
+					.dpi_y = 200,
+					.rgb = malloc(sizeof rgb) };
 		memcpy(page.rgb, rgb, sizeof rgb);
 		CHECK_INT(ex_page_orient(&page, o, NULL), 0);
 		CHECK_INT(page.width, want_w[o]);
 		CHECK_INT(page.height, 6 / want_w[o]);
 		CHECK_NEAR(page.dpi_x, o >= 5 ? 200 : 100, 0);
-		char got[7] = {0};
+		char got[7] = { 0 };
 		for (int i = 0; i < 6; i++)
 			got[i] = (char)page.rgb[3 * i];
 		CHECK_STR(got, want[o]);
@@ -132,18 +136,18 @@ static void test_orientation(void)
 static void test_pixel_helpers(void)
 {
 	/* Alpha over white: (v*a + 255*(255-a)) / 255, rounded. */
-	uint8_t rgba[8] = {0, 100, 255, 0, 0, 100, 200, 128};
+	uint8_t rgba[8] = { 0, 100, 255, 0, 0, 100, 200, 128 };
 	uint8_t rgb[6];
 	ex_rgb_from_rgba(rgb, rgba, 2);
 	CHECK_INT(rgb[0], 255);
 	CHECK_INT(rgb[1], 255);
 	CHECK_INT(rgb[2], 255);
-	CHECK_INT(rgb[3], 127);  /* (0*128 + 255*127)/255 = 127 */
-	CHECK_INT(rgb[4], 177);  /* (100*128 + 32385)/255 = 177.2 */
-	CHECK_INT(rgb[5], 227);  /* (200*128 + 32385)/255 = 227.4 */
+	CHECK_INT(rgb[3], 127); /* (0*128 + 255*127)/255 = 127 */
+	CHECK_INT(rgb[4], 177); /* (100*128 + 32385)/255 = 177.2 */
+	CHECK_INT(rgb[5], 227); /* (200*128 + 32385)/255 = 227.4 */
 
 	/* CMYK: pure cyan ink gives (0,255,255); Adobe-inverted storage flips every channel. */
-	uint8_t cmyk[8] = {255, 0, 0, 0, 0, 255, 255, 255};
+	uint8_t cmyk[8] = { 255, 0, 0, 0, 0, 255, 255, 255 };
 	ex_rgb_from_cmyk(rgb, cmyk, 2, false);
 	CHECK(rgb[0] == 0 && rgb[1] == 255 && rgb[2] == 255);
 	CHECK(rgb[3] == 0 && rgb[4] == 0 && rgb[5] == 0);
@@ -151,7 +155,7 @@ static void test_pixel_helpers(void)
 	CHECK(rgb[0] == 0 && rgb[1] == 0 && rgb[2] == 0);
 	CHECK(rgb[3] == 0 && rgb[4] == 255 && rgb[5] == 255);
 
-	uint8_t buf[6] = {7, 9};
+	uint8_t buf[6] = { 7, 9 };
 	ex_rgb_from_gray(buf, buf, 2); /* in place */
 	CHECK(buf[0] == 7 && buf[1] == 7 && buf[2] == 7 && buf[3] == 9 && buf[5] == 9);
 }
@@ -164,8 +168,8 @@ int main(void)
 	test_file_size_limit();
 	test_orientation();
 	test_pixel_helpers();
-	const char *names[] = {"empty.pdf", "fifo.png", "real.svg", "link.pdf", "symlink.pdf",
-			       "page.pdf", "archive.tiff", "anim.png", "short.png", "big.pdf"};
+	const char *names[] = { "empty.pdf", "fifo.png",     "real.svg", "link.pdf",  "symlink.pdf",
+				"page.pdf",  "archive.tiff", "anim.png", "short.png", "big.pdf" };
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
 		unlink(path_of(names[i]));
 	rmdir(path_of("adir.pdf"));

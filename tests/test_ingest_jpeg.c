@@ -72,7 +72,7 @@ static struct bytes make_jpeg(const struct jpeg_spec *s, const uint8_t *pixels)
 	}
 	jpeg_finish_compress(&c);
 	jpeg_destroy_compress(&c);
-	struct bytes out = {0};
+	struct bytes out = { 0 };
 	bytes_append(&out, mem, n_mem);
 	free(mem);
 	return out;
@@ -84,7 +84,7 @@ static struct ex_doc *load(const char *name, const struct bytes *file)
 {
 	char path[SCRATCH_PATH_SIZE];
 	struct ex_doc *doc = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	int rc = ex_doc_load(scratch_write(path, name, file->data, file->size), NULL, &doc, &err);
 	CHECK_INT(rc, 0);
 	if (rc < 0) {
@@ -141,8 +141,9 @@ static void test_gray(void)
 		gray[i] = (uint8_t)(20 + (i % W) * 2 + (i / W) * 2);
 		want[3 * i] = want[3 * i + 1] = want[3 * i + 2] = gray[i];
 	}
-	struct jpeg_spec s = {.width = W, .height = H, .in_space = JCS_GRAYSCALE,
-			      .jpeg_space = JCS_GRAYSCALE};
+	struct jpeg_spec s = {
+		.width = W, .height = H, .in_space = JCS_GRAYSCALE, .jpeg_space = JCS_GRAYSCALE
+	};
 	struct bytes f = make_jpeg(&s, gray);
 	check_jpeg("gray.jpg", &f, W, H, 0, 0, want);
 	bytes_free(&f);
@@ -153,8 +154,11 @@ static void test_rgb(bool progressive)
 	uint8_t rgb[W * H * 3];
 	for (int i = 0; i < W * H * 3; i++)
 		rgb[i] = rgb_at(i / 3 % W, i / 3 / W, i % 3);
-	struct jpeg_spec s = {.width = W, .height = H, .in_space = JCS_RGB,
-			      .jpeg_space = JCS_YCbCr, .progressive = progressive};
+	struct jpeg_spec s = { .width = W,
+			       .height = H,
+			       .in_space = JCS_RGB,
+			       .jpeg_space = JCS_YCbCr,
+			       .progressive = progressive };
 	struct bytes f = make_jpeg(&s, rgb);
 	check_jpeg(progressive ? "progressive.jpg" : "baseline.jpg", &f, W, H, 0, 0, rgb);
 	bytes_free(&f);
@@ -166,15 +170,16 @@ static void test_cmyk(J_COLOR_SPACE jpeg_space)
 	uint8_t stored[W * H * 4], want[W * H * 3];
 	for (int i = 0; i < W * H; i++) {
 		int x = i % W, y = i / W;
-		double ink[4] = {x * 3, y * 4, 100, x + y};
+		double ink[4] = { x * 3, y * 4, 100, x + y };
 		for (int c = 0; c < 4; c++)
 			stored[4 * i + c] = (uint8_t)(255 - ink[c]);
 		for (int c = 0; c < 3; c++)
 			want[3 * i + c] =
 				(uint8_t)lround(255 * (1 - ink[c] / 255) * (1 - ink[3] / 255));
 	}
-	struct jpeg_spec s = {.width = W, .height = H, .in_space = JCS_CMYK,
-			      .jpeg_space = jpeg_space};
+	struct jpeg_spec s = {
+		.width = W, .height = H, .in_space = JCS_CMYK, .jpeg_space = jpeg_space
+	};
 	struct bytes f = make_jpeg(&s, stored);
 	check_jpeg(jpeg_space == JCS_YCCK ? "ycck.jpg" : "cmyk.jpg", &f, W, H, 0, 0, want);
 	bytes_free(&f);
@@ -185,9 +190,13 @@ static void test_jfif_density(void)
 	uint8_t rgb[W * H * 3];
 	for (int i = 0; i < W * H * 3; i++)
 		rgb[i] = rgb_at(i / 3 % W, i / 3 / W, i % 3);
-	struct jpeg_spec s = {.width = W, .height = H, .in_space = JCS_RGB,
-			      .jpeg_space = JCS_YCbCr, .density_unit = 1, .x_density = 300,
-			      .y_density = 150};
+	struct jpeg_spec s = { .width = W,
+			       .height = H,
+			       .in_space = JCS_RGB,
+			       .jpeg_space = JCS_YCbCr,
+			       .density_unit = 1,
+			       .x_density = 300,
+			       .y_density = 150 };
 	struct bytes f = make_jpeg(&s, rgb);
 	check_jpeg("dpi.jpg", &f, W, H, 300, 150, NULL);
 	bytes_free(&f);
@@ -246,12 +255,12 @@ static size_t build_exif(uint8_t *out, const struct exif_spec *e)
 		entry += 12;
 	}
 	if (e->xres[1] > 0) {
-		const uint32_t *res[2] = {e->xres, e->yres};
+		const uint32_t *res[2] = { e->xres, e->yres };
 		for (int i = 0; i < 2; i++) {
 			put16(entry, 0x011a + (unsigned)i, be), put16(entry + 2, 5, be);
 			put32(entry + 4, 1, be);
-			put32(entry + 8, e->bad_rational_offset ? e->bad_rational_offset
-								: next_value, be);
+			put32(entry + 8,
+			      e->bad_rational_offset ? e->bad_rational_offset : next_value, be);
 			put32(t + next_value, res[i][0], be);
 			put32(t + next_value + 4, res[i][1], be);
 			next_value += 8;
@@ -274,14 +283,30 @@ static size_t build_exif(uint8_t *out, const struct exif_spec *e)
 static void exif_source(int o, int w, int h, int u, int v, int *sx, int *sy)
 {
 	switch (o) {
-	case 2: *sx = w - 1 - u, *sy = v; break;
-	case 3: *sx = w - 1 - u, *sy = h - 1 - v; break;
-	case 4: *sx = u, *sy = h - 1 - v; break;
-	case 5: *sx = v, *sy = u; break;
-	case 6: *sx = v, *sy = h - 1 - u; break;
-	case 7: *sx = w - 1 - v, *sy = h - 1 - u; break;
-	case 8: *sx = w - 1 - v, *sy = u; break;
-	default: *sx = u, *sy = v; break;
+	case 2:
+		*sx = w - 1 - u, *sy = v;
+		break;
+	case 3:
+		*sx = w - 1 - u, *sy = h - 1 - v;
+		break;
+	case 4:
+		*sx = u, *sy = h - 1 - v;
+		break;
+	case 5:
+		*sx = v, *sy = u;
+		break;
+	case 6:
+		*sx = v, *sy = h - 1 - u;
+		break;
+	case 7:
+		*sx = w - 1 - v, *sy = h - 1 - u;
+		break;
+	case 8:
+		*sx = w - 1 - v, *sy = u;
+		break;
+	default:
+		*sx = u, *sy = v;
+		break;
 	}
 }
 
@@ -293,10 +318,15 @@ static void test_orientations(void)
 		rgb[i] = rgb_at(i / 3 % OW, i / 3 / OW, i % 3);
 	for (int be = 0; be < 2; be++) {
 		uint8_t app1[128];
-		struct exif_spec e = {.big_endian = be, .orientation = 1};
-		struct jpeg_spec s = {.width = OW, .height = OH, .in_space = JCS_RGB,
-				      .jpeg_space = JCS_YCbCr, .density_unit = 1,
-				      .x_density = 300, .y_density = 150, .app1 = app1};
+		struct exif_spec e = { .big_endian = be, .orientation = 1 };
+		struct jpeg_spec s = { .width = OW,
+				       .height = OH,
+				       .in_space = JCS_RGB,
+				       .jpeg_space = JCS_YCbCr,
+				       .density_unit = 1,
+				       .x_density = 300,
+				       .y_density = 150,
+				       .app1 = app1 };
 		s.n_app1 = build_exif(app1, &e);
 		struct bytes f = make_jpeg(&s, rgb);
 		struct ex_doc *ref = load("orient1.jpg", &f);
@@ -340,17 +370,22 @@ static void test_orientations(void)
 
 /* Decodes a small RGB JPEG carrying `e` (and JFIF density `jfif_dpi` when > 0); checks its size
  * and resolution. */
-static void check_exif_case(const char *name, const struct exif_spec *e, int jfif_dpi,
-			    int width, int height, double dpi_x, double dpi_y)
+static void check_exif_case(const char *name, const struct exif_spec *e, int jfif_dpi, int width,
+			    int height, double dpi_x, double dpi_y)
 {
 	enum { EW = 16, EH = 8 };
 	uint8_t rgb[EW * EH * 3], app1[128];
 	for (int i = 0; i < EW * EH * 3; i++)
 		rgb[i] = rgb_at(i / 3 % EW, i / 3 / EW, i % 3);
-	struct jpeg_spec s = {.width = EW, .height = EH, .in_space = JCS_RGB,
-			      .jpeg_space = JCS_YCbCr, .no_jfif = jfif_dpi <= 0,
-			      .density_unit = 1, .x_density = jfif_dpi, .y_density = jfif_dpi,
-			      .app1 = app1};
+	struct jpeg_spec s = { .width = EW,
+			       .height = EH,
+			       .in_space = JCS_RGB,
+			       .jpeg_space = JCS_YCbCr,
+			       .no_jfif = jfif_dpi <= 0,
+			       .density_unit = 1,
+			       .x_density = jfif_dpi,
+			       .y_density = jfif_dpi,
+			       .app1 = app1 };
 	s.n_app1 = build_exif(app1, e);
 	struct bytes f = make_jpeg(&s, rgb);
 	check_jpeg(name, &f, width, height, dpi_x, dpi_y, NULL);
@@ -360,13 +395,13 @@ static void check_exif_case(const char *name, const struct exif_spec *e, int jfi
 static void test_exif_resolution(void)
 {
 	/* Without JFIF, EXIF gives the resolution: 200/1 and 600/2 per inch. */
-	struct exif_spec e = {.xres = {200, 1}, .yres = {600, 2}, .unit = 2};
+	struct exif_spec e = { .xres = { 200, 1 }, .yres = { 600, 2 }, .unit = 2 };
 	check_exif_case("exif_dpi.jpg", &e, 0, 16, 8, 200, 300);
 	/* No ResolutionUnit means inches (the TIFF default). */
 	e.unit = 0, e.big_endian = true;
 	check_exif_case("exif_default_unit.jpg", &e, 0, 16, 8, 200, 300);
 	/* Per cm: 100 -> 254 dpi, 59 -> 149.86 dpi. */
-	e = (struct exif_spec){.xres = {100, 1}, .yres = {59, 1}, .unit = 3};
+	e = (struct exif_spec){ .xres = { 100, 1 }, .yres = { 59, 1 }, .unit = 3 };
 	check_exif_case("exif_dpcm.jpg", &e, 0, 16, 8, 254, 149.86);
 	/* A JFIF density takes precedence. */
 	check_exif_case("jfif_wins.jpg", &e, 96, 16, 8, 96, 96);
@@ -375,14 +410,16 @@ static void test_exif_resolution(void)
 /* Damaged EXIF never refuses the image: the damaged field is ignored, the rest still applies. */
 static void test_exif_damaged(void)
 {
-	struct exif_spec e = {.orientation = 6, .bad_ifd_offset = 0xfffffff0u};
+	struct exif_spec e = { .orientation = 6, .bad_ifd_offset = 0xfffffff0u };
 	check_exif_case("exif_bad_ifd.jpg", &e, 0, 16, 8, 0, 0);
-	e = (struct exif_spec){.big_endian = true, .orientation = 6, .bad_n_entries = 0xffff};
+	e = (struct exif_spec){ .big_endian = true, .orientation = 6, .bad_n_entries = 0xffff };
 	check_exif_case("exif_bad_count.jpg", &e, 0, 16, 8, 0, 0);
-	e = (struct exif_spec){.orientation = 6, .xres = {300, 1}, .yres = {300, 1},
-			       .bad_rational_offset = 0xfffffffcu};
+	e = (struct exif_spec){ .orientation = 6,
+				.xres = { 300, 1 },
+				.yres = { 300, 1 },
+				.bad_rational_offset = 0xfffffffcu };
 	check_exif_case("exif_bad_rational.jpg", &e, 0, 8, 16, 0, 0);
-	e = (struct exif_spec){.orientation = 9};
+	e = (struct exif_spec){ .orientation = 9 };
 	check_exif_case("exif_bad_orientation.jpg", &e, 0, 16, 8, 0, 0);
 }
 
@@ -404,20 +441,21 @@ static void test_broken(void)
 	uint8_t rgb[W * H * 3];
 	for (int i = 0; i < W * H * 3; i++)
 		rgb[i] = rgb_at(i / 3 % W, i / 3 / W, i % 3);
-	struct jpeg_spec s = {.width = W, .height = H, .in_space = JCS_RGB,
-			      .jpeg_space = JCS_YCbCr};
+	struct jpeg_spec s = {
+		.width = W, .height = H, .in_space = JCS_RGB, .jpeg_space = JCS_YCbCr
+	};
 	struct bytes good = make_jpeg(&s, rgb);
 	size_t sof = find_marker(&good, 0xc0), sos = find_marker(&good, 0xda);
 
 	/* Cut halfway through the entropy-coded data: libjpeg only warns, and would pad the rest
 	 * of the image with grey. */
-	struct bytes cut = {0};
+	struct bytes cut = { 0 };
 	bytes_append(&cut, good.data, sos + (good.size - sos) / 2);
 	expect_refused("truncated.jpg", &cut, -EBADMSG, EX_REASON_CORRUPT, "Premature end");
 	bytes_free(&cut);
 
 	/* A SOF0 segment whose length field is impossible. */
-	struct bytes bad = {0};
+	struct bytes bad = { 0 };
 	bytes_append(&bad, good.data, good.size);
 	bad.data[sof + 2] = 0, bad.data[sof + 3] = 3;
 	expect_refused("bad_header.jpg", &bad, -EBADMSG, EX_REASON_CORRUPT, "jpeg: ");
@@ -438,19 +476,23 @@ static void test_too_many_scans(void)
 	enum { SW = 16, SH = 16, N_SCANS = 1 + 3 * 63 * 11 };
 	static jpeg_scan_info scans[N_SCANS];
 	int n = 0;
-	scans[n++] = (jpeg_scan_info){.comps_in_scan = 3, .component_index = {0, 1, 2}};
+	scans[n++] = (jpeg_scan_info){ .comps_in_scan = 3, .component_index = { 0, 1, 2 } };
 	for (int c = 0; c < 3; c++) {
 		for (int k = 1; k <= 63; k++) {
-			scans[n++] = (jpeg_scan_info){1, {c}, k, k, 0, 10};
+			scans[n++] = (jpeg_scan_info){ 1, { c }, k, k, 0, 10 };
 			for (int al = 9; al >= 0; al--)
-				scans[n++] = (jpeg_scan_info){1, {c}, k, k, al + 1, al};
+				scans[n++] = (jpeg_scan_info){ 1, { c }, k, k, al + 1, al };
 		}
 	}
 	uint8_t rgb[SW * SH * 3];
 	for (int i = 0; i < SW * SH * 3; i++)
 		rgb[i] = rgb_at(i / 3 % SW, i / 3 / SW, i % 3);
-	struct jpeg_spec s = {.width = SW, .height = SH, .in_space = JCS_RGB,
-			      .jpeg_space = JCS_YCbCr, .scans = scans, .n_scans = n};
+	struct jpeg_spec s = { .width = SW,
+			       .height = SH,
+			       .in_space = JCS_RGB,
+			       .jpeg_space = JCS_YCbCr,
+			       .scans = scans,
+			       .n_scans = n };
 	struct bytes f = make_jpeg(&s, rgb);
 	expect_refused("scans.jpg", &f, -EBADMSG, EX_REASON_CORRUPT,
 		       "more than 1000 progressive scans");

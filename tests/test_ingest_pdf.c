@@ -118,15 +118,15 @@ static const char *write_pw(struct pdfw *w, const char *name)
 /* ---- a three-page document drawn with cairo, each page a solid block on white ---- */
 
 struct block {
-	double page_w, page_h;         /* points */
-	double x0, y0, x1, y1;         /* points, origin top-left */
+	double page_w, page_h; /* points */
+	double x0, y0, x1, y1; /* points, origin top-left */
 	uint8_t r, g, b;
 };
 
 static const struct block blocks[3] = {
-	{612, 792, 100, 100, 300, 200, 255, 0, 0}, /* US Letter, red */
-	{300, 200, 50, 20, 150, 120, 0, 0, 255},   /* landscape, blue */
-	{200, 300, 20, 200, 80, 280, 0, 255, 0},   /* portrait, green */
+	{ 612, 792, 100, 100, 300, 200, 255, 0, 0 }, /* US Letter, red */
+	{ 300, 200, 50, 20, 150, 120, 0, 0, 255 },   /* landscape, blue */
+	{ 200, 300, 20, 200, 80, 280, 0, 255, 0 },   /* portrait, green */
 };
 
 static const char *write_blocks_pdf(void)
@@ -153,7 +153,8 @@ static void check_rgb(const struct ex_page *p, int x, int y, uint8_t r, uint8_t 
 		      int line)
 {
 	if (x < 0 || y < 0 || x >= p->width || y >= p->height) {
-		fprintf(stderr, "line %d: (%d,%d) outside %dx%d\n", line, x, y, p->width, p->height);
+		fprintf(stderr, "line %d: (%d,%d) outside %dx%d\n", line, x, y, p->width,
+			p->height);
 		check_failures++;
 		return;
 	}
@@ -193,7 +194,7 @@ static void check_page(const struct ex_page *p, int number, int w, int h, double
 /* dpi = min(max_dpi, 72 sqrt(budget / (w_pt h_pt))), pixels = floor(points * dpi / 72). */
 static void test_blocks_default_budget(const char *path)
 {
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct ex_doc *doc = NULL;
 	CHECK_INT(ex_doc_load(path, NULL, &doc, &err), 0);
 	if (!doc) {
@@ -223,7 +224,7 @@ static void test_blocks_custom_budget(const char *path)
 	ex_limits_default(&lim);
 	lim.pdf_pixel_budget = 500000;
 	lim.pdf_max_dpi = 100;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct ex_doc *doc = NULL;
 	CHECK_INT(ex_doc_load(path, &lim, &doc, &err), 0);
 	if (!doc)
@@ -245,9 +246,9 @@ static void test_blocks_custom_budget(const char *path)
  * d 556, at 12 pt: "Hello" spans 30 .. 57.336, "World" 60.672 .. 92.004; the baseline is 60 pt from
  * the top of the unrotated page, the glyph box reaches less than 12 pt above and 6 pt below it. */
 struct span {
-	double x0, x1;   /* along the text, unrotated x */
+	double x0, x1; /* along the text, unrotated x */
 };
-static const struct span hello = {30, 57.336}, world = {60.672, 92.004};
+static const struct span hello = { 30, 57.336 }, world = { 60.672, 92.004 };
 
 /* Checks a word against its expected place. In the unrotated frame (W x H = 200 x 100 pt) a
  * point (x, y) appears after /Rotate 90 at (H - y, x), after 180 at (W - x, H - y), after 270 at
@@ -297,7 +298,7 @@ static void test_rotation(int rotate)
 	pw_one_page(&w, rotate, 1);
 	pw_end(&w, "");
 	const char *path = write_pw(&w, name);
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct ex_doc *doc = NULL;
 	CHECK_INT(ex_doc_load(path, NULL, &doc, &err), 0);
 	if (!doc) {
@@ -331,7 +332,7 @@ static void test_rotation(int rotate)
 static void expect_refusal(const char *path, const struct ex_limits *lim, int code,
 			   enum ex_ingest_reason reason, const char *detail, int line)
 {
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct ex_doc *doc = NULL;
 	int rc = ex_doc_load(path, lim, &doc, &err);
 	if (rc != code || err.reason != (int)reason || doc != NULL) {

@@ -21,18 +21,22 @@ struct png_spec {
 	const uint8_t *trans; /* tRNS alpha per palette entry */
 	int n_trans;
 	const png_color_16 *trans_color; /* tRNS colour key, for gray and RGB */
-	uint32_t ppm_x, ppm_y; /* pHYs in pixels per metre; 0 for none */
-	const uint8_t *exif;   /* eXIf payload */
+	uint32_t ppm_x, ppm_y;           /* pHYs in pixels per metre; 0 for none */
+	const uint8_t *exif;             /* eXIf payload */
 	uint32_t n_exif;
 };
 
 static int spec_channels(const struct png_spec *s)
 {
 	switch (s->color_type) {
-	case PNG_COLOR_TYPE_GRAY_ALPHA: return 2;
-	case PNG_COLOR_TYPE_RGB: return 3;
-	case PNG_COLOR_TYPE_RGB_ALPHA: return 4;
-	default: return 1;
+	case PNG_COLOR_TYPE_GRAY_ALPHA:
+		return 2;
+	case PNG_COLOR_TYPE_RGB:
+		return 3;
+	case PNG_COLOR_TYPE_RGB_ALPHA:
+		return 4;
+	default:
+		return 1;
 	}
 }
 
@@ -49,7 +53,7 @@ static void flush_nothing(png_structp png)
 /* Encodes `samples` (width * height * channels values, each < 2^depth) as a PNG in memory. */
 static struct bytes make_png(const struct png_spec *s, const uint16_t *samples)
 {
-	struct bytes out = {0};
+	struct bytes out = { 0 };
 	png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
 	png_infop info = png_create_info_struct(png);
 	if (setjmp(png_jmpbuf(png)))
@@ -112,7 +116,7 @@ static void check_png(const char *name, const struct bytes *file, int width, int
 {
 	char path[SCRATCH_PATH_SIZE];
 	struct ex_doc *doc = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	int rc = ex_doc_load(scratch_write(path, name, file->data, file->size), NULL, &doc, &err);
 	CHECK_INT(rc, 0);
 	if (rc < 0) {
@@ -143,9 +147,10 @@ static void test_palette_trns(void)
 {
 	enum { W = 13, H = 7 };
 	png_color pal[16];
-	uint8_t trans[5] = {0, 64, 128, 200, 255}; /* entries 5..15 are opaque */
+	uint8_t trans[5] = { 0, 64, 128, 200, 255 }; /* entries 5..15 are opaque */
 	for (int i = 0; i < 16; i++)
-		pal[i] = (png_color){(uint8_t)(i * 17), (uint8_t)(255 - i * 13), (uint8_t)(i * 7)};
+		pal[i] =
+			(png_color){ (uint8_t)(i * 17), (uint8_t)(255 - i * 13), (uint8_t)(i * 7) };
 	uint16_t idx[W * H];
 	uint8_t want[W * H * 3];
 	for (int i = 0; i < W * H; i++) {
@@ -156,9 +161,14 @@ static void test_palette_trns(void)
 		want[3 * i + 1] = over_white(pal[k].green, a);
 		want[3 * i + 2] = over_white(pal[k].blue, a);
 	}
-	struct png_spec s = {.width = W, .height = H, .depth = 4,
-			     .color_type = PNG_COLOR_TYPE_PALETTE, .palette = pal, .n_palette = 16,
-			     .trans = trans, .n_trans = 5};
+	struct png_spec s = { .width = W,
+			      .height = H,
+			      .depth = 4,
+			      .color_type = PNG_COLOR_TYPE_PALETTE,
+			      .palette = pal,
+			      .n_palette = 16,
+			      .trans = trans,
+			      .n_trans = 5 };
 	struct bytes f = make_png(&s, idx);
 	check_png("palette.png", &f, W, H, 0, 0, want);
 	bytes_free(&f);
@@ -177,8 +187,11 @@ static void test_gray(int depth, int width, int height, bool interlaced)
 		uint8_t g = depth == 16 ? from16(v[i]) : (uint8_t)lround(v[i] * 255.0 / max);
 		want[3 * i] = want[3 * i + 1] = want[3 * i + 2] = g;
 	}
-	struct png_spec s = {.width = width, .height = height, .depth = depth,
-			     .color_type = PNG_COLOR_TYPE_GRAY, .interlaced = interlaced};
+	struct png_spec s = { .width = width,
+			      .height = height,
+			      .depth = depth,
+			      .color_type = PNG_COLOR_TYPE_GRAY,
+			      .interlaced = interlaced };
 	struct bytes f = make_png(&s, v);
 	char name[64];
 	snprintf(name, sizeof name, "gray%d%s.png", depth, interlaced ? "i" : "");
@@ -199,8 +212,9 @@ static void test_gray_alpha(void)
 		uint8_t g = over_white(v[2 * i], v[2 * i + 1]);
 		want[3 * i] = want[3 * i + 1] = want[3 * i + 2] = g;
 	}
-	struct png_spec s = {.width = W, .height = H, .depth = 8,
-			     .color_type = PNG_COLOR_TYPE_GRAY_ALPHA};
+	struct png_spec s = {
+		.width = W, .height = H, .depth = 8, .color_type = PNG_COLOR_TYPE_GRAY_ALPHA
+	};
 	struct bytes f = make_png(&s, v);
 	check_png("gray_alpha.png", &f, W, H, 0, 0, want);
 	bytes_free(&f);
@@ -212,7 +226,7 @@ static void test_color_key(bool rgb)
 	enum { W = 8, H = 4 };
 	uint16_t v[W * H * 3];
 	uint8_t want[W * H * 3];
-	png_color_16 key = {.red = 10, .green = 20, .blue = 30, .gray = 10};
+	png_color_16 key = { .red = 10, .green = 20, .blue = 30, .gray = 10 };
 	int ch = rgb ? 3 : 1;
 	for (int i = 0; i < W * H; i++) {
 		bool keyed = i % 3 == 0;
@@ -221,9 +235,11 @@ static void test_color_key(bool rgb)
 		for (int c = 0; c < 3; c++)
 			want[i * 3 + c] = keyed ? 255 : (uint8_t)(100 + i + (rgb ? c : 0));
 	}
-	struct png_spec s = {.width = W, .height = H, .depth = 8,
-			     .color_type = rgb ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY,
-			     .trans_color = &key};
+	struct png_spec s = { .width = W,
+			      .height = H,
+			      .depth = 8,
+			      .color_type = rgb ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY,
+			      .trans_color = &key };
 	struct bytes f = make_png(&s, v);
 	check_png(rgb ? "rgb_key.png" : "gray_key.png", &f, W, H, 0, 0, want);
 	bytes_free(&f);
@@ -239,8 +255,8 @@ static void test_color(bool alpha, int depth, int width, int height, bool interl
 	unsigned max = (1u << depth) - 1;
 	for (size_t i = 0; i < n; i++) {
 		unsigned x = (unsigned)(i % (size_t)width), y = (unsigned)(i / (size_t)width);
-		unsigned s[4] = {x * 2053u + y, y * 4099u + 7 * x, (x * y * 977u) ^ 0x5a5a,
-				 (x + y) * 1031u};
+		unsigned s[4] = { x * 2053u + y, y * 4099u + 7 * x, (x * y * 977u) ^ 0x5a5a,
+				  (x + y) * 1031u };
 		double a = 255;
 		if (alpha) {
 			v[i * 4 + 3] = (uint16_t)(s[3] & max);
@@ -252,9 +268,11 @@ static void test_color(bool alpha, int depth, int width, int height, bool interl
 			want[3 * i + (size_t)c] = over_white(c8, a);
 		}
 	}
-	struct png_spec s = {.width = width, .height = height, .depth = depth,
-			     .color_type = alpha ? PNG_COLOR_TYPE_RGB_ALPHA : PNG_COLOR_TYPE_RGB,
-			     .interlaced = interlaced};
+	struct png_spec s = { .width = width,
+			      .height = height,
+			      .depth = depth,
+			      .color_type = alpha ? PNG_COLOR_TYPE_RGB_ALPHA : PNG_COLOR_TYPE_RGB,
+			      .interlaced = interlaced };
 	struct bytes f = make_png(&s, v);
 	char name[64];
 	snprintf(name, sizeof name, "%s%d%s.png", alpha ? "rgba" : "rgb", depth,
@@ -276,9 +294,14 @@ static struct bytes make_small_rgb(int width, int height, uint32_t ppm_x, uint32
 		if (want)
 			want[i] = (uint8_t)v[i];
 	}
-	struct png_spec s = {.width = width, .height = height, .depth = 8,
-			     .color_type = PNG_COLOR_TYPE_RGB, .ppm_x = ppm_x,
-			     .ppm_y = ppm_y, .exif = exif, .n_exif = n_exif};
+	struct png_spec s = { .width = width,
+			      .height = height,
+			      .depth = 8,
+			      .color_type = PNG_COLOR_TYPE_RGB,
+			      .ppm_x = ppm_x,
+			      .ppm_y = ppm_y,
+			      .exif = exif,
+			      .n_exif = n_exif };
 	struct bytes f = make_png(&s, v);
 	free(v);
 	return f;
@@ -298,8 +321,8 @@ static void test_phys(void)
 static void test_exif_orientation(void)
 {
 	enum { W = 5, H = 3 };
-	static const uint8_t exif[] = {'M', 'M', 0, 42, 0, 0, 0, 8, 0, 1, /* one entry */
-				       0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0};
+	static const uint8_t exif[] = { 'M',  'M',  0, 42, 0, 0, 0, 8, 0, 1, /* one entry */
+					0x01, 0x12, 0, 3,  0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0 };
 	uint8_t stored[W * H * 3], want[W * H * 3];
 	struct bytes f = make_small_rgb(W, H, 0, 0, exif, sizeof exif, stored);
 	for (int v = 0; v < W; v++)
@@ -318,12 +341,13 @@ static void test_writer_round_trip(void)
 		seed = seed * 1103515245u + 12345u;
 		rgb[i] = (uint8_t)(seed >> 16);
 	}
-	struct ex_page page = {.number = 1, .width = W, .height = H, .dpi_x = 300, .dpi_y = 200,
-			       .rgb = rgb};
+	struct ex_page page = {
+		.number = 1, .width = W, .height = H, .dpi_x = 300, .dpi_y = 200, .rgb = rgb
+	};
 	char path[SCRATCH_PATH_SIZE];
 	scratch_path(path, "written.png");
 	scratch_write(path, "written.png", "old", 3); /* replaced atomically */
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(ex_page_write_png(&page, path, &err), 0);
 	CHECK_INT(scratch_count_suffix(".tmp"), 0);
 	struct ex_doc *doc = NULL;
@@ -341,13 +365,13 @@ static void test_writer_round_trip(void)
 	/* A directory in the way: the rename fails and the temporary file is removed. */
 	char dir[SCRATCH_PATH_SIZE];
 	mkdir(scratch_path(dir, "a-directory"), 0700);
-	err = (vlm_err){0};
+	err = (vlm_err){ 0 };
 	CHECK(ex_page_write_png(&page, dir, &err) < 0);
 	CHECK_CONTAINS(err.msg, dir);
 	CHECK_INT(scratch_count_suffix(".tmp"), 0);
 
 	/* A missing parent directory: nothing is created. */
-	err = (vlm_err){0};
+	err = (vlm_err){ 0 };
 	CHECK_INT(ex_page_write_png(&page, scratch_path(path, "missing/x.png"), &err), -ENOENT);
 	CHECK_CONTAINS(err.msg, "missing/x.png");
 }
@@ -369,7 +393,7 @@ static size_t find_chunk(const struct bytes *f, const char *type)
 static struct bytes with_chunk_after_ihdr(const struct bytes *f, const char *type,
 					  const struct bytes *data)
 {
-	struct bytes out = {0};
+	struct bytes out = { 0 };
 	bytes_append(&out, f->data, 33);
 	put_chunk(&out, type, data->data, (uint32_t)data->size);
 	bytes_append(&out, f->data + 33, f->size - 33);
@@ -382,7 +406,7 @@ static void test_iccp_skipped(const struct bytes *bomb_stream)
 {
 	uint8_t want[12 * 6 * 3];
 	struct bytes good = make_small_rgb(12, 6, 0, 0, NULL, 0, want);
-	struct bytes iccp = {0};
+	struct bytes iccp = { 0 };
 	bytes_append(&iccp, "Profile\0\0", 9); /* name, NUL, compression method 0 */
 	bytes_append(&iccp, bomb_stream->data, bomb_stream->size);
 	struct bytes f = with_chunk_after_ihdr(&good, "iCCP", &iccp);
@@ -396,12 +420,12 @@ static void test_broken(const struct bytes *bomb_stream)
 {
 	struct bytes good = make_small_rgb(40, 30, 0, 0, NULL, 0, NULL);
 
-	struct bytes cut = {0};
+	struct bytes cut = { 0 };
 	bytes_append(&cut, good.data, good.size / 2);
 	expect_refused("truncated.png", &cut, -EBADMSG, EX_REASON_CORRUPT, "truncated");
 	bytes_free(&cut);
 
-	struct bytes bad_crc = {0};
+	struct bytes bad_crc = { 0 };
 	bytes_append(&bad_crc, good.data, good.size);
 	size_t idat = find_chunk(&good, "IDAT");
 	uint32_t idat_len = (uint32_t)good.data[idat] << 24 | (uint32_t)good.data[idat + 1] << 16 |
@@ -411,9 +435,9 @@ static void test_broken(const struct bytes *bomb_stream)
 	bytes_free(&bad_crc);
 
 	/* IHDR 100000 x 100000, then a token IDAT: refused from the header, nothing decoded. */
-	static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-	static const uint8_t ihdr[13] = {0, 1, 0x86, 0xa0, 0, 1, 0x86, 0xa0, 8, 2, 0, 0, 0};
-	struct bytes huge = {0};
+	static const uint8_t sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+	static const uint8_t ihdr[13] = { 0, 1, 0x86, 0xa0, 0, 1, 0x86, 0xa0, 8, 2, 0, 0, 0 };
+	struct bytes huge = { 0 };
 	bytes_append(&huge, sig, 8);
 	put_chunk(&huge, "IHDR", ihdr, 13);
 	put_chunk(&huge, "IDAT", "\x78\x9c\x03\x00\x00\x00\x00\x01", 8);
@@ -422,7 +446,7 @@ static void test_broken(const struct bytes *bomb_stream)
 	bytes_free(&huge);
 
 	/* A zTXt chunk of about 250 KiB that inflates to 256 MiB of zeros, before the IDAT. */
-	struct bytes ztxt = {0};
+	struct bytes ztxt = { 0 };
 	bytes_append(&ztxt, "Comment\0\0", 9); /* keyword, NUL, compression method 0 */
 	bytes_append(&ztxt, bomb_stream->data, bomb_stream->size);
 	struct bytes bomb = with_chunk_after_ihdr(&good, "zTXt", &ztxt);
@@ -452,7 +476,7 @@ int main(void)
 	test_phys();
 	test_exif_orientation();
 	test_writer_round_trip();
-	struct bytes bomb_stream = {0}; /* 256 MiB of zeros, deflated */
+	struct bytes bomb_stream = { 0 }; /* 256 MiB of zeros, deflated */
 	append_zeros_deflated(&bomb_stream, 256);
 	test_broken(&bomb_stream);
 	test_iccp_skipped(&bomb_stream);

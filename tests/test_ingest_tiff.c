@@ -39,21 +39,21 @@ static void lib_report(const char *module, const char *fmt, va_list ap)
 struct spec {
 	uint32_t w, h;
 	uint16_t bps, spp, photometric;
-	uint16_t compression;  /* 0: none */
-	uint16_t planar;       /* 0: contiguous */
-	uint16_t predictor;    /* 0: none */
-	uint16_t extra;        /* one extra sample of this type (EXTRASAMPLE_*) when has_extra */
+	uint16_t compression; /* 0: none */
+	uint16_t planar;      /* 0: contiguous */
+	uint16_t predictor;   /* 0: none */
+	uint16_t extra;       /* one extra sample of this type (EXTRASAMPLE_*) when has_extra */
 	bool has_extra;
-	bool smooth;           /* smooth content (for JPEG) instead of hashed noise */
-	bool jpeg_rgb;         /* YCbCr JPEG written from RGB (JPEGCOLORMODE_RGB) */
-	bool ycbcr_1x1;        /* plain YCbCr without subsampling */
+	bool smooth;    /* smooth content (for JPEG) instead of hashed noise */
+	bool jpeg_rgb;  /* YCbCr JPEG written from RGB (JPEGCOLORMODE_RGB) */
+	bool ycbcr_1x1; /* plain YCbCr without subsampling */
 	uint16_t sample_format;
-	uint32_t tile;         /* tile side, 0 for strips */
+	uint32_t tile;           /* tile side, 0 for strips */
 	uint32_t rows_per_strip; /* 0: 7 */
-	uint16_t orientation;  /* 0: no tag */
-	uint16_t res_unit;     /* 0: no ResolutionUnit tag */
-	float xres, yres;      /* 0: no resolution tags */
-	const uint16_t *cmap;  /* palette: 3 * 2^bps entries, red then green then blue */
+	uint16_t orientation;    /* 0: no tag */
+	uint16_t res_unit;       /* 0: no ResolutionUnit tag */
+	float xres, yres;        /* 0: no resolution tags */
+	const uint16_t *cmap;    /* palette: 3 * 2^bps entries, red then green then blue */
 	unsigned seed;
 };
 
@@ -122,8 +122,8 @@ static void ideal(const struct spec *s, uint32_t x, uint32_t y, double rgb[3])
 		if (s->ycbcr_1x1) { /* ITU-R BT.601, full range (libtiff's default reference) */
 			double yy = gen(s, x, y, 0), cb = gen(s, x, y, 1) - 128.0,
 			       cr = gen(s, x, y, 2) - 128.0;
-			double v[3] = {yy + 1.402 * cr, yy - 0.344136 * cb - 0.714136 * cr,
-				       yy + 1.772 * cb};
+			double v[3] = { yy + 1.402 * cr, yy - 0.344136 * cb - 0.714136 * cr,
+					yy + 1.772 * cb };
 			for (int c = 0; c < 3; c++)
 				rgb[c] = v[c] < 0 ? 0 : v[c] > 255 ? 255 : v[c];
 			return;
@@ -156,8 +156,7 @@ static void put_sample(uint8_t *row, size_t i, unsigned bps, unsigned v)
 }
 
 /* Packs `w` pixels of row y starting at x0 (plane `plane`, or all samples when plane < 0). */
-static void pack(const struct spec *s, uint8_t *row, uint32_t x0, uint32_t w, uint32_t y,
-		 int plane)
+static void pack(const struct spec *s, uint8_t *row, uint32_t x0, uint32_t w, uint32_t y, int plane)
 {
 	for (uint32_t x = 0; x < w; x++) {
 		if (x0 + x >= s->w || y >= s->h)
@@ -180,12 +179,12 @@ static bool write_dir(TIFF *tif, const struct spec *s)
 	TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, s->spp);
 	TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, s->photometric);
 	TIFFSetField(tif, TIFFTAG_COMPRESSION, s->compression ? s->compression : COMPRESSION_NONE);
-	TIFFSetField(tif, TIFFTAG_PLANARCONFIG, separate ? PLANARCONFIG_SEPARATE
-							 : PLANARCONFIG_CONTIG);
+	TIFFSetField(tif, TIFFTAG_PLANARCONFIG,
+		     separate ? PLANARCONFIG_SEPARATE : PLANARCONFIG_CONTIG);
 	if (s->predictor)
 		TIFFSetField(tif, TIFFTAG_PREDICTOR, s->predictor);
 	if (s->has_extra) {
-		uint16_t types[1] = {s->extra};
+		uint16_t types[1] = { s->extra };
 		TIFFSetField(tif, TIFFTAG_EXTRASAMPLES, 1, types);
 	}
 	if (s->sample_format)
@@ -262,7 +261,7 @@ static const char *write_tiff(const char *name, const char *mode, const struct s
 static struct ex_doc *load(const char *path, const struct ex_limits *limits, vlm_err *err)
 {
 	struct ex_doc *doc = NULL;
-	*err = (vlm_err){0};
+	*err = (vlm_err){ 0 };
 	loading = 1;
 	global_reports = 0;
 	int rc = ex_doc_load(path, limits, &doc, err);
@@ -280,14 +279,38 @@ static void stored_of(int o, uint32_t w, uint32_t h, uint32_t dx, uint32_t dy, u
 		      uint32_t *sy)
 {
 	switch (o) {
-	case 2: *sx = w - 1 - dx; *sy = dy; break;         /* row 0 top, column 0 right */
-	case 3: *sx = w - 1 - dx; *sy = h - 1 - dy; break; /* row 0 bottom, column 0 right */
-	case 4: *sx = dx; *sy = h - 1 - dy; break;         /* row 0 bottom, column 0 left */
-	case 5: *sx = dy; *sy = dx; break;                 /* row 0 left, column 0 top */
-	case 6: *sx = dy; *sy = h - 1 - dx; break;         /* row 0 right, column 0 top */
-	case 7: *sx = w - 1 - dy; *sy = h - 1 - dx; break; /* row 0 right, column 0 bottom */
-	case 8: *sx = w - 1 - dy; *sy = dx; break;         /* row 0 left, column 0 bottom */
-	default: *sx = dx; *sy = dy; break;
+	case 2:
+		*sx = w - 1 - dx;
+		*sy = dy;
+		break; /* row 0 top, column 0 right */
+	case 3:
+		*sx = w - 1 - dx;
+		*sy = h - 1 - dy;
+		break; /* row 0 bottom, column 0 right */
+	case 4:
+		*sx = dx;
+		*sy = h - 1 - dy;
+		break; /* row 0 bottom, column 0 left */
+	case 5:
+		*sx = dy;
+		*sy = dx;
+		break; /* row 0 left, column 0 top */
+	case 6:
+		*sx = dy;
+		*sy = h - 1 - dx;
+		break; /* row 0 right, column 0 top */
+	case 7:
+		*sx = w - 1 - dy;
+		*sy = h - 1 - dx;
+		break; /* row 0 right, column 0 bottom */
+	case 8:
+		*sx = w - 1 - dy;
+		*sy = dx;
+		break; /* row 0 left, column 0 bottom */
+	default:
+		*sx = dx;
+		*sy = dy;
+		break;
 	}
 }
 
@@ -312,7 +335,8 @@ static double check_page(const char *what, const struct ex_page *p, const struct
 			for (int c = 0; c < 3; c++) {
 				double e = fabs(got[c] - want[c]);
 				if (e > tol && worst <= tol)
-					fprintf(stderr, "%s: pixel %u,%u channel %d: got %u, want %.2f\n",
+					fprintf(stderr,
+						"%s: pixel %u,%u channel %d: got %u, want %.2f\n",
 						what, dx, dy, c, got[c], want[c]);
 				worst = e > worst ? e : worst;
 			}
@@ -363,152 +387,334 @@ static void test_variants(void)
 	const uint16_t RGB = PHOTOMETRIC_RGB, SEP = PLANARCONFIG_SEPARATE;
 
 	/* Gray: 8 and 16 bits, both polarities, packed depths with odd widths, big-endian. */
-	roundtrip("gray8.tif", "w", &(struct spec){.w = 23, .h = 17, .bps = 8, .spp = 1,
-						  .photometric = B}, 0.5);
+	roundtrip("gray8.tif", "w",
+		  &(struct spec){ .w = 23, .h = 17, .bps = 8, .spp = 1, .photometric = B }, 0.5);
 	roundtrip("gray8_white_lzw.tif", "w",
-		  &(struct spec){.w = 23, .h = 17, .bps = 8, .spp = 1, .photometric = W,
-				 .compression = COMPRESSION_LZW, .seed = 1}, 0.5);
+		  &(struct spec){ .w = 23,
+				  .h = 17,
+				  .bps = 8,
+				  .spp = 1,
+				  .photometric = W,
+				  .compression = COMPRESSION_LZW,
+				  .seed = 1 },
+		  0.5);
 	roundtrip("gray4_packbits.tif", "w",
-		  &(struct spec){.w = 13, .h = 9, .bps = 4, .spp = 1, .photometric = B,
-				 .compression = COMPRESSION_PACKBITS, .seed = 2}, 0.5);
-	roundtrip("gray2.tif", "w", &(struct spec){.w = 11, .h = 5, .bps = 2, .spp = 1,
-						  .photometric = W, .seed = 3}, 0.5);
+		  &(struct spec){ .w = 13,
+				  .h = 9,
+				  .bps = 4,
+				  .spp = 1,
+				  .photometric = B,
+				  .compression = COMPRESSION_PACKBITS,
+				  .seed = 2 },
+		  0.5);
+	roundtrip(
+		"gray2.tif", "w",
+		&(struct spec){ .w = 11, .h = 5, .bps = 2, .spp = 1, .photometric = W, .seed = 3 },
+		0.5);
 	roundtrip("gray16_deflate.tif", "w",
-		  &(struct spec){.w = 31, .h = 12, .bps = 16, .spp = 1, .photometric = B,
-				 .compression = COMPRESSION_ADOBE_DEFLATE,
-				 .predictor = PREDICTOR_HORIZONTAL, .seed = 4}, 0.5);
-	roundtrip("gray16_be.tif", "wb", &(struct spec){.w = 9, .h = 8, .bps = 16, .spp = 1,
-						       .photometric = W, .seed = 5}, 0.5);
+		  &(struct spec){ .w = 31,
+				  .h = 12,
+				  .bps = 16,
+				  .spp = 1,
+				  .photometric = B,
+				  .compression = COMPRESSION_ADOBE_DEFLATE,
+				  .predictor = PREDICTOR_HORIZONTAL,
+				  .seed = 4 },
+		  0.5);
+	roundtrip(
+		"gray16_be.tif", "wb",
+		&(struct spec){ .w = 9, .h = 8, .bps = 16, .spp = 1, .photometric = W, .seed = 5 },
+		0.5);
 	/* Gray with straight alpha, composited over white. */
 	roundtrip("gray_alpha.tif", "w",
-		  &(struct spec){.w = 15, .h = 6, .bps = 8, .spp = 2, .photometric = B,
-				 .has_extra = true, .extra = EXTRASAMPLE_UNASSALPHA, .seed = 6},
+		  &(struct spec){ .w = 15,
+				  .h = 6,
+				  .bps = 8,
+				  .spp = 2,
+				  .photometric = B,
+				  .has_extra = true,
+				  .extra = EXTRASAMPLE_UNASSALPHA,
+				  .seed = 6 },
 		  0.5);
 
 	/* Bilevel: uncompressed and CCITT G3/G4, MinIsWhite and MinIsBlack, odd width. */
-	static const struct { const char *name; uint16_t comp, photo; } bilevel[] = {
-		{"bw_none_black.tif", COMPRESSION_NONE, PHOTOMETRIC_MINISBLACK},
-		{"bw_g3_white.tif", COMPRESSION_CCITTFAX3, PHOTOMETRIC_MINISWHITE},
-		{"bw_g3_black.tif", COMPRESSION_CCITTFAX3, PHOTOMETRIC_MINISBLACK},
-		{"bw_g4_white.tif", COMPRESSION_CCITTFAX4, PHOTOMETRIC_MINISWHITE},
-		{"bw_g4_black.tif", COMPRESSION_CCITTFAX4, PHOTOMETRIC_MINISBLACK},
+	static const struct {
+		const char *name;
+		uint16_t comp, photo;
+	} bilevel[] = {
+		{ "bw_none_black.tif", COMPRESSION_NONE, PHOTOMETRIC_MINISBLACK },
+		{ "bw_g3_white.tif", COMPRESSION_CCITTFAX3, PHOTOMETRIC_MINISWHITE },
+		{ "bw_g3_black.tif", COMPRESSION_CCITTFAX3, PHOTOMETRIC_MINISBLACK },
+		{ "bw_g4_white.tif", COMPRESSION_CCITTFAX4, PHOTOMETRIC_MINISWHITE },
+		{ "bw_g4_black.tif", COMPRESSION_CCITTFAX4, PHOTOMETRIC_MINISBLACK },
 	};
 	for (size_t i = 0; i < sizeof bilevel / sizeof bilevel[0]; i++)
 		roundtrip(bilevel[i].name, "w",
-			  &(struct spec){.w = 37, .h = 21, .bps = 1, .spp = 1,
-					 .photometric = bilevel[i].photo,
-					 .compression = bilevel[i].comp, .seed = 7 + (unsigned)i},
+			  &(struct spec){ .w = 37,
+					  .h = 21,
+					  .bps = 1,
+					  .spp = 1,
+					  .photometric = bilevel[i].photo,
+					  .compression = bilevel[i].comp,
+					  .seed = 7 + (unsigned)i },
 			  0);
 
 	/* RGB: LZW with predictor, PackBits, 16-bit deflate big-endian, tiles, separate planes. */
 	roundtrip("rgb8_lzw.tif", "w",
-		  &(struct spec){.w = 29, .h = 19, .bps = 8, .spp = 3, .photometric = RGB,
-				 .compression = COMPRESSION_LZW, .predictor = PREDICTOR_HORIZONTAL,
-				 .seed = 20}, 0.5);
+		  &(struct spec){ .w = 29,
+				  .h = 19,
+				  .bps = 8,
+				  .spp = 3,
+				  .photometric = RGB,
+				  .compression = COMPRESSION_LZW,
+				  .predictor = PREDICTOR_HORIZONTAL,
+				  .seed = 20 },
+		  0.5);
 	roundtrip("rgb8_packbits.tif", "w",
-		  &(struct spec){.w = 29, .h = 19, .bps = 8, .spp = 3, .photometric = RGB,
-				 .compression = COMPRESSION_PACKBITS, .seed = 21}, 0.5);
+		  &(struct spec){ .w = 29,
+				  .h = 19,
+				  .bps = 8,
+				  .spp = 3,
+				  .photometric = RGB,
+				  .compression = COMPRESSION_PACKBITS,
+				  .seed = 21 },
+		  0.5);
 	roundtrip("rgb16_deflate_be.tif", "wb",
-		  &(struct spec){.w = 21, .h = 14, .bps = 16, .spp = 3, .photometric = RGB,
-				 .compression = COMPRESSION_ADOBE_DEFLATE, .seed = 22}, 0.5);
+		  &(struct spec){ .w = 21,
+				  .h = 14,
+				  .bps = 16,
+				  .spp = 3,
+				  .photometric = RGB,
+				  .compression = COMPRESSION_ADOBE_DEFLATE,
+				  .seed = 22 },
+		  0.5);
 	roundtrip("rgb8_tiled.tif", "w",
-		  &(struct spec){.w = 40, .h = 27, .bps = 8, .spp = 3, .photometric = RGB,
-				 .compression = COMPRESSION_ADOBE_DEFLATE, .tile = 16, .seed = 23},
+		  &(struct spec){ .w = 40,
+				  .h = 27,
+				  .bps = 8,
+				  .spp = 3,
+				  .photometric = RGB,
+				  .compression = COMPRESSION_ADOBE_DEFLATE,
+				  .tile = 16,
+				  .seed = 23 },
 		  0.5);
 	roundtrip("rgb8_separate.tif", "w",
-		  &(struct spec){.w = 19, .h = 23, .bps = 8, .spp = 3, .photometric = RGB,
-				 .planar = SEP, .compression = COMPRESSION_LZW, .seed = 24}, 0.5);
+		  &(struct spec){ .w = 19,
+				  .h = 23,
+				  .bps = 8,
+				  .spp = 3,
+				  .photometric = RGB,
+				  .planar = SEP,
+				  .compression = COMPRESSION_LZW,
+				  .seed = 24 },
+		  0.5);
 	roundtrip("rgb16_separate_tiled.tif", "w",
-		  &(struct spec){.w = 35, .h = 18, .bps = 16, .spp = 3, .photometric = RGB,
-				 .planar = SEP, .tile = 16, .seed = 25}, 0.5);
+		  &(struct spec){ .w = 35,
+				  .h = 18,
+				  .bps = 16,
+				  .spp = 3,
+				  .photometric = RGB,
+				  .planar = SEP,
+				  .tile = 16,
+				  .seed = 25 },
+		  0.5);
 	roundtrip("bw_tiled.tif", "w",
-		  &(struct spec){.w = 45, .h = 20, .bps = 1, .spp = 1, .photometric = W,
-				 .tile = 16, .seed = 26}, 0);
+		  &(struct spec){ .w = 45,
+				  .h = 20,
+				  .bps = 1,
+				  .spp = 1,
+				  .photometric = W,
+				  .tile = 16,
+				  .seed = 26 },
+		  0);
 
 	/* RGBA over white: straight alpha at 8 bits; at 16 bits colour and alpha are each rounded
 	 * to 8 bits before compositing (error up to 1.5); premultiplied alpha is un-premultiplied
 	 * to 8 bits first (error up to 1.5). */
 	roundtrip("rgba8.tif", "w",
-		  &(struct spec){.w = 17, .h = 13, .bps = 8, .spp = 4, .photometric = RGB,
-				 .has_extra = true, .extra = EXTRASAMPLE_UNASSALPHA, .seed = 30},
+		  &(struct spec){ .w = 17,
+				  .h = 13,
+				  .bps = 8,
+				  .spp = 4,
+				  .photometric = RGB,
+				  .has_extra = true,
+				  .extra = EXTRASAMPLE_UNASSALPHA,
+				  .seed = 30 },
 		  0.5);
 	roundtrip("rgba16.tif", "w",
-		  &(struct spec){.w = 17, .h = 13, .bps = 16, .spp = 4, .photometric = RGB,
-				 .has_extra = true, .extra = EXTRASAMPLE_UNASSALPHA, .seed = 31},
+		  &(struct spec){ .w = 17,
+				  .h = 13,
+				  .bps = 16,
+				  .spp = 4,
+				  .photometric = RGB,
+				  .has_extra = true,
+				  .extra = EXTRASAMPLE_UNASSALPHA,
+				  .seed = 31 },
 		  1.5);
 	roundtrip("rgba8_assoc.tif", "w",
-		  &(struct spec){.w = 17, .h = 13, .bps = 8, .spp = 4, .photometric = RGB,
-				 .has_extra = true, .extra = EXTRASAMPLE_ASSOCALPHA, .seed = 32},
+		  &(struct spec){ .w = 17,
+				  .h = 13,
+				  .bps = 8,
+				  .spp = 4,
+				  .photometric = RGB,
+				  .has_extra = true,
+				  .extra = EXTRASAMPLE_ASSOCALPHA,
+				  .seed = 32 },
 		  1.5);
 	roundtrip("rgba8_separate.tif", "w",
-		  &(struct spec){.w = 17, .h = 13, .bps = 8, .spp = 4, .photometric = RGB,
-				 .planar = SEP, .has_extra = true, .extra = EXTRASAMPLE_UNASSALPHA,
-				 .seed = 33}, 0.5);
+		  &(struct spec){ .w = 17,
+				  .h = 13,
+				  .bps = 8,
+				  .spp = 4,
+				  .photometric = RGB,
+				  .planar = SEP,
+				  .has_extra = true,
+				  .extra = EXTRASAMPLE_UNASSALPHA,
+				  .seed = 33 },
+		  0.5);
 
 	/* Palette: 8 and 4 bits with 16-bit entries, and an old-style colormap of 8-bit values. */
 	roundtrip("palette8.tif", "w",
-		  &(struct spec){.w = 25, .h = 10, .bps = 8, .spp = 1,
-				 .photometric = PHOTOMETRIC_PALETTE, .cmap = cmap8,
-				 .compression = COMPRESSION_LZW, .seed = 40}, 0.5);
+		  &(struct spec){ .w = 25,
+				  .h = 10,
+				  .bps = 8,
+				  .spp = 1,
+				  .photometric = PHOTOMETRIC_PALETTE,
+				  .cmap = cmap8,
+				  .compression = COMPRESSION_LZW,
+				  .seed = 40 },
+		  0.5);
 	roundtrip("palette4.tif", "w",
-		  &(struct spec){.w = 25, .h = 10, .bps = 4, .spp = 1,
-				 .photometric = PHOTOMETRIC_PALETTE, .cmap = cmap4, .seed = 41},
+		  &(struct spec){ .w = 25,
+				  .h = 10,
+				  .bps = 4,
+				  .spp = 1,
+				  .photometric = PHOTOMETRIC_PALETTE,
+				  .cmap = cmap4,
+				  .seed = 41 },
 		  0.5);
 	roundtrip("palette8_narrow.tif", "w",
-		  &(struct spec){.w = 25, .h = 10, .bps = 8, .spp = 1,
-				 .photometric = PHOTOMETRIC_PALETTE, .cmap = cmap_narrow,
-				 .seed = 42}, 0);
+		  &(struct spec){ .w = 25,
+				  .h = 10,
+				  .bps = 8,
+				  .spp = 1,
+				  .photometric = PHOTOMETRIC_PALETTE,
+				  .cmap = cmap_narrow,
+				  .seed = 42 },
+		  0);
 
 	/* CMYK: 8 bits exact; 16 bits quantised to 8 before the conversion (error up to 1.5). */
 	roundtrip("cmyk8.tif", "w",
-		  &(struct spec){.w = 14, .h = 11, .bps = 8, .spp = 4,
-				 .photometric = PHOTOMETRIC_SEPARATED, .seed = 50}, 0.5);
+		  &(struct spec){ .w = 14,
+				  .h = 11,
+				  .bps = 8,
+				  .spp = 4,
+				  .photometric = PHOTOMETRIC_SEPARATED,
+				  .seed = 50 },
+		  0.5);
 	roundtrip("cmyk16.tif", "w",
-		  &(struct spec){.w = 14, .h = 11, .bps = 16, .spp = 4,
-				 .photometric = PHOTOMETRIC_SEPARATED, .seed = 51}, 1.5);
+		  &(struct spec){ .w = 14,
+				  .h = 11,
+				  .bps = 16,
+				  .spp = 4,
+				  .photometric = PHOTOMETRIC_SEPARATED,
+				  .seed = 51 },
+		  1.5);
 
 	/* Plain YCbCr (no subsampling) through libtiff's RGBA reader: its fixed-point BT.601
 	 * conversion is within 2 of the real-valued formula. */
 	roundtrip("ycbcr.tif", "w",
-		  &(struct spec){.w = 16, .h = 8, .bps = 8, .spp = 3,
-				 .photometric = PHOTOMETRIC_YCBCR, .ycbcr_1x1 = true, .seed = 60},
+		  &(struct spec){ .w = 16,
+				  .h = 8,
+				  .bps = 8,
+				  .spp = 3,
+				  .photometric = PHOTOMETRIC_YCBCR,
+				  .ycbcr_1x1 = true,
+				  .seed = 60 },
 		  2);
 
 	/* JPEG is lossy: on smooth content at quality 95 (default 2x2 chroma subsampling for
 	 * YCbCr) every channel must be within 8 of the source. */
 	roundtrip("jpeg_ycbcr.tif", "w",
-		  &(struct spec){.w = 48, .h = 40, .bps = 8, .spp = 3,
-				 .photometric = PHOTOMETRIC_YCBCR, .compression = COMPRESSION_JPEG,
-				 .jpeg_rgb = true, .smooth = true, .rows_per_strip = 16, .seed = 70},
+		  &(struct spec){ .w = 48,
+				  .h = 40,
+				  .bps = 8,
+				  .spp = 3,
+				  .photometric = PHOTOMETRIC_YCBCR,
+				  .compression = COMPRESSION_JPEG,
+				  .jpeg_rgb = true,
+				  .smooth = true,
+				  .rows_per_strip = 16,
+				  .seed = 70 },
 		  8);
 	/* Whole tiles: the writer pads partial tiles with black, which JPEG blurs into the edge. */
 	roundtrip("jpeg_ycbcr_tiled.tif", "w",
-		  &(struct spec){.w = 48, .h = 32, .bps = 8, .spp = 3,
-				 .photometric = PHOTOMETRIC_YCBCR, .compression = COMPRESSION_JPEG,
-				 .jpeg_rgb = true, .smooth = true, .tile = 16, .seed = 73}, 8);
+		  &(struct spec){ .w = 48,
+				  .h = 32,
+				  .bps = 8,
+				  .spp = 3,
+				  .photometric = PHOTOMETRIC_YCBCR,
+				  .compression = COMPRESSION_JPEG,
+				  .jpeg_rgb = true,
+				  .smooth = true,
+				  .tile = 16,
+				  .seed = 73 },
+		  8);
 	roundtrip("jpeg_rgb.tif", "w",
-		  &(struct spec){.w = 48, .h = 40, .bps = 8, .spp = 3, .photometric = RGB,
-				 .compression = COMPRESSION_JPEG, .smooth = true,
-				 .rows_per_strip = 16, .seed = 71}, 8);
+		  &(struct spec){ .w = 48,
+				  .h = 40,
+				  .bps = 8,
+				  .spp = 3,
+				  .photometric = RGB,
+				  .compression = COMPRESSION_JPEG,
+				  .smooth = true,
+				  .rows_per_strip = 16,
+				  .seed = 71 },
+		  8);
 	roundtrip("jpeg_gray_tiled.tif", "w",
-		  &(struct spec){.w = 40, .h = 40, .bps = 8, .spp = 1, .photometric = B,
-				 .compression = COMPRESSION_JPEG, .smooth = true, .tile = 16,
-				 .seed = 72}, 8);
+		  &(struct spec){ .w = 40,
+				  .h = 40,
+				  .bps = 8,
+				  .spp = 1,
+				  .photometric = B,
+				  .compression = COMPRESSION_JPEG,
+				  .smooth = true,
+				  .tile = 16,
+				  .seed = 72 },
+		  8);
 }
 
 static void test_multipage_and_bigtiff(void)
 {
 	const struct spec pages[3] = {
-		{.w = 30, .h = 20, .bps = 8, .spp = 3, .photometric = PHOTOMETRIC_RGB,
-		 .compression = COMPRESSION_LZW, .seed = 80, .xres = 200, .yres = 200,
-		 .res_unit = RESUNIT_INCH},
-		{.w = 17, .h = 41, .bps = 16, .spp = 1, .photometric = PHOTOMETRIC_MINISBLACK,
-		 .seed = 81},
-		{.w = 64, .h = 8, .bps = 1, .spp = 1, .photometric = PHOTOMETRIC_MINISWHITE,
-		 .compression = COMPRESSION_CCITTFAX4, .seed = 82, .orientation = 6},
+		{ .w = 30,
+		  .h = 20,
+		  .bps = 8,
+		  .spp = 3,
+		  .photometric = PHOTOMETRIC_RGB,
+		  .compression = COMPRESSION_LZW,
+		  .seed = 80,
+		  .xres = 200,
+		  .yres = 200,
+		  .res_unit = RESUNIT_INCH },
+		{ .w = 17,
+		  .h = 41,
+		  .bps = 16,
+		  .spp = 1,
+		  .photometric = PHOTOMETRIC_MINISBLACK,
+		  .seed = 81 },
+		{ .w = 64,
+		  .h = 8,
+		  .bps = 1,
+		  .spp = 1,
+		  .photometric = PHOTOMETRIC_MINISWHITE,
+		  .compression = COMPRESSION_CCITTFAX4,
+		  .seed = 82,
+		  .orientation = 6 },
 	};
-	static const char *const modes[][2] = {
-		{"multi.tif", "w"}, {"multi_big.tif", "w8"}, {"multi_big_be.tif", "w8b"}};
+	static const char *const modes[][2] = { { "multi.tif", "w" },
+						{ "multi_big.tif", "w8" },
+						{ "multi_big_be.tif", "w8b" } };
 	for (size_t m = 0; m < 3; m++) {
 		const char *path = write_tiff(modes[m][0], modes[m][1], pages, 3);
 		vlm_err err;
@@ -530,7 +736,7 @@ static void test_multipage_and_bigtiff(void)
 	}
 	/* BigTIFF really was written (magic 43). */
 	FILE *f = fopen(write_tiff("big_magic.tif", "w8", pages, 1), "rb");
-	uint8_t head[4] = {0};
+	uint8_t head[4] = { 0 };
 	CHECK(f && fread(head, 1, 4, f) == 4);
 	if (f)
 		fclose(f);
@@ -540,9 +746,16 @@ static void test_multipage_and_bigtiff(void)
 static void test_orientation(void)
 {
 	for (uint16_t o = 1; o <= 8; o++) {
-		struct spec s = {.w = 5, .h = 3, .bps = 8, .spp = 3, .photometric = PHOTOMETRIC_RGB,
-				 .orientation = o, .xres = 100, .yres = 200,
-				 .res_unit = RESUNIT_INCH, .seed = 90};
+		struct spec s = { .w = 5,
+				  .h = 3,
+				  .bps = 8,
+				  .spp = 3,
+				  .photometric = PHOTOMETRIC_RGB,
+				  .orientation = o,
+				  .xres = 100,
+				  .yres = 200,
+				  .res_unit = RESUNIT_INCH,
+				  .seed = 90 };
 		char name[32];
 		snprintf(name, sizeof name, "orient%u.tif", o);
 		const char *path = write_tiff(name, "w", &s, 1);
@@ -566,17 +779,22 @@ static void test_resolution(void)
 		uint16_t unit;
 		double dpi_x, dpi_y;
 	} cases[] = {
-		{"res_inch.tif", 300, 150, RESUNIT_INCH, 300, 150},
-		{"res_cm.tif", 100, 50, RESUNIT_CENTIMETER, 254, 127},
-		{"res_none.tif", 72, 72, RESUNIT_NONE, 0, 0},
-		{"res_absent.tif", 0, 0, 0, 0, 0},
+		{ "res_inch.tif", 300, 150, RESUNIT_INCH, 300, 150 },
+		{ "res_cm.tif", 100, 50, RESUNIT_CENTIMETER, 254, 127 },
+		{ "res_none.tif", 72, 72, RESUNIT_NONE, 0, 0 },
+		{ "res_absent.tif", 0, 0, 0, 0, 0 },
 		/* TIFF 6.0: ResolutionUnit defaults to inch when the tag is missing. */
-		{"res_no_unit.tif", 240, 240, 0, 240, 240},
+		{ "res_no_unit.tif", 240, 240, 0, 240, 240 },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		struct spec s = {.w = 4, .h = 4, .bps = 8, .spp = 1,
-				 .photometric = PHOTOMETRIC_MINISBLACK, .xres = cases[i].xres,
-				 .yres = cases[i].yres, .res_unit = cases[i].unit};
+		struct spec s = { .w = 4,
+				  .h = 4,
+				  .bps = 8,
+				  .spp = 1,
+				  .photometric = PHOTOMETRIC_MINISBLACK,
+				  .xres = cases[i].xres,
+				  .yres = cases[i].yres,
+				  .res_unit = cases[i].unit };
 		vlm_err err;
 		struct ex_doc *doc = load(write_tiff(cases[i].name, "w", &s, 1), NULL, &err);
 		CHECK(doc != NULL);
@@ -649,8 +867,16 @@ static bool patch_long(uint8_t *d, size_t n, uint16_t tag, uint32_t value)
 		uint8_t *e = d + off + 2 + 12u * i;
 		if ((e[0] | e[1] << 8) != tag)
 			continue;
-		const uint8_t entry[10] = {4, 0, 1, 0, 0, 0, (uint8_t)value, (uint8_t)(value >> 8),
-					   (uint8_t)(value >> 16), (uint8_t)(value >> 24)};
+		const uint8_t entry[10] = { 4,
+					    0,
+					    1,
+					    0,
+					    0,
+					    0,
+					    (uint8_t)value,
+					    (uint8_t)(value >> 8),
+					    (uint8_t)(value >> 16),
+					    (uint8_t)(value >> 24) };
 		memcpy(e + 2, entry, sizeof entry);
 		return true;
 	}
@@ -659,9 +885,10 @@ static bool patch_long(uint8_t *d, size_t n, uint16_t tag, uint32_t value)
 
 static void test_broken(void)
 {
-	const struct spec rgb = {.w = 64, .h = 64, .bps = 8, .spp = 3,
-				 .photometric = PHOTOMETRIC_RGB, .seed = 100};
-	const struct spec three[3] = {rgb, rgb, rgb};
+	const struct spec rgb = {
+		.w = 64, .h = 64, .bps = 8, .spp = 3, .photometric = PHOTOMETRIC_RGB, .seed = 100
+	};
+	const struct spec three[3] = { rgb, rgb, rgb };
 	char path[300];
 	size_t n = 0;
 
@@ -679,7 +906,7 @@ static void test_broken(void)
 
 	/* Valid magic, first directory offset far beyond the file. */
 	snprintf(path, sizeof path, "%s/bad_header.tif", tmp_dir);
-	uint8_t head[64] = {'I', 'I', 42, 0, 0xf0, 0xff, 0xff, 0x7f};
+	uint8_t head[64] = { 'I', 'I', 42, 0, 0xf0, 0xff, 0xff, 0x7f };
 	spit(path, head, sizeof head);
 	expect_refusal(path, NULL, EX_REASON_CORRUPT, "corrupt");
 
@@ -705,7 +932,7 @@ static void test_broken(void)
 	free(d);
 
 	/* Corrupt compressed data: page 2's LZW strip overwritten with noise. */
-	struct spec lzw[2] = {rgb, rgb};
+	struct spec lzw[2] = { rgb, rgb };
 	lzw[1].compression = COMPRESSION_LZW;
 	lzw[1].rows_per_strip = 64;
 	snprintf(path, sizeof path, "%s", write_tiff("bad_lzw.tif", "w", lzw, 2));
@@ -731,7 +958,7 @@ static void test_broken(void)
 	tif = TIFFOpen(path, "w");
 	CHECK(tif != NULL);
 	if (tif) {
-		uint8_t strip[100] = {0};
+		uint8_t strip[100] = { 0 };
 		TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, 16);
 		TIFFSetField(tif, TIFFTAG_IMAGELENGTH, 16);
 		TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, 8);
@@ -745,13 +972,17 @@ static void test_broken(void)
 
 	/* Bomb headers: a 1x1 deflate image whose ImageWidth/ImageLength are patched to huge sizes,
 	 * refused from the header alone (a tiny file, no pixel data behind the claim). */
-	static const uint32_t bombs[][2] = {{100000, 100000}, {50000, 50000}};
-	const struct spec one = {.w = 1, .h = 1, .bps = 8, .spp = 3, .photometric = PHOTOMETRIC_RGB,
-				 .compression = COMPRESSION_ADOBE_DEFLATE,
-				 .rows_per_strip = UINT32_MAX};
+	static const uint32_t bombs[][2] = { { 100000, 100000 }, { 50000, 50000 } };
+	const struct spec one = { .w = 1,
+				  .h = 1,
+				  .bps = 8,
+				  .spp = 3,
+				  .photometric = PHOTOMETRIC_RGB,
+				  .compression = COMPRESSION_ADOBE_DEFLATE,
+				  .rows_per_strip = UINT32_MAX };
 	for (size_t i = 0; i < 2; i++) {
-		snprintf(path, sizeof path, "%s", write_tiff(i ? "bomb1.tif" : "bomb0.tif", "w",
-							     &one, 1));
+		snprintf(path, sizeof path, "%s",
+			 write_tiff(i ? "bomb1.tif" : "bomb0.tif", "w", &one, 1));
 		d = slurp(path, &n);
 		CHECK(n < 4096);
 		CHECK(patch_long(d, n, TIFFTAG_IMAGEWIDTH, bombs[i][0]));
@@ -765,7 +996,7 @@ static void test_broken(void)
 	struct ex_limits lim;
 	ex_limits_default(&lim);
 	lim.max_pages = 3;
-	const struct spec four[4] = {rgb, rgb, rgb, rgb};
+	const struct spec four[4] = { rgb, rgb, rgb, rgb };
 	expect_refusal(write_tiff("four.tif", "w", four, 4), &lim, EX_REASON_TOO_MANY_PAGES,
 		       "4 pages");
 	ex_limits_default(&lim);
@@ -775,18 +1006,31 @@ static void test_broken(void)
 
 	/* Variants we do not decode are named. */
 	expect_refusal(write_tiff("float.tif", "w",
-				  &(struct spec){.w = 4, .h = 4, .bps = 32, .spp = 1,
-						 .photometric = PHOTOMETRIC_MINISBLACK,
-						 .sample_format = SAMPLEFORMAT_IEEEFP}, 1),
+				  &(struct spec){ .w = 4,
+						  .h = 4,
+						  .bps = 32,
+						  .spp = 1,
+						  .photometric = PHOTOMETRIC_MINISBLACK,
+						  .sample_format = SAMPLEFORMAT_IEEEFP },
+				  1),
 		       NULL, EX_REASON_UNSUPPORTED_VARIANT, "floating point");
 	expect_refusal(write_tiff("lab.tif", "w",
-				  &(struct spec){.w = 4, .h = 4, .bps = 8, .spp = 3,
-						 .photometric = PHOTOMETRIC_CIELAB}, 1),
+				  &(struct spec){ .w = 4,
+						  .h = 4,
+						  .bps = 8,
+						  .spp = 3,
+						  .photometric = PHOTOMETRIC_CIELAB },
+				  1),
 		       NULL, EX_REASON_UNSUPPORTED_VARIANT, "CIELab");
 	/* An unknown compression scheme (patched in after writing). */
 	snprintf(path, sizeof path, "%s",
-		 write_tiff("codec.tif", "w", &(struct spec){.w = 4, .h = 4, .bps = 8, .spp = 1,
-							    .photometric = PHOTOMETRIC_MINISBLACK}, 1));
+		 write_tiff("codec.tif", "w",
+			    &(struct spec){ .w = 4,
+					    .h = 4,
+					    .bps = 8,
+					    .spp = 1,
+					    .photometric = PHOTOMETRIC_MINISBLACK },
+			    1));
 	d = slurp(path, &n);
 	CHECK(patch_long(d, n, TIFFTAG_COMPRESSION, 60000));
 	spit(path, d, n);

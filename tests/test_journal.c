@@ -10,11 +10,16 @@
 
 static char dir[] = "/tmp/test_journal.XXXXXX";
 
-static struct ex_job make_job(const char *id, const char *inbox, const char *name,
-			      const char *sha, enum ex_job_state state, double claimed)
+static struct ex_job make_job(const char *id, const char *inbox, const char *name, const char *sha,
+			      enum ex_job_state state, double claimed)
 {
-	struct ex_job j = {.state = state, .claimed_at = claimed, .next_try = claimed,
-			   .size = 1234, .src_dev = 2049, .src_ino = 77, .src_mtime_ns = 5};
+	struct ex_job j = { .state = state,
+			    .claimed_at = claimed,
+			    .next_try = claimed,
+			    .size = 1234,
+			    .src_dev = 2049,
+			    .src_ino = 77,
+			    .src_mtime_ns = 5 };
 	snprintf(j.id, sizeof j.id, "%s", id);
 	snprintf(j.inbox, sizeof j.inbox, "%s", inbox);
 	snprintf(j.name, sizeof j.name, "%s", name);
@@ -29,14 +34,17 @@ int main(void)
 	char path[256];
 	snprintf(path, sizeof path, "%s/journal.db", dir);
 	struct ex_journal *j = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(ex_journal_open(path, false, &j, &err), 0);
 	if (!j)
 		return CHECK_DONE();
 
-	struct ex_job a = make_job("0000000001-aaaaaaaaaaaa", "finance", "scan 1.pdf", "aa", EX_JOB_QUEUED, 100);
-	struct ex_job b = make_job("0000000002-bbbbbbbbbbbb", "finance", "scan 2.pdf", "bb", EX_JOB_QUEUED, 200);
-	struct ex_job c = make_job("0000000003-cccccccccccc", "medical", "scan 1.pdf", "aa", EX_JOB_FAILED, 300);
+	struct ex_job a = make_job("0000000001-aaaaaaaaaaaa", "finance", "scan 1.pdf", "aa",
+				   EX_JOB_QUEUED, 100);
+	struct ex_job b = make_job("0000000002-bbbbbbbbbbbb", "finance", "scan 2.pdf", "bb",
+				   EX_JOB_QUEUED, 200);
+	struct ex_job c = make_job("0000000003-cccccccccccc", "medical", "scan 1.pdf", "aa",
+				   EX_JOB_FAILED, 300);
 	snprintf(a.schema, sizeof a.schema, "invoice");
 	CHECK_INT(ex_journal_insert(j, &a, &err), 0);
 	CHECK_INT(ex_journal_insert(j, &b, &err), 0);
@@ -75,7 +83,8 @@ int main(void)
 	/* Duplicates are per inbox: "aa" in medical (failed) is not finance's. */
 	CHECK_INT(ex_journal_find_sha(j, "finance", "aa", &got, &err), 1);
 	CHECK_STR(got.id, a.id);
-	CHECK_INT(ex_journal_find_sha(j, "medical", "aa", &got, &err), 0); /* failed: not an original */
+	CHECK_INT(ex_journal_find_sha(j, "medical", "aa", &got, &err),
+		  0); /* failed: not an original */
 	CHECK_INT(ex_journal_find_sha(j, "finance", "cc", &got, &err), 0);
 
 	/* The same inbox file is recognised only with every identity field equal. */
@@ -117,8 +126,8 @@ int main(void)
 	double next = 0;
 	CHECK_INT(ex_journal_next_try(j, false, &next, &err), 1);
 	CHECK_NEAR(next, 200, 1e-9); /* b, the only queued job */
-	struct ex_job e = make_job("0000000005-eeeeeeeeeeee", "medical", "e.pdf", "ee",
-				   EX_JOB_QUEUED, 120);
+	struct ex_job e =
+		make_job("0000000005-eeeeeeeeeeee", "medical", "e.pdf", "ee", EX_JOB_QUEUED, 120);
 	e.attempts = 1;
 	e.next_try = 150;
 	CHECK_INT(ex_journal_insert(j, &e, &err), 0);
@@ -135,7 +144,8 @@ int main(void)
 	CHECK_INT(ex_journal_update(j, &b, &err), 0);
 
 	/* A rolled-back transaction leaves nothing; a committed one is seen by another reader. */
-	struct ex_job d = make_job("0000000004-dddddddddddd", "finance", "d.pdf", "dd", EX_JOB_QUEUED, 400);
+	struct ex_job d =
+		make_job("0000000004-dddddddddddd", "finance", "d.pdf", "dd", EX_JOB_QUEUED, 400);
 	CHECK_INT(ex_journal_begin(j, &err), 0);
 	CHECK_INT(ex_journal_insert(j, &d, &err), 0);
 	ex_journal_rollback(j);

@@ -76,11 +76,17 @@ static void compare(const char *what, const char *name, const float *data, int64
 /* Trace names of the engine -> golden names (vision ones get the current image-set prefix). */
 static void on_trace(void *user, const char *name, const float *data, int64_t rows, int64_t cols)
 {
-	static const struct { const char *trace, *golden; } map[] = {
-		{"vision.patch_embed", "patch_embed"}, {"vision.post_conv_norm", "post_conv_norm"},
-		{"vision.pos_embed", "pos_add"},       {"vision.block.0", "block.0"},
-		{"vision.block.1", "block.1"},         {"vision.post_norm", "post_layernorm"},
-		{"vision.downsample", "downsample"},   {"vision.merger", "merger"},
+	static const struct {
+		const char *trace, *golden;
+	} map[] = {
+		{ "vision.patch_embed", "patch_embed" },
+		{ "vision.post_conv_norm", "post_conv_norm" },
+		{ "vision.pos_embed", "pos_add" },
+		{ "vision.block.0", "block.0" },
+		{ "vision.block.1", "block.1" },
+		{ "vision.post_norm", "post_layernorm" },
+		{ "vision.downsample", "downsample" },
+		{ "vision.merger", "merger" },
 	};
 	const char *what = user;
 	char full[64];
@@ -119,9 +125,10 @@ static bool run(const char *dir, bool reference, bool bf16, double vision_tol, d
 		const char *what)
 {
 	struct vlm_model *m = NULL;
-	vlm_err err = {0};
-	struct vlm_model_opts opts = {.n_threads = 2, .reference_ops = reference,
-				      .bf16_activations = bf16};
+	vlm_err err = { 0 };
+	struct vlm_model_opts opts = { .n_threads = 2,
+				       .reference_ops = reference,
+				       .bf16_activations = bf16 };
 	int rc = vlm_model_load(dir, &opts, &m, &err);
 	if (bf16 && rc == -ENOTSUP) {
 		printf("%s: %s: skipped\n", what, err.msg);
@@ -135,14 +142,14 @@ static bool run(const char *dir, bool reference, bool bf16, double vision_tol, d
 	tol_vision = vision_tol;
 	tol_text = text_tol;
 	worst = 0;
-	struct vlm_trace trace = {on_trace, (void *)what};
+	struct vlm_trace trace = { on_trace, (void *)what };
 	vlm_model_set_trace(m, &trace);
 	struct vlm_session *s = NULL;
 	CHECK_INT(vlm_session_new(m, 128, &s, &err), 0);
 	float *logits = malloc(48 * 1024 * sizeof *logits);
 
 	/* Image C alone: its 16 merged tokens framed by the image markers. */
-	int32_t ids_c[18] = {1007};
+	int32_t ids_c[18] = { 1007 };
 	for (int i = 1; i <= 16; i++)
 		ids_c[i] = 1011;
 	ids_c[17] = 1008;
@@ -162,7 +169,7 @@ static bool run(const char *dir, bool reference, bool bf16, double vision_tol, d
 	to_grids(want("vision.ab.grid_thw"), grids);
 	prefix = "vision.ab.";
 	rc = vlm_session_prefill(s, ids, L, want("vision.ab.pixel_values")->data,
-				     (const int64_t(*)[3])grids, 2, logits, true, &err);
+				 (const int64_t(*)[3])grids, 2, logits, true, &err);
 	CHECK_INT(rc, 0);
 	if (rc < 0)
 		fprintf(stderr, "%s\n", err.msg);
@@ -217,7 +224,7 @@ int main(void)
 	char dir[512], path[600];
 	snprintf(dir, sizeof dir, "%s/tests/fixtures/tiny-glm4v", getenv("INTAKE_SOURCE_DIR"));
 	snprintf(path, sizeof path, "%s/golden.safetensors", dir);
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	if (vlm_st_open(path, &golden, &err) < 0) {
 		fprintf(stderr, "%s\n", err.msg);
 		return 1;
@@ -229,8 +236,8 @@ int main(void)
 	int64_t grids[2][3], delta = 0;
 	to_ids(in, ids);
 	to_grids(want("vision.ab.grid_thw"), grids);
-	CHECK_INT(vlm_rope_index(ids, 48, 1011, 1012, (const int64_t(*)[3])grids, 2, 2, got,
-				 &delta, NULL),
+	CHECK_INT(vlm_rope_index(ids, 48, 1011, 1012, (const int64_t(*)[3])grids, 2, 2, got, &delta,
+				 NULL),
 		  0);
 	for (int i = 0; i < 3 * 48; i++)
 		CHECK_INT(got[i], ((const int64_t *)pos->data)[i]);

@@ -20,8 +20,8 @@ static void test_sink_disk_full(void)
 		fprintf(stderr, "note: no /dev/full: ENOSPC case skipped\n");
 		return;
 	}
-	struct ex_pull_sink s = {.fd = fd, .path = "m/.intake-download/x.incomplete", .have = 7};
-	vlm_err err = {0};
+	struct ex_pull_sink s = { .fd = fd, .path = "m/.intake-download/x.incomplete", .have = 7 };
+	vlm_err err = { 0 };
 	CHECK_INT(ex_pull_sink_write(&s, "abc", 3, &err), -ENOSPC);
 	CHECK_INT(err.code, -ENOSPC);
 	CHECK_CONTAINS(err.msg, "model pull: 'm/.intake-download/x.incomplete': disk full after 7 "
@@ -36,14 +36,16 @@ static void test_sink_hashes(void)
 	char path[] = "/tmp/test_model_pull.XXXXXX";
 	int fd = mkstemp(path);
 	CHECK(fd >= 0);
-	struct ex_pull_sink s = {.fd = fd, .path = path, .sha256 = g_checksum_new(G_CHECKSUM_SHA256)};
+	struct ex_pull_sink s = { .fd = fd,
+				  .path = path,
+				  .sha256 = g_checksum_new(G_CHECKSUM_SHA256) };
 	CHECK_INT(ex_pull_sink_write(&s, "a", 1, NULL), 0);
 	CHECK_INT(ex_pull_sink_write(&s, "bc", 2, NULL), 0);
 	CHECK_INT(s.have, 3);
 	/* FIPS 180-2, appendix B.1: SHA-256("abc"). */
 	CHECK_STR(g_checksum_get_string(s.sha256),
 		  "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-	char back[4] = {0};
+	char back[4] = { 0 };
 	CHECK_INT(pread(fd, back, 3, 0), 3);
 	CHECK_STR(back, "abc");
 	g_checksum_free(s.sha256);
@@ -54,26 +56,31 @@ static void test_sink_hashes(void)
 static void test_http_errors(void)
 {
 	const char *r = "org/model";
-	vlm_err err = {0};
-	CHECK_INT(ex_pull_http_error(401, "GatedRepo", "", r, "main", "revision 'main'", false,
-				     &err), -EACCES);
+	vlm_err err = { 0 };
+	CHECK_INT(
+		ex_pull_http_error(401, "GatedRepo", "", r, "main", "revision 'main'", false, &err),
+		-EACCES);
 	CHECK_CONTAINS(err.msg, "'org/model' is gated (HTTP 401)");
 	CHECK_CONTAINS(err.msg, "set HF_TOKEN");
 	CHECK_INT(ex_pull_http_error(403, "GatedRepo", "", r, "main", "x", true, &err), -EACCES);
 	CHECK_CONTAINS(err.msg, "token in HF_TOKEN has no access (HTTP 403)");
 	CHECK_INT(ex_pull_http_error(401, "", "Invalid credentials in Authorization header", r,
-				     "main", "x", true, &err), -EACCES);
+				     "main", "x", true, &err),
+		  -EACCES);
 	CHECK_CONTAINS(err.msg, "HF_TOKEN is invalid or expired");
 	/* The hub's 401 for a missing repository: it will not tell missing from private. */
-	CHECK_INT(ex_pull_http_error(401, "RepoNotFound", "", r, "main", "x", false, &err), -EACCES);
+	CHECK_INT(ex_pull_http_error(401, "RepoNotFound", "", r, "main", "x", false, &err),
+		  -EACCES);
 	CHECK_CONTAINS(err.msg, "'org/model' not found (HTTP 401)");
 	CHECK_CONTAINS(err.msg, "if it is private or gated, set HF_TOKEN");
-	CHECK_INT(ex_pull_http_error(404, "RepoNotFound", "", r, "main", "x", false, &err), -ENOENT);
+	CHECK_INT(ex_pull_http_error(404, "RepoNotFound", "", r, "main", "x", false, &err),
+		  -ENOENT);
 	CHECK_INT(ex_pull_http_error(404, "RevisionNotFound", "", r, "v9", "x", false, &err),
 		  -ENOENT);
 	CHECK_CONTAINS(err.msg, "revision 'v9' not found (HTTP 404)");
 	CHECK_INT(ex_pull_http_error(404, "EntryNotFound", "", r, "main", "file 'config.json'",
-				     false, &err), -ENOENT);
+				     false, &err),
+		  -ENOENT);
 	CHECK_CONTAINS(err.msg, "file 'config.json' not found");
 	CHECK_INT(ex_pull_http_error(403, "", "Forbidden", r, "main", "file 'a'", false, &err),
 		  -EACCES);
@@ -110,7 +117,7 @@ static void write_file(const char *dir, const char *name, const void *data, size
 static void test_model_id(void)
 {
 	char id[256], fixture[512];
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	snprintf(fixture, sizeof fixture, "%s/tests/fixtures/tiny-glm4v",
 		 getenv("INTAKE_SOURCE_DIR") ? getenv("INTAKE_SOURCE_DIR") : "..");
 	CHECK_INT(ex_model_id(fixture, id, sizeof id, &err), 0);
@@ -120,8 +127,9 @@ static void test_model_id(void)
 	/* One model.safetensors: the id hashes its 8-byte length and JSON header only. */
 	char dir[] = "/tmp/test_model_id.XXXXXX";
 	CHECK(mkdtemp(dir) != NULL);
-	static const char header[] = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
-	unsigned char file[8 + sizeof header - 1 + 4] = {sizeof header - 1};
+	static const char header[] =
+		"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+	unsigned char file[8 + sizeof header - 1 + 4] = { sizeof header - 1 };
 	memcpy(file + 8, header, sizeof header - 1);
 	memcpy(file + 8 + sizeof header - 1, "\1\2\3\4", 4);
 	write_file(dir, "model.safetensors", file, sizeof file);

@@ -40,7 +40,7 @@ static float *rand_f32(int64_t n)
 static struct vlm_tensor rand_weight(enum vlm_dtype dt, int64_t rows, int64_t cols)
 {
 	int64_t n = rows ? rows * cols : cols;
-	struct vlm_tensor t = {.name = "w", .dtype = dt};
+	struct vlm_tensor t = { .name = "w", .dtype = dt };
 	if (rows) {
 		t.n_dims = 2;
 		t.shape[0] = rows;
@@ -125,15 +125,17 @@ static void test_f16_conversion(void)
 
 static void test_ref_by_hand(struct vlm_ops *ops)
 {
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(vlm_ops_set_impl(ops, VLM_OPS_REF, &err), 0);
 
 	/* matmul: [1 2 3] . [[1 0 -1] [.5 .5 .5]]^T + [10 0] = [8 3] */
-	float wv[6] = {1, 0, -1, 0.5f, 0.5f, 0.5f}, bv[2] = {10, 0}, x[3] = {1, 2, 3}, y[2];
-	struct vlm_tensor w = {.name = "w", .dtype = VLM_DTYPE_F32, .n_dims = 2, .shape = {2, 3},
-			       .data = wv};
-	struct vlm_tensor b = {.name = "b", .dtype = VLM_DTYPE_F32, .n_dims = 1, .shape = {2},
-			       .data = bv};
+	float wv[6] = { 1, 0, -1, 0.5f, 0.5f, 0.5f }, bv[2] = { 10, 0 }, x[3] = { 1, 2, 3 }, y[2];
+	struct vlm_tensor w = {
+		.name = "w", .dtype = VLM_DTYPE_F32, .n_dims = 2, .shape = { 2, 3 }, .data = wv
+	};
+	struct vlm_tensor b = {
+		.name = "b", .dtype = VLM_DTYPE_F32, .n_dims = 1, .shape = { 2 }, .data = bv
+	};
 	CHECK_INT(vlm_op_matmul(ops, y, x, 1, &w, &b, &err), 0);
 	CHECK_NEAR(y[0], 8, 1e-6);
 	CHECK_NEAR(y[1], 3, 1e-6);
@@ -144,17 +146,19 @@ static void test_ref_by_hand(struct vlm_ops *ops)
 	CHECK_CONTAINS(err.msg, "bias3");
 
 	/* rmsnorm [3 4] * [1 2]: rms = sqrt(12.5) */
-	float xn[2] = {3, 4}, wn[2] = {1, 2}, yn[4];
-	struct vlm_tensor tn = {.name = "norm", .dtype = VLM_DTYPE_F32, .n_dims = 1, .shape = {2},
-				.data = wn};
+	float xn[2] = { 3, 4 }, wn[2] = { 1, 2 }, yn[4];
+	struct vlm_tensor tn = {
+		.name = "norm", .dtype = VLM_DTYPE_F32, .n_dims = 1, .shape = { 2 }, .data = wn
+	};
 	CHECK_INT(vlm_op_rmsnorm(ops, yn, xn, &tn, 1, 2, 0.0f, &err), 0);
 	CHECK_NEAR(yn[0], 3 / sqrt(12.5), 1e-6);
 	CHECK_NEAR(yn[1], 8 / sqrt(12.5), 1e-6);
 
 	/* layernorm [1 2 3 4]: mean 2.5, variance 1.25; weight 1, bias 0.5 */
-	float xl[4] = {1, 2, 3, 4}, ones[4] = {1, 1, 1, 1}, halves[4] = {.5f, .5f, .5f, .5f};
-	struct vlm_tensor tw = {.name = "ln.w", .dtype = VLM_DTYPE_F32, .n_dims = 1, .shape = {4},
-				.data = ones};
+	float xl[4] = { 1, 2, 3, 4 }, ones[4] = { 1, 1, 1, 1 }, halves[4] = { .5f, .5f, .5f, .5f };
+	struct vlm_tensor tw = {
+		.name = "ln.w", .dtype = VLM_DTYPE_F32, .n_dims = 1, .shape = { 4 }, .data = ones
+	};
 	struct vlm_tensor tb = tw;
 	tb.name = "ln.b";
 	tb.data = halves;
@@ -163,18 +167,18 @@ static void test_ref_by_hand(struct vlm_ops *ops)
 	CHECK_NEAR(yn[3], 1.5 / sqrt(1.25) + 0.5, 1e-6);
 
 	/* silu(1) * 2 = 2 / (1 + e^-1); fused [gate | up] row */
-	float gu[2] = {1, 2}, s;
+	float gu[2] = { 1, 2 }, s;
 	CHECK_INT(vlm_op_silu_mul(ops, &s, gu, gu + 1, 1, 1, 2, &err), 0);
 	CHECK_NEAR(s, 2 / (1 + exp(-1.0)), 1e-6);
 
 	/* gelu(+-1) = +-Phi(+-1): Phi(1) = 0.8413447460685429 */
-	float g[2] = {1, -1};
+	float g[2] = { 1, -1 };
 	CHECK_INT(vlm_op_gelu_erf(ops, g, g, 2, &err), 0);
 	CHECK_NEAR(g[0], 0.8413447460685429, 1e-6);
 	CHECK_NEAR(g[1], -0.15865525393145707, 1e-6);
 
 	/* softmax [0, ln 3] = [1/4, 3/4] */
-	float sm[2] = {0, (float)log(3.0)}, so[2];
+	float sm[2] = { 0, (float)log(3.0) }, so[2];
 	CHECK_INT(vlm_op_softmax(ops, so, sm, 1, 2, &err), 0);
 	CHECK_NEAR(so[0], 0.25, 1e-6);
 	CHECK_NEAR(so[1], 0.75, 1e-6);
@@ -183,17 +187,20 @@ static void test_ref_by_hand(struct vlm_ops *ops)
 	CHECK_NEAR(so[1], log(0.75), 1e-6);
 
 	/* argmax: the first of equal maxima, NaN ignored */
-	float am[5] = {1, 3, 3, NAN, 2};
+	float am[5] = { 1, 3, 3, NAN, 2 };
 	int64_t idx = -1;
 	CHECK_INT(vlm_op_argmax(ops, am, 5, &idx, &err), 0);
 	CHECK_INT(idx, 1);
 	CHECK_INT(vlm_op_argmax(ops, am, 0, &idx, &err), -EINVAL);
 
 	/* embedding from a bf16 table [3, 2] */
-	uint16_t tab[6] = {0x3f80, 0x4000, 0x4040, 0x4080, 0xbf80, 0x0000}; /* 1 2 3 4 -1 0 */
-	struct vlm_tensor te = {.name = "embed", .dtype = VLM_DTYPE_BF16, .n_dims = 2,
-				.shape = {3, 2}, .data = tab};
-	int32_t ids[2] = {2, 1};
+	uint16_t tab[6] = { 0x3f80, 0x4000, 0x4040, 0x4080, 0xbf80, 0x0000 }; /* 1 2 3 4 -1 0 */
+	struct vlm_tensor te = { .name = "embed",
+				 .dtype = VLM_DTYPE_BF16,
+				 .n_dims = 2,
+				 .shape = { 3, 2 },
+				 .data = tab };
+	int32_t ids[2] = { 2, 1 };
 	float ye[4];
 	CHECK_INT(vlm_op_embedding(ops, ye, &te, ids, 2, &err), 0);
 	CHECK_NEAR(ye[0], -1, 0);
@@ -207,13 +214,13 @@ static void test_ref_by_hand(struct vlm_ops *ops)
 
 static void test_rope_by_hand(struct vlm_ops *ops)
 {
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	/* Text: hd 6, rotary 4, theta 1e4: inv_freq = [1, 0.01]. Sections [1, 1, 0]: pair 0 uses
 	 * the temporal stream (2), pair 1 the height stream (100), so both angles are known:
 	 * 2 rad and 1 rad. Dims 4, 5 pass through. */
-	float q[6] = {1, 0, 1, 0, 7, 8};
-	int sections[3] = {1, 1, 0};
-	int32_t pos[3] = {2, 100, 9};
+	float q[6] = { 1, 0, 1, 0, 7, 8 };
+	int sections[3] = { 1, 1, 0 };
+	int32_t pos[3] = { 2, 100, 9 };
 	CHECK_INT(vlm_op_rope_text(ops, q, 1, 1, 6, 6, 4, sections, pos, 1e4f, &err), 0);
 	CHECK_NEAR(q[0], cos(2.0), 1e-6);
 	CHECK_NEAR(q[1], sin(2.0), 1e-6);
@@ -221,16 +228,16 @@ static void test_rope_by_hand(struct vlm_ops *ops)
 	CHECK_NEAR(q[3], sin(1.0), 1e-5);
 	CHECK_NEAR(q[4], 7, 0);
 	CHECK_NEAR(q[5], 8, 0);
-	int bad[3] = {1, 1, 1};
+	int bad[3] = { 1, 1, 1 };
 	CHECK_INT(vlm_op_rope_text(ops, q, 1, 1, 6, 6, 4, bad, pos, 1e4f, &err), -EINVAL);
 
 	/* Vision: hd 8 (pairs (k, k+4)), theta 1e4: inv_freq = [1, 0.01]; angles
 	 * [h, 0.01 h, w, 0.01 w] for (h, w) = (3, 50): 3, 0.03, 50, 0.5 rad. Each dim k < 4 starts
 	 * as 1 with its partner 0, so it becomes (cos a_k, sin a_k). */
-	float v[8] = {1, 1, 1, 1, 0, 0, 0, 0};
-	int32_t hw[2] = {3, 50};
+	float v[8] = { 1, 1, 1, 1, 0, 0, 0, 0 };
+	int32_t hw[2] = { 3, 50 };
 	CHECK_INT(vlm_op_rope_vision(ops, v, 1, 1, 8, 8, hw, 1e4f, &err), 0);
-	double ang[4] = {3, 0.03, 50, 0.5};
+	double ang[4] = { 3, 0.03, 50, 0.5 };
 	for (int k = 0; k < 4; k++) {
 		CHECK_NEAR(v[k], cos(ang[k]), 1e-5);
 		CHECK_NEAR(v[k + 4], sin(ang[k]), 1e-5);
@@ -240,16 +247,25 @@ static void test_rope_by_hand(struct vlm_ops *ops)
 /* One key: the output is that key's value. Two keys with q = 0: the mean of their values. */
 static void test_attention_by_hand(struct vlm_ops *ops)
 {
-	vlm_err err = {0};
-	float q[4] = {0.3f, -1, 2, 0.5f}, k[8] = {1, 2, 3, 4, -1, 0, 1, 2},
-	      v[8] = {5, 6, 7, 8, 1, 2, 3, 4}, out[4];
-	struct vlm_attn a = {.L = 1, .T = 1, .n_head = 1, .n_kv_head = 1, .head_dim = 4, .q = q,
-			     .q_stride = 4, .k = k, .v = v, .kv_stride = 4, .out = out,
-			     .mask = VLM_ATTN_CAUSAL};
+	vlm_err err = { 0 };
+	float q[4] = { 0.3f, -1, 2, 0.5f }, k[8] = { 1, 2, 3, 4, -1, 0, 1, 2 },
+	      v[8] = { 5, 6, 7, 8, 1, 2, 3, 4 }, out[4];
+	struct vlm_attn a = { .L = 1,
+			      .T = 1,
+			      .n_head = 1,
+			      .n_kv_head = 1,
+			      .head_dim = 4,
+			      .q = q,
+			      .q_stride = 4,
+			      .k = k,
+			      .v = v,
+			      .kv_stride = 4,
+			      .out = out,
+			      .mask = VLM_ATTN_CAUSAL };
 	CHECK_INT(vlm_op_attention(ops, &a, &err), 0);
 	for (int d = 0; d < 4; d++)
 		CHECK_NEAR(out[d], v[d], 1e-6);
-	float zero[4] = {0};
+	float zero[4] = { 0 };
 	a.q = zero;
 	a.T = 2;
 	a.past = 1;
@@ -266,7 +282,7 @@ static void test_attention_by_hand(struct vlm_ops *ops)
 static void compare_matmul(struct vlm_ops *ops, enum vlm_ops_impl impl, enum vlm_dtype dt,
 			   int64_t M, int64_t N, int64_t K, const enum vlm_dtype *bias_dt)
 {
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct vlm_tensor w = rand_weight(dt, N, K);
 	struct vlm_tensor b = rand_weight(bias_dt ? *bias_dt : VLM_DTYPE_F32, 0, N);
 	const struct vlm_tensor *bias = bias_dt ? &b : NULL;
@@ -290,11 +306,11 @@ static void test_matmul(struct vlm_ops *ops, enum vlm_ops_impl impl)
 {
 	static const int64_t shapes[][3] = {
 		/* M, N, K */
-		{1, 67, 1176}, {1, 5, 27},  {1, 1, 1},    {3, 97, 352}, {17, 67, 27},
-		{130, 33, 352}, {2, 50, 600}, {5, 1, 1025}, {1, 131, 8},  {4, 48, 16},
-		{6, 300, 40}, /* several W row tiles per matmul, the last one partial */
+		{ 1, 67, 1176 }, { 1, 5, 27 },     { 1, 1, 1 },    { 3, 97, 352 },
+		{ 17, 67, 27 },  { 130, 33, 352 }, { 2, 50, 600 }, { 5, 1, 1025 },
+		{ 1, 131, 8 },   { 4, 48, 16 },    { 6, 300, 40 }, /* several W row tiles per matmul, the last one partial */
 	};
-	static const enum vlm_dtype dts[] = {VLM_DTYPE_BF16, VLM_DTYPE_F16, VLM_DTYPE_F32};
+	static const enum vlm_dtype dts[] = { VLM_DTYPE_BF16, VLM_DTYPE_F16, VLM_DTYPE_F32 };
 	for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
 		for (size_t d = 0; d < 3; d++)
 			compare_matmul(ops, impl, dts[d], shapes[s][0], shapes[s][1], shapes[s][2],
@@ -320,7 +336,7 @@ static float round_bf16(float f)
 static void compare_matmul_bf16(struct vlm_ops *ops, enum vlm_dtype dt, int64_t M, int64_t N,
 				int64_t K, bool with_bias)
 {
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct vlm_tensor w = rand_weight(dt, N, K);
 	struct vlm_tensor b = rand_weight(VLM_DTYPE_BF16, 0, N);
 	float *x = rand_f32(M * K), *xr = rand_f32(M * K), *want = rand_f32(M * N),
@@ -336,7 +352,8 @@ static void compare_matmul_bf16(struct vlm_ops *ops, enum vlm_dtype dt, int64_t 
 	CHECK_INT(vlm_ops_set_bf16(ops, false, &err), 0);
 	char what[128];
 	snprintf(what, sizeof what, "matmul bf16-activations %s M=%lld N=%lld K=%lld%s",
-		 dtype_name(dt), (long long)M, (long long)N, (long long)K, with_bias ? " +bias" : "");
+		 dtype_name(dt), (long long)M, (long long)N, (long long)K,
+		 with_bias ? " +bias" : "");
 	check_close(what, got, want, M * N, 1e-6 * sqrt((double)K) + 1e-6);
 	free(x);
 	free(xr);
@@ -348,10 +365,11 @@ static void compare_matmul_bf16(struct vlm_ops *ops, enum vlm_dtype dt, int64_t 
 
 static void test_matmul_bf16(struct vlm_ops *ops)
 {
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	if (!vlm_ops_bf16_supported() || !vlm_ops_impl_supported(VLM_OPS_AVX2)) {
 		printf("bf16 activations: no AVX512_BF16 on this CPU or build, not tested\n");
-		CHECK_INT(vlm_ops_set_bf16(ops, true, &err), vlm_ops_bf16_supported() ? 0 : -ENOTSUP);
+		CHECK_INT(vlm_ops_set_bf16(ops, true, &err),
+			  vlm_ops_bf16_supported() ? 0 : -ENOTSUP);
 		CHECK_INT(vlm_ops_set_bf16(ops, false, &err), 0);
 		return;
 	}
@@ -359,10 +377,17 @@ static void test_matmul_bf16(struct vlm_ops *ops)
 	static const int64_t shapes[][3] = {
 		/* M, N, K: row tails of the 8-row kernel, partial 48-column panels, several 144-row
 		 * tasks, odd K, several 1024-wide K blocks with a partial last one */
-		{2, 5, 27},   {8, 48, 64},  {9, 49, 1},    {17, 300, 352}, {130, 97, 2100},
-		{3, 145, 1025}, {33, 40, 2048}, {1, 67, 1176},
+		{ 2, 5, 27 },
+		{ 8, 48, 64 },
+		{ 9, 49, 1 },
+		{ 17, 300, 352 },
+		{ 130, 97, 2100 },
+		{ 3, 145, 1025 },
+		{ 33, 40, 2048 },
+		{ 1, 67, 1176 },
 		/* x over the 4M-element bf16 buffer: two chunks of rows; K too long for it (f32) */
-		{300, 5, 16000}, {2, 1, 600000},
+		{ 300, 5, 16000 },
+		{ 2, 1, 600000 },
 	};
 	for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
 		compare_matmul_bf16(ops, VLM_DTYPE_BF16, shapes[s][0], shapes[s][1], shapes[s][2],
@@ -374,8 +399,8 @@ static void test_matmul_bf16(struct vlm_ops *ops)
 
 static void test_rows(struct vlm_ops *ops, enum vlm_ops_impl impl)
 {
-	vlm_err err = {0};
-	static const int64_t shapes[][2] = {{1, 4096}, {3, 27}, {17, 1176}, {130, 1}};
+	vlm_err err = { 0 };
+	static const int64_t shapes[][2] = { { 1, 4096 }, { 3, 27 }, { 17, 1176 }, { 130, 1 } };
 	for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
 		int64_t M = shapes[s][0], D = shapes[s][1], n = M * D;
 		struct vlm_tensor w = rand_weight(VLM_DTYPE_BF16, 0, D);
@@ -384,15 +409,15 @@ static void test_rows(struct vlm_ops *ops, enum vlm_ops_impl impl)
 		char what[96];
 		snprintf(what, sizeof what, "%s M=%lld D=%lld", vlm_ops_impl_name(impl),
 			 (long long)M, (long long)D);
-#define BOTH(name, call_want, call_got)                                   \
-	do {                                                              \
-		vlm_ops_set_impl(ops, VLM_OPS_REF, NULL);                 \
-		CHECK_INT(call_want, 0);                                  \
-		vlm_ops_set_impl(ops, impl, NULL);                        \
-		CHECK_INT(call_got, 0);                                   \
-		char w_[160];                                             \
-		snprintf(w_, sizeof w_, "%s %s", name, what);             \
-		check_close(w_, got, want, n, 1e-6);                      \
+#define BOTH(name, call_want, call_got)                       \
+	do {                                                  \
+		vlm_ops_set_impl(ops, VLM_OPS_REF, NULL);     \
+		CHECK_INT(call_want, 0);                      \
+		vlm_ops_set_impl(ops, impl, NULL);            \
+		CHECK_INT(call_got, 0);                       \
+		char w_[160];                                 \
+		snprintf(w_, sizeof w_, "%s %s", name, what); \
+		check_close(w_, got, want, n, 1e-6);          \
 	} while (0)
 		BOTH("rmsnorm", vlm_op_rmsnorm(ops, want, x, &w, M, D, 1e-5f, &err),
 		     vlm_op_rmsnorm(ops, got, x, &w, M, D, 1e-5f, &err));
@@ -426,11 +451,11 @@ static void test_rows(struct vlm_ops *ops, enum vlm_ops_impl impl)
 
 static void test_rope(struct vlm_ops *ops, enum vlm_ops_impl impl)
 {
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	/* text: L 17, 3 heads of 32 dims, rotary 16, a row stride with a gap, positions up to
 	 * 5000 with three different streams */
 	int64_t L = 17, stride = 3 * 32 + 5;
-	int sections[3] = {2, 3, 3};
+	int sections[3] = { 2, 3, 3 };
 	int32_t pos[3 * 17];
 	for (int i = 0; i < 3 * 17; i++)
 		pos[i] = (int32_t)(rng_u32() % 5000);
@@ -470,8 +495,9 @@ struct attn_case {
 static void run_attention(struct vlm_ops *ops, enum vlm_ops_impl impl, const struct attn_case *c,
 			  bool bf16)
 {
-	vlm_err err = {0};
-	int64_t q_stride = (int64_t)c->n_head * c->hd + 3, kv_stride = (int64_t)c->n_kv_head * c->hd + 9;
+	vlm_err err = { 0 };
+	int64_t q_stride = (int64_t)c->n_head * c->hd + 3,
+		kv_stride = (int64_t)c->n_kv_head * c->hd + 9;
 	int64_t n_out = c->L * c->n_head * c->hd;
 	float *q = rand_f32(c->L * q_stride), *k = rand_f32(c->T * kv_stride),
 	      *v = rand_f32(c->T * kv_stride);
@@ -487,15 +513,26 @@ static void run_attention(struct vlm_ops *ops, enum vlm_ops_impl impl, const str
 		kr[i] = bf16 ? round_bf16(k[i]) : k[i];
 		vr[i] = bf16 ? round_bf16(v[i]) : v[i];
 	}
-	struct vlm_attn a = {.L = c->L, .T = c->T, .n_head = c->n_head, .n_kv_head = c->n_kv_head,
-			     .head_dim = c->hd, .q = qr, .q_stride = q_stride, .k = kr, .v = vr,
-			     .kv_stride = kv_stride, .out = want,
-			     .mask = c->cu ? VLM_ATTN_SEGMENTS : VLM_ATTN_CAUSAL, .past = c->past,
-			     .cu_seqlens = c->cu, .n_segments = c->n_seg};
+	struct vlm_attn a = { .L = c->L,
+			      .T = c->T,
+			      .n_head = c->n_head,
+			      .n_kv_head = c->n_kv_head,
+			      .head_dim = c->hd,
+			      .q = qr,
+			      .q_stride = q_stride,
+			      .k = kr,
+			      .v = vr,
+			      .kv_stride = kv_stride,
+			      .out = want,
+			      .mask = c->cu ? VLM_ATTN_SEGMENTS : VLM_ATTN_CAUSAL,
+			      .past = c->past,
+			      .cu_seqlens = c->cu,
+			      .n_segments = c->n_seg };
 	char what[128];
 	snprintf(what, sizeof what, "attention %s%s L=%lld T=%lld past=%lld H=%d/%d hd=%d%s",
-		 vlm_ops_impl_name(impl), bf16 ? " bf16-activations" : "", (long long)c->L, (long long)c->T, (long long)c->past,
-		 c->n_head, c->n_kv_head, c->hd, c->cu ? " segments" : "");
+		 vlm_ops_impl_name(impl), bf16 ? " bf16-activations" : "", (long long)c->L,
+		 (long long)c->T, (long long)c->past, c->n_head, c->n_kv_head, c->hd,
+		 c->cu ? " segments" : "");
 	vlm_ops_set_impl(ops, VLM_OPS_REF, NULL);
 	CHECK_INT(vlm_op_attention(ops, &a, &err), 0);
 	vlm_ops_set_impl(ops, impl, NULL);
@@ -543,18 +580,18 @@ static void run_attention(struct vlm_ops *ops, enum vlm_ops_impl impl, const str
 
 static void test_attention(struct vlm_ops *ops, enum vlm_ops_impl impl)
 {
-	static const int32_t cu[] = {0, 5, 5, 100, 107};
-	static const int32_t cu1[] = {0, 3};
+	static const int32_t cu[] = { 0, 5, 5, 100, 107 };
+	static const int32_t cu1[] = { 0, 3 };
 	const struct attn_case cases[] = {
 		/* decode: one token after 40, GQA group 4, hd 128 */
-		{.L = 1, .T = 41, .past = 40, .n_head = 8, .n_kv_head = 2, .hd = 128},
+		{ .L = 1, .T = 41, .past = 40, .n_head = 8, .n_kv_head = 2, .hd = 128 },
 		/* prefill continuing a cache, group 1, hd 64 */
-		{.L = 17, .T = 30, .past = 5, .n_head = 2, .n_kv_head = 2, .hd = 64},
+		{ .L = 17, .T = 30, .past = 5, .n_head = 2, .n_kv_head = 2, .hd = 64 },
 		/* more keys than one online-softmax block, hd not a multiple of 8 */
-		{.L = 130, .T = 130, .past = 0, .n_head = 4, .n_kv_head = 1, .hd = 20},
+		{ .L = 130, .T = 130, .past = 0, .n_head = 4, .n_kv_head = 1, .hd = 20 },
 		/* vision: unequal segments (one empty), non-causal */
-		{.L = 107, .T = 107, .n_head = 3, .n_kv_head = 3, .hd = 40, .cu = cu, .n_seg = 4},
-		{.L = 3, .T = 3, .n_head = 1, .n_kv_head = 1, .hd = 8, .cu = cu1, .n_seg = 1},
+		{ .L = 107, .T = 107, .n_head = 3, .n_kv_head = 3, .hd = 40, .cu = cu, .n_seg = 4 },
+		{ .L = 3, .T = 3, .n_head = 1, .n_kv_head = 1, .hd = 8, .cu = cu1, .n_seg = 1 },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		run_attention(ops, impl, &cases[i], false);
@@ -564,15 +601,21 @@ static void test_attention_bf16(struct vlm_ops *ops)
 {
 	if (!vlm_ops_bf16_supported() || !vlm_ops_impl_supported(VLM_OPS_AVX2))
 		return; /* test_matmul_bf16 says so */
-	static const int32_t cu[] = {0, 70, 70, 200};
+	static const int32_t cu[] = { 0, 70, 70, 200 };
 	const struct attn_case cases[] = {
 		/* vision: segments (one empty) across the 96-query tasks and 64-key blocks, hd 128 */
-		{.L = 200, .T = 200, .n_head = 2, .n_kv_head = 2, .hd = 128, .cu = cu, .n_seg = 3},
+		{ .L = 200,
+		  .T = 200,
+		  .n_head = 2,
+		  .n_kv_head = 2,
+		  .hd = 128,
+		  .cu = cu,
+		  .n_seg = 3 },
 		/* prefill continuing a cache, GQA group 2 */
-		{.L = 100, .T = 150, .past = 50, .n_head = 4, .n_kv_head = 2, .hd = 64},
+		{ .L = 100, .T = 150, .past = 50, .n_head = 4, .n_kv_head = 2, .hd = 64 },
 		/* the smallest L on the bf16 path, a head dim of no whole tile */
-		{.L = 48, .T = 48, .n_head = 1, .n_kv_head = 1, .hd = 18},
-		{.L = 130, .T = 130, .n_head = 4, .n_kv_head = 1, .hd = 20},
+		{ .L = 48, .T = 48, .n_head = 1, .n_kv_head = 1, .hd = 18 },
+		{ .L = 130, .T = 130, .n_head = 4, .n_kv_head = 1, .hd = 20 },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		run_attention(ops, VLM_OPS_AVX2, &cases[i], true);
@@ -580,7 +623,7 @@ static void test_attention_bf16(struct vlm_ops *ops)
 
 int main(void)
 {
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct vlm_ops *ops = NULL;
 	int rc = vlm_ops_new(0, &ops, &err);
 	CHECK_INT(rc, 0);
@@ -600,7 +643,8 @@ int main(void)
 	for (int i = VLM_OPS_PORTABLE; i < VLM_OPS_IMPL_COUNT; i++) {
 		enum vlm_ops_impl impl = (enum vlm_ops_impl)i;
 		if (!vlm_ops_impl_supported(impl)) {
-			printf("%s: not supported on this CPU, not tested\n", vlm_ops_impl_name(impl));
+			printf("%s: not supported on this CPU, not tested\n",
+			       vlm_ops_impl_name(impl));
 			CHECK_INT(vlm_ops_set_impl(ops, impl, &err), -ENOTSUP);
 			continue;
 		}

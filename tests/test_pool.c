@@ -11,8 +11,8 @@ enum { MAX_TASKS = 1000 };
 
 struct run_ctx {
 	int n_threads;
-	int count[MAX_TASKS];    /* each task writes only its own slot */
-	atomic_int bad_thread;   /* tasks that saw an out-of-range thread index */
+	int count[MAX_TASKS];  /* each task writes only its own slot */
+	atomic_int bad_thread; /* tasks that saw an out-of-range thread index */
 	atomic_int total;
 };
 
@@ -27,7 +27,7 @@ static void task_fn(void *ctx, int64_t task, int thread)
 
 static void run_and_check(struct vlm_pool *pool, int64_t n_tasks)
 {
-	struct run_ctx c = {.n_threads = vlm_pool_n_threads(pool)};
+	struct run_ctx c = { .n_threads = vlm_pool_n_threads(pool) };
 	vlm_pool_run(pool, task_fn, &c, n_tasks);
 	CHECK_INT(atomic_load(&c.total), n_tasks);
 	CHECK_INT(atomic_load(&c.bad_thread), 0);
@@ -40,7 +40,7 @@ static void run_and_check(struct vlm_pool *pool, int64_t n_tasks)
 
 int main(void)
 {
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct vlm_pool *pool = NULL;
 
 	CHECK_INT(vlm_pool_new(4, &pool, &err), 0);

@@ -13,7 +13,7 @@ static const char yaml[] = "name: mini\nversion: \"3\"\ninstruction: x\n"
 			   "  number: {type: string, required: true}\n"
 			   "  total: {type: decimal}\n";
 
-static const struct ex_stage_time timings[] = {{"ingest", 0.25}, {"decode", 1.5}};
+static const struct ex_stage_time timings[] = { { "ingest", 0.25 }, { "decode", 1.5 } };
 
 static struct ex_provenance provenance(void)
 {
@@ -36,7 +36,7 @@ static void test_sha256(void)
 {
 	char path[SCRATCH_PATH_SIZE], hex[65];
 	uint64_t size = 0;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	scratch_write(path, "abc.txt", "abc", 3);
 	CHECK_INT(ex_file_sha256(path, &size, hex, &err), 0);
 	CHECK_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
@@ -55,11 +55,11 @@ static json_t *get(json_t *o, const char *path)
 
 static void test_shape(const struct ex_schema *s)
 {
-	const float lp[] = {-0.105360516f /* ln 0.9 */, -0.0001f};
-	struct ex_field_evidence ev[] = {{"number", lp, 2, 1}};
+	const float lp[] = { -0.105360516f /* ln 0.9 */, -0.0001f };
+	struct ex_field_evidence ev[] = { { "number", lp, 2, 1 } };
 	json_t *answer = json_pack("{s:s, s:s}", "number", "INV-1", "total", "1,296.00");
 	struct ex_validation *v = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(ex_validate(s, answer, ev, 1, &v, &err), 0);
 	json_decref(answer);
 	if (!v)
@@ -71,13 +71,14 @@ static void test_shape(const struct ex_schema *s)
 	if (!doc)
 		return;
 	/* Top-level keys in the documented order. */
-	static const char *const keys[] = {"intake_version", "created", "status", "error", "schema",
-					   "source", "model", "device", "timings_s", "data",
-					   "fields", "review"};
+	static const char *const keys[] = { "intake_version", "created", "status", "error",
+					    "schema",         "source",  "model",  "device",
+					    "timings_s",      "data",    "fields", "review" };
 	size_t k = 0;
 	const char *key;
 	json_t *val;
-	json_object_foreach(doc, key, val) {
+	json_object_foreach(doc, key, val)
+	{
 		if (k < sizeof keys / sizeof keys[0])
 			CHECK_STR(key, keys[k]);
 		k++;
@@ -87,7 +88,8 @@ static void test_shape(const struct ex_schema *s)
 	CHECK_STR(json_string_value(get(doc, "created")), "2023-11-14T22:13:20Z");
 	CHECK_STR(json_string_value(get(doc, "status")), "needs_review");
 	CHECK(json_is_null(get(doc, "error")));
-	json_t *schema = get(doc, "schema"), *source = get(doc, "source"), *model = get(doc, "model");
+	json_t *schema = get(doc, "schema"), *source = get(doc, "source"),
+	       *model = get(doc, "model");
 	CHECK_STR(json_string_value(get(schema, "name")), "mini");
 	CHECK_STR(json_string_value(get(schema, "version")), "3");
 	CHECK_STR(json_string_value(get(source, "name")), "inbox/a.pdf");
@@ -101,7 +103,8 @@ static void test_shape(const struct ex_schema *s)
 	CHECK_NEAR(json_real_value(get(get(doc, "timings_s"), "decode")), 1.5, 0);
 	CHECK_STR(json_string_value(get(get(doc, "data"), "total")), "1296.00");
 
-	json_t *number = get(get(doc, "fields"), "number"), *total = get(get(doc, "fields"), "total");
+	json_t *number = get(get(doc, "fields"), "number"),
+	       *total = get(get(doc, "fields"), "total");
 	CHECK_STR(json_string_value(get(number, "value")), "INV-1");
 	CHECK(json_is_true(get(number, "valid")));
 	CHECK_INT(json_array_size(get(number, "errors")), 0);
@@ -148,7 +151,7 @@ static void test_shape(const struct ex_schema *s)
 static void test_failed(void)
 {
 	struct ex_validation *v = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(ex_validation_failed("schema: 'x.yaml': no such schema", &v, &err), 0);
 	struct ex_provenance prov = provenance();
 	prov.format = NULL;
@@ -174,7 +177,7 @@ static void test_failed(void)
 static void test_latin1_name(const struct ex_schema *s)
 {
 	struct ex_validation *v = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(ex_validation_failed("x", &v, &err), 0);
 	struct ex_provenance prov = provenance();
 	prov.source_name = "inbox/factur\xe9.pdf";
@@ -183,7 +186,8 @@ static void test_latin1_name(const struct ex_schema *s)
 	ex_validation_free(v);
 	if (!doc)
 		return;
-	CHECK_STR(json_string_value(get(get(doc, "source"), "name")), "inbox/factur\xef\xbf\xbd.pdf");
+	CHECK_STR(json_string_value(get(get(doc, "source"), "name")),
+		  "inbox/factur\xef\xbf\xbd.pdf");
 	json_decref(doc);
 }
 
@@ -193,7 +197,7 @@ int main(void)
 	char path[SCRATCH_PATH_SIZE];
 	scratch_write(path, "mini.yaml", yaml, sizeof yaml - 1);
 	struct ex_schema *s = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	if (ex_schema_load(path, &s, &err) < 0) {
 		fprintf(stderr, "%s\n", err.msg);
 		return 1;

@@ -40,7 +40,7 @@ static uint8_t zeros[64];
 static void expect_error(int code, const char *fragment)
 {
 	struct vlm_st_file *f = (struct vlm_st_file *)1;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	int rc = vlm_st_open(path, &f, &err);
 	CHECK_INT(rc, code);
 	CHECK_INT(err.code, code);
@@ -67,7 +67,7 @@ static void test_good_file(void)
 		   "\"e\":{\"dtype\":\"I64\",\"shape\":[0,5],\"data_offsets\":[25,25]}}",
 		   8, 0, data, sizeof data);
 	struct vlm_st_file *f = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(vlm_st_open(path, &f, &err), 0);
 	if (!f) {
 		fprintf(stderr, "%s\n", err.msg);
@@ -129,7 +129,7 @@ static void test_broken_files(void)
 {
 	const char *one = "{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}";
 
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct vlm_st_file *f = NULL;
 	CHECK_INT(vlm_st_open("/nonexistent/x.safetensors", &f, &err), -ENOENT);
 	CHECK_CONTAINS(err.msg, "safetensors: '/nonexistent/x.safetensors': cannot open");

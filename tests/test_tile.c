@@ -41,17 +41,17 @@ static void test_fit(void)
 static void test_downscale(void)
 {
 	/* 4x2 to 2x1: each output pixel is the mean of a 2x2 block. */
-	const uint8_t src[] = {10, 20, 30, 30, 40, 50, 100, 0, 0, 200, 0, 0,
-			       50, 60, 70, 70, 80, 90, 0, 0, 0, 0, 0, 0};
-	uint8_t dst[6] = {0};
-	vlm_err err = {0};
+	const uint8_t src[] = { 10, 20, 30, 30, 40, 50, 100, 0, 0, 200, 0, 0,
+				50, 60, 70, 70, 80, 90, 0,   0, 0, 0,   0, 0 };
+	uint8_t dst[6] = { 0 };
+	vlm_err err = { 0 };
 	CHECK_INT(ex_tile_downscale(src, 4, 2, dst, 2, 1, &err), 0);
-	const uint8_t want[] = {40, 50, 60, 75, 0, 0};
+	const uint8_t want[] = { 40, 50, 60, 75, 0, 0 };
 	for (int i = 0; i < 6; i++)
 		CHECK_INT(dst[i], want[i]);
 	/* 3x1 to 2x1: output 0 covers source [0, 1.5): (0 + 90 / 2) / 1.5 = 30; output 1 covers
 	 * [1.5, 3): (90 / 2 + 180) / 1.5 = 150. */
-	const uint8_t row[] = {0, 0, 0, 90, 90, 90, 180, 180, 180};
+	const uint8_t row[] = { 0, 0, 0, 90, 90, 90, 180, 180, 180 };
 	CHECK_INT(ex_tile_downscale(row, 3, 1, dst, 2, 1, &err), 0);
 	CHECK_INT(dst[0], 30);
 	CHECK_INT(dst[3], 150);
@@ -84,31 +84,37 @@ static void test_merge(void)
 	char path[4096];
 	snprintf(path, sizeof path, "%s/schemas/lab_report.yaml", getenv("INTAKE_SOURCE_DIR"));
 	struct ex_schema *s = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	if (ex_schema_load(path, &s, &err) < 0) {
 		fprintf(stderr, "%s\n", err.msg);
 		exit(1);
 	}
-	json_t *a = parse("{\"lab_name\": \"City Lab\", \"patient\": null, \"specimen_date\": null,"
-			  " \"report_date\": null, \"items\": [{\"test\": \"Hb\", \"value\": \"13.9\","
-			  " \"unit\": null, \"reference_range\": null, \"flag\": null}]}");
-	json_t *b = parse("{\"lab_name\": \"Other\", \"patient\": {\"name\": null, \"id\": \"P1\","
-			  " \"sex\": \"F\", \"birth_date\": null}, \"specimen_date\": \"2026-10-28\","
-			  " \"report_date\": null, \"items\": [{\"test\": \"K\", \"value\": \"3.2\","
-			  " \"unit\": null, \"reference_range\": null, \"flag\": \"L\"},"
-			  " {\"test\": \"Na\", \"value\": \"140\", \"unit\": null,"
-			  " \"reference_range\": null, \"flag\": null}]}");
+	json_t *a =
+		parse("{\"lab_name\": \"City Lab\", \"patient\": null, \"specimen_date\": null,"
+		      " \"report_date\": null, \"items\": [{\"test\": \"Hb\", \"value\": \"13.9\","
+		      " \"unit\": null, \"reference_range\": null, \"flag\": null}]}");
+	json_t *b =
+		parse("{\"lab_name\": \"Other\", \"patient\": {\"name\": null, \"id\": \"P1\","
+		      " \"sex\": \"F\", \"birth_date\": null}, \"specimen_date\": \"2026-10-28\","
+		      " \"report_date\": null, \"items\": [{\"test\": \"K\", \"value\": \"3.2\","
+		      " \"unit\": null, \"reference_range\": null, \"flag\": \"L\"},"
+		      " {\"test\": \"Na\", \"value\": \"140\", \"unit\": null,"
+		      " \"reference_range\": null, \"flag\": null}]}");
 	json_t *not_object = json_string("garbage");
-	float lp[] = {-0.1f, -0.2f, -0.3f, -0.4f, -0.5f, -0.6f};
+	float lp[] = { -0.1f, -0.2f, -0.3f, -0.4f, -0.5f, -0.6f };
 	const struct ex_field_evidence ev_a[] = {
-		{"lab_name", &lp[0], 1, 1}, {"report_date", &lp[1], 1, 1},
-		{"items[0].test", &lp[2], 1, 1},
+		{ "lab_name", &lp[0], 1, 1 },
+		{ "report_date", &lp[1], 1, 1 },
+		{ "items[0].test", &lp[2], 1, 1 },
 	};
 	const struct ex_field_evidence ev_b[] = {
-		{"lab_name", &lp[3], 1, 2}, {"items[0].test", &lp[4], 1, 2},
-		{"patient.id", &lp[5], 1, 2},
+		{ "lab_name", &lp[3], 1, 2 },
+		{ "items[0].test", &lp[4], 1, 2 },
+		{ "patient.id", &lp[5], 1, 2 },
 	};
-	const struct ex_tile_part parts[] = {{a, ev_a, 3}, {not_object, NULL, 0}, {b, ev_b, 3}};
+	const struct ex_tile_part parts[] = { { a, ev_a, 3 },
+					      { not_object, NULL, 0 },
+					      { b, ev_b, 3 } };
 	struct ex_tile_merged m;
 	CHECK_INT(ex_tile_merge(s, parts, 3, &m, &err), 0);
 	json_t *want = parse(
@@ -143,7 +149,7 @@ static void test_merge(void)
 	json_decref(want);
 
 	/* No part with an object: every key present and null. */
-	const struct ex_tile_part none[] = {{not_object, NULL, 0}};
+	const struct ex_tile_part none[] = { { not_object, NULL, 0 } };
 	CHECK_INT(ex_tile_merge(s, none, 1, &m, &err), 0);
 	CHECK_INT(json_object_size(m.answer), 5);
 	CHECK(json_is_null(json_object_get(m.answer, "items")));

@@ -26,7 +26,7 @@ static char *stream_decode(const struct vlm_tokenizer *tok, const int32_t *ids, 
 			   bool skip_special)
 {
 	struct vlm_detok_stream *s;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(vlm_detok_stream_new(tok, skip_special, &s, &err), 0);
 	size_t cap = 64, len = 0;
 	char *all = malloc(cap);
@@ -60,17 +60,19 @@ static void test_golden(const struct vlm_tokenizer *tok)
 	size_t i;
 	const json_t *c;
 	size_t n_encode = 0, n_decode = 0;
-	json_array_foreach(json_object_get(golden, "encode"), i, c) {
+	json_array_foreach(json_object_get(golden, "encode"), i, c)
+	{
 		const json_t *text = json_object_get(c, "text");
 		size_t len = json_string_length(text), n_want, n;
 		int32_t *want = json_ids(json_object_get(c, "ids"), &n_want);
 		int32_t *got = malloc((len + 1) * sizeof *got);
-		vlm_err err = {0};
+		vlm_err err = { 0 };
 		CHECK_INT(vlm_tokenize(tok, json_string_value(text), len, got, len, &n, &err), 0);
 		CHECK_INT(n, n_want);
 		bool same = n == n_want && memcmp(got, want, n * sizeof *got) == 0;
 		if (!same)
-			fprintf(stderr, "encode case %zu: '%s' differs\n", i, json_string_value(text));
+			fprintf(stderr, "encode case %zu: '%s' differs\n", i,
+				json_string_value(text));
 		CHECK(same);
 		/* No case uses lstrip/rstrip tokens, so decoding gives the text back exactly. */
 		char *back;
@@ -86,13 +88,14 @@ static void test_golden(const struct vlm_tokenizer *tok)
 		free(want);
 		n_encode++;
 	}
-	json_array_foreach(json_object_get(golden, "decode"), i, c) {
+	json_array_foreach(json_object_get(golden, "decode"), i, c)
+	{
 		size_t n;
 		int32_t *ids = json_ids(json_object_get(c, "ids"), &n);
 		bool skip = json_is_true(json_object_get(c, "skip_special_tokens"));
 		char *text;
 		size_t len;
-		vlm_err err = {0};
+		vlm_err err = { 0 };
 		CHECK_INT(vlm_detokenize(tok, ids, n, skip, &text, &len, &err), 0);
 		CHECK_STR(text, json_string_value(json_object_get(c, "text")));
 		char *streamed = stream_decode(tok, ids, n, skip);
@@ -111,7 +114,7 @@ static void test_golden(const struct vlm_tokenizer *tok)
 /* The id of the one-byte token for byte b, through its GPT-2 byte-level spelling. */
 static int32_t byte_token(const struct vlm_tokenizer *tok, unsigned b)
 {
-	char spelling[3] = {(char)(0xc0 | b >> 6), (char)(0x80 | (b & 0x3f)), 0};
+	char spelling[3] = { (char)(0xc0 | b >> 6), (char)(0x80 | (b & 0x3f)), 0 };
 	int32_t id = vlm_token_id(tok, spelling);
 	CHECK(id >= 0);
 	return id;
@@ -132,20 +135,29 @@ static void test_utf8_repair(const struct vlm_tokenizer *tok)
 		bool skip;
 		const char *want;
 	} cases[] = {
-		{{c3, a9}, 2, false, "\xc3\xa9"},                       /* é */
-		{{c3}, 1, false, "\xef\xbf\xbd"},                       /* cut at the end */
-		{{c3, a}, 2, false, "\xef\xbf\xbd" "a"},
-		{{e0, x80}, 2, false, "\xef\xbf\xbd\xef\xbf\xbd"},      /* E0 needs A0..BF next */
-		{{f0, x9f, x9f, a}, 4, false, "\xef\xbf\xbd" "a"},      /* one subpart of 3 bytes */
-		{{c3, user, a9}, 3, false, "\xef\xbf\xbd<|user|>\xef\xbf\xbd"},
-		{{c3, user, a9}, 3, true, "\xc3\xa9"},                  /* skipped tokens vanish */
+		{ { c3, a9 }, 2, false, "\xc3\xa9" }, /* é */
+		{ { c3 }, 1, false, "\xef\xbf\xbd" }, /* cut at the end */
+		{ { c3, a },
+		  2,
+		  false,
+		  "\xef\xbf\xbd"
+		  "a" },
+		{ { e0, x80 }, 2, false, "\xef\xbf\xbd\xef\xbf\xbd" }, /* E0 needs A0..BF next */
+		{ { f0, x9f, x9f, a },
+		  4,
+		  false,
+		  "\xef\xbf\xbd"
+		  "a" }, /* one subpart of 3 bytes */
+		{ { c3, user, a9 }, 3, false, "\xef\xbf\xbd<|user|>\xef\xbf\xbd" },
+		{ { c3, user, a9 }, 3, true, "\xc3\xa9" }, /* skipped tokens vanish */
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char *text;
 		size_t len;
-		vlm_err err = {0};
+		vlm_err err = { 0 };
 		CHECK_INT(vlm_detokenize(tok, cases[i].ids, cases[i].n, cases[i].skip, &text, &len,
-					 &err), 0);
+					 &err),
+			  0);
 		CHECK_STR(text, cases[i].want);
 		char *streamed = stream_decode(tok, cases[i].ids, cases[i].n, cases[i].skip);
 		CHECK_STR(streamed, cases[i].want);
@@ -157,7 +169,7 @@ static void test_utf8_repair(const struct vlm_tokenizer *tok)
 	struct vlm_detok_stream *s;
 	const char *piece;
 	size_t len;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(vlm_detok_stream_new(tok, false, &s, &err), 0);
 	CHECK_INT(vlm_detok_stream_push(s, c3, &piece, &len, &err), 0);
 	CHECK_INT(len, 0);
@@ -187,7 +199,7 @@ static void test_api(const struct vlm_tokenizer *tok)
 
 	int32_t ids[16];
 	size_t n;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(vlm_tokenize(tok, "a<|user|>b", 10, ids, 16, &n, &err), 0);
 	CHECK_INT(n, 3);
 	CHECK_INT(ids[1], 1004);
@@ -199,7 +211,7 @@ static void test_api(const struct vlm_tokenizer *tok)
 	CHECK_INT(vlm_tokenize(tok, "", 0, ids, 0, &n, &err), 0);
 	CHECK_INT(n, 0);
 	/* Inside a literal span a special token is plain text; outside it still matches. */
-	struct vlm_text_span span = {0, 9};
+	struct vlm_text_span span = { 0, 9 };
 	CHECK_INT(vlm_tokenize_spans(tok, "<|user|>x<|user|>", 17, &span, 1, ids, 16, &n, &err), 0);
 	CHECK(n > 2);
 	for (size_t i = 0; i + 1 < n; i++)
@@ -229,7 +241,7 @@ static void expect_broken(const char *dir, const char *name, const char *json, i
 	fputs(json, f);
 	fclose(f);
 	struct vlm_tokenizer *tok = (struct vlm_tokenizer *)1;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(vlm_tokenizer_load(path, &tok, &err), code);
 	CHECK(tok == NULL);
 	CHECK_CONTAINS(err.msg, "tokenizer: file '");
@@ -251,7 +263,7 @@ static void test_broken(void)
 		      "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, "
 		      "\"merges\": [\"a zz\"]}}",
 		      -EBADMSG, "vocab: no token for byte 0x00");
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct vlm_tokenizer *tok;
 	CHECK_INT(vlm_tokenizer_load("/nonexistent/tokenizer.json", &tok, &err), -ENOENT);
 	CHECK_CONTAINS(err.msg, "cannot open");
@@ -271,7 +283,7 @@ static void test_unknown_merge(void)
 	close(fd);
 	json_decref(root);
 	struct vlm_tokenizer *tok;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(vlm_tokenizer_load(out, &tok, &err), -EBADMSG);
 	CHECK_CONTAINS(err.msg, "merges[5]");
 	CHECK_CONTAINS(err.msg, "the right token is not in the vocabulary");
@@ -285,7 +297,7 @@ int main(void)
 	char path[4200];
 	snprintf(path, sizeof path, "%s/tokenizer.json", fixture);
 	struct vlm_tokenizer *tok;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	int rc = vlm_tokenizer_load(path, &tok, &err);
 	CHECK_INT(rc, 0);
 	if (rc) {

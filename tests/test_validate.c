@@ -15,35 +15,35 @@ static void test_decimals(void)
 		const char *out; /* NULL: refused, with `why` containing `reason` */
 		const char *reason;
 	} cases[] = {
-		{"1,296.00", EX_LOCALE_ISO, "1296.00", NULL},
-		{"1,296.00", EX_LOCALE_EU, "1296.00", NULL}, /* both marks: the last is decimal */
-		{"1.296,00", EX_LOCALE_EU, "1296.00", NULL},
-		{"1.296,00", EX_LOCALE_US, "1296.00", NULL},
-		{"1 296,00", EX_LOCALE_EU, "1296.00", NULL},
-		{"1'296.50", EX_LOCALE_ISO, "1296.50", NULL},
-		{"1,296", EX_LOCALE_US, "1296", NULL},       /* grouping in us */
-		{"1,296", EX_LOCALE_EU, "1.296", NULL},      /* decimal comma in eu */
-		{"1.296", EX_LOCALE_EU, "1296", NULL},       /* grouping in eu */
-		{"1.296", EX_LOCALE_US, "1.296", NULL},
-		{"0,5", EX_LOCALE_US, "0.5", NULL},          /* not three digits: cannot be grouping */
-		{"1,296,000", EX_LOCALE_ZH, "1296000", NULL},
-		{"1.296.000", EX_LOCALE_US, "1296000", NULL},
-		{"¥1,296.00", EX_LOCALE_ZH, "1296.00", NULL},
-		{"￥１，２９６．００", EX_LOCALE_ZH, "1296.00", NULL}, /* full-width */
-		{"1296.00元", EX_LOCALE_ZH, "1296.00", NULL},
-		{"€ 1.000.000", EX_LOCALE_EU, "1000000", NULL},
-		{"-1,296.5", EX_LOCALE_ISO, "-1296.5", NULL},
-		{"- $12", EX_LOCALE_US, "-12", NULL},
-		{"-0.00", EX_LOCALE_ISO, "0.00", NULL},
-		{"007.50", EX_LOCALE_ISO, "7.50", NULL},
-		{".5", EX_LOCALE_ISO, "0.5", NULL},
-		{"12,34,567", EX_LOCALE_ISO, NULL, "misplaced digit grouping"},
-		{"1.2.3,4", EX_LOCALE_EU, NULL, "misplaced digit grouping"},
-		{"1,296.00.5", EX_LOCALE_US, NULL, "more than one decimal separator"},
-		{"1.296,0 0", EX_LOCALE_EU, NULL, "after the decimal separator"},
-		{"12a", EX_LOCALE_ISO, NULL, "not a number"},
-		{"(12)", EX_LOCALE_ISO, NULL, "not a number"},
-		{" ¥ ", EX_LOCALE_ZH, NULL, "no digits"},
+		{ "1,296.00", EX_LOCALE_ISO, "1296.00", NULL },
+		{ "1,296.00", EX_LOCALE_EU, "1296.00", NULL }, /* both marks: the last is decimal */
+		{ "1.296,00", EX_LOCALE_EU, "1296.00", NULL },
+		{ "1.296,00", EX_LOCALE_US, "1296.00", NULL },
+		{ "1 296,00", EX_LOCALE_EU, "1296.00", NULL },
+		{ "1'296.50", EX_LOCALE_ISO, "1296.50", NULL },
+		{ "1,296", EX_LOCALE_US, "1296", NULL },  /* grouping in us */
+		{ "1,296", EX_LOCALE_EU, "1.296", NULL }, /* decimal comma in eu */
+		{ "1.296", EX_LOCALE_EU, "1296", NULL },  /* grouping in eu */
+		{ "1.296", EX_LOCALE_US, "1.296", NULL },
+		{ "0,5", EX_LOCALE_US, "0.5", NULL }, /* not three digits: cannot be grouping */
+		{ "1,296,000", EX_LOCALE_ZH, "1296000", NULL },
+		{ "1.296.000", EX_LOCALE_US, "1296000", NULL },
+		{ "¥1,296.00", EX_LOCALE_ZH, "1296.00", NULL },
+		{ "￥１，２９６．００", EX_LOCALE_ZH, "1296.00", NULL }, /* full-width */
+		{ "1296.00元", EX_LOCALE_ZH, "1296.00", NULL },
+		{ "€ 1.000.000", EX_LOCALE_EU, "1000000", NULL },
+		{ "-1,296.5", EX_LOCALE_ISO, "-1296.5", NULL },
+		{ "- $12", EX_LOCALE_US, "-12", NULL },
+		{ "-0.00", EX_LOCALE_ISO, "0.00", NULL },
+		{ "007.50", EX_LOCALE_ISO, "7.50", NULL },
+		{ ".5", EX_LOCALE_ISO, "0.5", NULL },
+		{ "12,34,567", EX_LOCALE_ISO, NULL, "misplaced digit grouping" },
+		{ "1.2.3,4", EX_LOCALE_EU, NULL, "misplaced digit grouping" },
+		{ "1,296.00.5", EX_LOCALE_US, NULL, "more than one decimal separator" },
+		{ "1.296,0 0", EX_LOCALE_EU, NULL, "after the decimal separator" },
+		{ "12a", EX_LOCALE_ISO, NULL, "not a number" },
+		{ "(12)", EX_LOCALE_ISO, NULL, "not a number" },
+		{ " ¥ ", EX_LOCALE_ZH, NULL, "no digits" },
 	};
 	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
 		char out[64] = "";
@@ -71,37 +71,37 @@ static void test_dates(void)
 		const char *out;
 		const char *reason;
 	} cases[] = {
-		{"2024年3月15日", EX_LOCALE_ZH, "2024-03-15", NULL},
-		{"２０２４年３月１５日", EX_LOCALE_ZH, "2024-03-15", NULL},
-		{"2024 年 03 月 15 号", EX_LOCALE_ISO, "2024-03-15", NULL},
-		{"2024-03-15", EX_LOCALE_US, "2024-03-15", NULL},
-		{"2024/3/15", EX_LOCALE_EU, "2024-03-15", NULL},
-		{"2024.03.15", EX_LOCALE_ISO, "2024-03-15", NULL},
-		{"20240315", EX_LOCALE_ISO, "2024-03-15", NULL},
-		{"15.03.2024", EX_LOCALE_EU, "2024-03-15", NULL},
-		{"15.03.2024", EX_LOCALE_ISO, "2024-03-15", NULL}, /* 15 cannot be a month */
-		{"03/15/2024", EX_LOCALE_US, "2024-03-15", NULL},
-		{"03/15/2024", EX_LOCALE_ISO, "2024-03-15", NULL},
-		{"03/15/2024", EX_LOCALE_EU, NULL, "no such day"}, /* month 15 */
-		{"03/04/2024", EX_LOCALE_EU, "2024-04-03", NULL},
-		{"03/04/2024", EX_LOCALE_US, "2024-03-04", NULL},
-		{"03/04/2024", EX_LOCALE_ISO, NULL, "ambiguous"},
-		{"03/04/2024", EX_LOCALE_ZH, NULL, "ambiguous"},
-		{"04/04/2024", EX_LOCALE_ISO, "2024-04-04", NULL},
-		{"15 March 2024", EX_LOCALE_ISO, "2024-03-15", NULL},
-		{"15th Mar 2024", EX_LOCALE_US, "2024-03-15", NULL},
-		{"March 15, 2024", EX_LOCALE_EU, "2024-03-15", NULL},
-		{"sept 1 2024", EX_LOCALE_ISO, "2024-09-01", NULL},
-		{"2024-02-29", EX_LOCALE_ISO, "2024-02-29", NULL},
-		{"2000-02-29", EX_LOCALE_ISO, "2000-02-29", NULL},
-		{"2023-02-29", EX_LOCALE_ISO, NULL, "no such day"},
-		{"1900-02-29", EX_LOCALE_ISO, NULL, "no such day"},
-		{"2024-04-31", EX_LOCALE_ISO, NULL, "no such day"},
-		{"13/14/2024", EX_LOCALE_ISO, NULL, "no such day"},
-		{"24-03-15", EX_LOCALE_ISO, NULL, "not a date"},
-		{"2024-03-15T10:00", EX_LOCALE_ISO, NULL, "not a date"},
-		{"15 Foo 2024", EX_LOCALE_ISO, NULL, "not a date"},
-		{"2024-03", EX_LOCALE_ISO, NULL, "not a date"},
+		{ "2024年3月15日", EX_LOCALE_ZH, "2024-03-15", NULL },
+		{ "２０２４年３月１５日", EX_LOCALE_ZH, "2024-03-15", NULL },
+		{ "2024 年 03 月 15 号", EX_LOCALE_ISO, "2024-03-15", NULL },
+		{ "2024-03-15", EX_LOCALE_US, "2024-03-15", NULL },
+		{ "2024/3/15", EX_LOCALE_EU, "2024-03-15", NULL },
+		{ "2024.03.15", EX_LOCALE_ISO, "2024-03-15", NULL },
+		{ "20240315", EX_LOCALE_ISO, "2024-03-15", NULL },
+		{ "15.03.2024", EX_LOCALE_EU, "2024-03-15", NULL },
+		{ "15.03.2024", EX_LOCALE_ISO, "2024-03-15", NULL }, /* 15 cannot be a month */
+		{ "03/15/2024", EX_LOCALE_US, "2024-03-15", NULL },
+		{ "03/15/2024", EX_LOCALE_ISO, "2024-03-15", NULL },
+		{ "03/15/2024", EX_LOCALE_EU, NULL, "no such day" }, /* month 15 */
+		{ "03/04/2024", EX_LOCALE_EU, "2024-04-03", NULL },
+		{ "03/04/2024", EX_LOCALE_US, "2024-03-04", NULL },
+		{ "03/04/2024", EX_LOCALE_ISO, NULL, "ambiguous" },
+		{ "03/04/2024", EX_LOCALE_ZH, NULL, "ambiguous" },
+		{ "04/04/2024", EX_LOCALE_ISO, "2024-04-04", NULL },
+		{ "15 March 2024", EX_LOCALE_ISO, "2024-03-15", NULL },
+		{ "15th Mar 2024", EX_LOCALE_US, "2024-03-15", NULL },
+		{ "March 15, 2024", EX_LOCALE_EU, "2024-03-15", NULL },
+		{ "sept 1 2024", EX_LOCALE_ISO, "2024-09-01", NULL },
+		{ "2024-02-29", EX_LOCALE_ISO, "2024-02-29", NULL },
+		{ "2000-02-29", EX_LOCALE_ISO, "2000-02-29", NULL },
+		{ "2023-02-29", EX_LOCALE_ISO, NULL, "no such day" },
+		{ "1900-02-29", EX_LOCALE_ISO, NULL, "no such day" },
+		{ "2024-04-31", EX_LOCALE_ISO, NULL, "no such day" },
+		{ "13/14/2024", EX_LOCALE_ISO, NULL, "no such day" },
+		{ "24-03-15", EX_LOCALE_ISO, NULL, "not a date" },
+		{ "2024-03-15T10:00", EX_LOCALE_ISO, NULL, "not a date" },
+		{ "15 Foo 2024", EX_LOCALE_ISO, NULL, "not a date" },
+		{ "2024-03", EX_LOCALE_ISO, NULL, "not a date" },
 	};
 	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
 		char out[11] = "";
@@ -167,7 +167,7 @@ static struct ex_schema *load_schema(void)
 	char path[SCRATCH_PATH_SIZE];
 	scratch_write(path, "v.yaml", schema_yaml, sizeof schema_yaml - 1);
 	struct ex_schema *s = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	if (ex_schema_load(path, &s, &err) < 0) {
 		fprintf(stderr, "%s\n", err.msg);
 		exit(1);
@@ -185,7 +185,7 @@ static struct ex_validation *run(const struct ex_schema *s, const char *json,
 		exit(1);
 	}
 	struct ex_validation *v = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(ex_validate(s, out, ev, n_ev, &v, &err), 0);
 	json_decref(out);
 	if (!v)
@@ -210,11 +210,11 @@ static char *value_text(const struct ex_validation *v, const char *path)
 	return r ? json_dumps(r->value, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
 }
 
-#define CHECK_VALUE(v, path, want)                                                       \
-	do {                                                                             \
-		char *t_ = value_text(v, path);                                          \
-		CHECK_STR(t_, want);                                                     \
-		free(t_);                                                                \
+#define CHECK_VALUE(v, path, want)              \
+	do {                                    \
+		char *t_ = value_text(v, path); \
+		CHECK_STR(t_, want);            \
+		free(t_);                       \
 	} while (0)
 
 /* The field is valid, or (error != NULL) invalid with an error containing `error`. */
@@ -246,34 +246,57 @@ static bool in_review(const struct ex_validation *v, const char *path, const cha
 {
 	size_t k;
 	json_t *e;
-	json_array_foreach(v->review, k, e)
-		if (strcmp(json_string_value(json_object_get(e, "field")), path) == 0 &&
-		    strcmp(json_string_value(json_object_get(e, "reason")), reason) == 0)
-			return true;
+	json_array_foreach(v->review, k,
+			   e) if (strcmp(json_string_value(json_object_get(e, "field")), path) ==
+					  0 &&
+				  strcmp(json_string_value(json_object_get(e, "reason")), reason) ==
+					  0) return true;
 	return false;
 }
 
 static const char *const good_paths[] = {
-	"code", "count", "ratio", "amount", "day", "paid", "level", "party.name", "party.iban",
-	"items[0].qty", "items[0].price", "items[0].total", "items[0].value", "items[0].range",
-	"items[0].flag", "items[1].qty", "items[1].price", "items[1].total", "items[1].value",
-	"items[1].range", "items[1].flag", "subtotal", "tax", "grand",
+	"code",
+	"count",
+	"ratio",
+	"amount",
+	"day",
+	"paid",
+	"level",
+	"party.name",
+	"party.iban",
+	"items[0].qty",
+	"items[0].price",
+	"items[0].total",
+	"items[0].value",
+	"items[0].range",
+	"items[0].flag",
+	"items[1].qty",
+	"items[1].price",
+	"items[1].total",
+	"items[1].value",
+	"items[1].range",
+	"items[1].flag",
+	"subtotal",
+	"tax",
+	"grand",
 };
 #define N_GOOD (sizeof good_paths / sizeof good_paths[0])
 
 /* Every value valid, every rule holding, every token likely: ok. Amounts in the eu locale. */
 static void test_all_valid(const struct ex_schema *s)
 {
-	static const float sure[] = {-0.01f, -0.02f};
+	static const float sure[] = { -0.01f, -0.02f };
 	struct ex_field_evidence ev[N_GOOD];
 	for (size_t k = 0; k < N_GOOD; k++)
-		ev[k] = (struct ex_field_evidence){good_paths[k], sure, 2, 1};
+		ev[k] = (struct ex_field_evidence){ good_paths[k], sure, 2, 1 };
 	ev[3].page = 2;
 	struct ex_validation *v = run(
 		s,
-		"{\"code\": \"ab 123\", \"count\": 3, \"ratio\": \"0,25\", \"amount\": \"1.296,00\","
+		"{\"code\": \"ab 123\", \"count\": 3, \"ratio\": \"0,25\", \"amount\": "
+		"\"1.296,00\","
 		" \"day\": \"15.03.2024\", \"paid\": \"yes\", \"level\": \"h\","
-		" \"party\": {\"name\": \"  Fabrikam GmbH \", \"iban\": \"de89 3704 0044 0532 0130 00\"},"
+		" \"party\": {\"name\": \"  Fabrikam GmbH \", \"iban\": \"de89 3704 0044 0532 0130 "
+		"00\"},"
 		" \"items\": ["
 		"  {\"qty\": \"3\", \"price\": \"1,50\", \"total\": \"4,50\", \"value\": \"11,8\","
 		"   \"range\": \"4.0-10.0\", \"flag\": \"H\"},"
@@ -315,13 +338,13 @@ static void test_all_valid(const struct ex_schema *s)
 /* Every kind of value check failing once. */
 static void test_value_failures(const struct ex_schema *s)
 {
-	struct ex_validation *v = run(
-		s,
-		"{\"code\": \"ABC12\", \"count\": 11, \"ratio\": 1.5, \"amount\": \"-3\","
-		" \"day\": \"31.02.2024\", \"paid\": \"maybe\", \"level\": \"X\","
-		" \"party\": {\"name\": \"   \", \"iban\": 42}, \"items\": [\"row\"],"
-		" \"subtotal\": \"12a\", \"tax\": true, \"grand\": {}, \"surprise\": 1}",
-		NULL, 0);
+	struct ex_validation *v =
+		run(s,
+		    "{\"code\": \"ABC12\", \"count\": 11, \"ratio\": 1.5, \"amount\": \"-3\","
+		    " \"day\": \"31.02.2024\", \"paid\": \"maybe\", \"level\": \"X\","
+		    " \"party\": {\"name\": \"   \", \"iban\": 42}, \"items\": [\"row\"],"
+		    " \"subtotal\": \"12a\", \"tax\": true, \"grand\": {}, \"surprise\": 1}",
+		    NULL, 0);
 	CHECK_INT(v->status, EX_STATUS_NEEDS_REVIEW);
 	expect_valid(v, "code", "does not match the pattern [A-Z]{2}[0-9]{3}");
 	expect_valid(v, "count", "11 is above the maximum 10");
@@ -374,9 +397,10 @@ static void test_long_values(const struct ex_schema *s)
 	char quoted[26 * 3 + 1];
 	memcpy(quoted, long_text, 26 * 3);
 	quoted[26 * 3] = '\0';
-	snprintf(json, sizeof json, "{\"code\": \"%s\", \"day\": \"%s\", \"level\": \"%s\","
-		 " \"party\": {\"name\": \"n\", \"iban\": \"%s\"}}", long_text, long_text,
-		 long_text, long_text);
+	snprintf(json, sizeof json,
+		 "{\"code\": \"%s\", \"day\": \"%s\", \"level\": \"%s\","
+		 " \"party\": {\"name\": \"n\", \"iban\": \"%s\"}}",
+		 long_text, long_text, long_text, long_text);
 	struct ex_validation *v = run(s, json, NULL, 0);
 	CHECK_INT(v->status, EX_STATUS_NEEDS_REVIEW);
 	snprintf(expected, sizeof expected, "'%s…' does not match the pattern [A-Z]{2}[0-9]{3}",
@@ -417,7 +441,8 @@ static void test_rule_failures(const struct ex_schema *s)
 {
 	struct ex_validation *v = run(
 		s,
-		"{\"code\": \"AB123\", \"party\": {\"name\": \"x\", \"iban\": \"DE89370400440532013001\"},"
+		"{\"code\": \"AB123\", \"party\": {\"name\": \"x\", \"iban\": "
+		"\"DE89370400440532013001\"},"
 		" \"items\": ["
 		"  {\"qty\": \"3\", \"price\": \"1,50\", \"total\": \"4,50\", \"value\": \"3,2\","
 		"   \"range\": \"3,5-5,1\", \"flag\": null},"
@@ -436,15 +461,17 @@ static void test_rule_failures(const struct ex_schema *s)
 		     "left side 2, right side 2.5 (tolerance 0.01)");
 	expect_valid(v, "items[1].qty", "fails for items[1]");
 	/* 4.50 + 2.50 + 1 + 1 = 9 = subtotal; 9 + 1 = 10 is 0.02 from 10.02. */
-	expect_valid(v, "subtotal", "rule 'subtotal + tax == grand' fails: left side 10, right "
-				    "side 10.02 (tolerance 0.01)");
+	expect_valid(v, "subtotal",
+		     "rule 'subtotal + tax == grand' fails: left side 10, right "
+		     "side 10.02 (tolerance 0.01)");
 	expect_valid(v, "grand", "subtotal + tax == grand");
 	CHECK(in_review(v, "grand", "rule"));
 	expect_valid(v, "party.iban", "'DE89370400440532013001' fails the IBAN mod-97");
 	/* Range against flag: 3.2 below 3.5-5.1 needs L; 7 above <5 needs H; a qualitative result
 	 * is not checked; 4 below >=5 is L as flagged. */
-	expect_valid(v, "items[0].flag", "3.2 is below the reference range, so the flag should be "
-					 "L, not normal");
+	expect_valid(v, "items[0].flag",
+		     "3.2 is below the reference range, so the flag should be "
+		     "L, not normal");
 	expect_valid(v, "items[0].value", "range_flag");
 	expect_valid(v, "items[1].flag", "7 is above the reference range, so the flag should be H");
 	expect_valid(v, "items[2].flag", NULL);
@@ -453,16 +480,21 @@ static void test_rule_failures(const struct ex_schema *s)
 	ex_validation_free(v);
 
 	/* The sum rule failing, and <= / >= comparisons through a second schema. */
-	v = run(s, "{\"code\": \"AB123\", \"items\": [{\"total\": \"1\"}, {\"total\": \"2\"}],"
-		   " \"subtotal\": \"4\"}", NULL, 0);
-	expect_valid(v, "subtotal", "rule 'sum(items[].total) == subtotal' fails: left side 3, "
-				    "right side 4 (tolerance 0)");
+	v = run(s,
+		"{\"code\": \"AB123\", \"items\": [{\"total\": \"1\"}, {\"total\": \"2\"}],"
+		" \"subtotal\": \"4\"}",
+		NULL, 0);
+	expect_valid(v, "subtotal",
+		     "rule 'sum(items[].total) == subtotal' fails: left side 3, "
+		     "right side 4 (tolerance 0)");
 	expect_valid(v, "items[1].total", "sum(items[].total)");
 	ex_validation_free(v);
 
 	/* Absent values skip the rules that read them: nothing fails. */
-	v = run(s, "{\"code\": \"AB123\", \"items\": [{\"qty\": \"2\", \"total\": \"5\"}],"
-		   " \"tax\": \"1\", \"grand\": \"100\"}", NULL, 0);
+	v = run(s,
+		"{\"code\": \"AB123\", \"items\": [{\"qty\": \"2\", \"total\": \"5\"}],"
+		" \"tax\": \"1\", \"grand\": \"100\"}",
+		NULL, 0);
 	for (size_t k = 0; k < v->n_fields; k++)
 		expect_valid(v, v->fields[k].path, NULL);
 	ex_validation_free(v);
@@ -480,7 +512,7 @@ static void test_compare_rules(void)
 	char path[SCRATCH_PATH_SIZE];
 	scratch_write(path, "c.yaml", yaml, sizeof yaml - 1);
 	struct ex_schema *s = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(ex_schema_load(path, &s, &err), 0);
 	if (!s)
 		return;
@@ -503,16 +535,16 @@ static void test_compare_rules(void)
 static void test_confidence(const struct ex_schema *s)
 {
 	CHECK_NEAR(ex_confidence(NULL, 0), 0, 0);
-	const float lp[] = {logf(0.9f), logf(0.5f), logf(0.99f)};
+	const float lp[] = { logf(0.9f), logf(0.5f), logf(0.99f) };
 	CHECK_NEAR(ex_confidence(lp, 3), 0.5, 1e-6); /* the least likely token */
 	/* One unsure token in "AB123" puts it under the 0.8 threshold; the field with two
 	 * evidence entries (two pages) takes the lower; the field without evidence scores 0. */
-	const float unsure[] = {-0.01f, logf(0.6f), -0.01f}, sure[] = {-0.01f},
-		    sure2[] = {logf(0.95f)};
+	const float unsure[] = { -0.01f, logf(0.6f), -0.01f }, sure[] = { -0.01f },
+		    sure2[] = { logf(0.95f) };
 	struct ex_field_evidence ev[] = {
-		{"code", unsure, 3, 1},
-		{"count", sure, 1, 2},
-		{"count", sure2, 1, 3},
+		{ "code", unsure, 3, 1 },
+		{ "count", sure, 1, 2 },
+		{ "count", sure2, 1, 3 },
 	};
 	struct ex_validation *v = run(s, "{\"code\": \"AB123\", \"count\": 2}", ev, 3);
 	const struct ex_field_result *code = field(v, "code"), *count = field(v, "count"),
@@ -535,7 +567,7 @@ static void test_confidence(const struct ex_schema *s)
 static void test_failed(const struct ex_schema *s)
 {
 	struct ex_validation *v = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	json_t *arr = json_array();
 	CHECK_INT(ex_validate(s, arr, NULL, 0, &v, &err), 0);
 	json_decref(arr);
@@ -567,7 +599,7 @@ static struct ex_schema *shipped(const char *name)
 	char dir[512];
 	snprintf(dir, sizeof dir, "%s/schemas", getenv("INTAKE_SOURCE_DIR"));
 	struct ex_schema *s = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	if (ex_schema_find(name, dir, &s, &err) < 0)
 		fprintf(stderr, "%s\n", err.msg);
 	return s;
@@ -612,16 +644,18 @@ static void test_shipped(void)
 	expect_valid(v, "international.total", "subtotal + international.tax == ");
 	ex_validation_free(v);
 
-	v = run(inv, "{\"kind\": \"cn_vat\", \"international\": null, \"cn_vat\": {"
-		     "\"invoice_code\": \"044031900111\", \"invoice_number\": \"12345678\","
-		     "\"issue_date\": \"2024年3月15日\","
-		     "\"buyer\": {\"name\": \"小米科技有限责任公司\", \"tax_id\": \"91110108551385082Q\"},"
-		     "\"seller\": {\"name\": \"深圳市腾讯计算机系统有限公司\","
-		     "\"tax_id\": \"91440300708461136U\"},"
-		     "\"items\": [{\"name\": \"*信息技术服务*软件服务费\", \"specification\": null,"
-		     "\"unit\": \"项\", \"quantity\": \"1\", \"unit_price\": \"1000.00\","
-		     "\"amount\": \"1000.00\", \"tax_rate\": \"6%\", \"tax\": \"60.00\"}],"
-		     "\"amount\": \"￥1000.00\", \"tax\": \"￥60.00\", \"total\": \"￥1060.00\"}}",
+	v = run(inv,
+		"{\"kind\": \"cn_vat\", \"international\": null, \"cn_vat\": {"
+		"\"invoice_code\": \"044031900111\", \"invoice_number\": \"12345678\","
+		"\"issue_date\": \"2024年3月15日\","
+		"\"buyer\": {\"name\": \"小米科技有限责任公司\", \"tax_id\": "
+		"\"91110108551385082Q\"},"
+		"\"seller\": {\"name\": \"深圳市腾讯计算机系统有限公司\","
+		"\"tax_id\": \"91440300708461136U\"},"
+		"\"items\": [{\"name\": \"*信息技术服务*软件服务费\", \"specification\": null,"
+		"\"unit\": \"项\", \"quantity\": \"1\", \"unit_price\": \"1000.00\","
+		"\"amount\": \"1000.00\", \"tax_rate\": \"6%\", \"tax\": \"60.00\"}],"
+		"\"amount\": \"￥1000.00\", \"tax\": \"￥60.00\", \"total\": \"￥1060.00\"}}",
 		NULL, 0);
 	CHECK_VALUE(v, "cn_vat.issue_date", "\"2024-03-15\"");
 	CHECK_VALUE(v, "cn_vat.total", "\"1060.00\"");
@@ -632,18 +666,19 @@ static void test_shipped(void)
 	ex_validation_free(v);
 
 	/* The lab report sample's five rows: WBC and potassium flagged, the rest unmarked. */
-	v = run(lab, "{\"lab_name\": \"CITY HOSPITAL CLINICAL LABORATORY\", \"patient\": null,"
-		     "\"specimen_date\": \"2026-10-28\", \"report_date\": \"2026-10-28\", \"items\": ["
-		     "{\"test\": \"Hemoglobin\", \"value\": \"13.9\", \"unit\": \"g/dL\","
-		     "\"reference_range\": \"13.0-17.0\", \"flag\": \"\"},"
-		     "{\"test\": \"WBC\", \"value\": \"11.8\", \"unit\": \"10^9/L\","
-		     "\"reference_range\": \"4.0-10.0\", \"flag\": \"H\"},"
-		     "{\"test\": \"Platelets\", \"value\": \"245\", \"unit\": \"10^9/L\","
-		     "\"reference_range\": \"150-400\", \"flag\": null},"
-		     "{\"test\": \"Glucose (fasting)\", \"value\": \"5.1\", \"unit\": \"mmol/L\","
-		     "\"reference_range\": \"3.9-5.5\", \"flag\": \"normal\"},"
-		     "{\"test\": \"Potassium\", \"value\": \"3.2\", \"unit\": \"mmol/L\","
-		     "\"reference_range\": \"3.5-5.1\", \"flag\": \"L\"}]}",
+	v = run(lab,
+		"{\"lab_name\": \"CITY HOSPITAL CLINICAL LABORATORY\", \"patient\": null,"
+		"\"specimen_date\": \"2026-10-28\", \"report_date\": \"2026-10-28\", \"items\": ["
+		"{\"test\": \"Hemoglobin\", \"value\": \"13.9\", \"unit\": \"g/dL\","
+		"\"reference_range\": \"13.0-17.0\", \"flag\": \"\"},"
+		"{\"test\": \"WBC\", \"value\": \"11.8\", \"unit\": \"10^9/L\","
+		"\"reference_range\": \"4.0-10.0\", \"flag\": \"H\"},"
+		"{\"test\": \"Platelets\", \"value\": \"245\", \"unit\": \"10^9/L\","
+		"\"reference_range\": \"150-400\", \"flag\": null},"
+		"{\"test\": \"Glucose (fasting)\", \"value\": \"5.1\", \"unit\": \"mmol/L\","
+		"\"reference_range\": \"3.9-5.5\", \"flag\": \"normal\"},"
+		"{\"test\": \"Potassium\", \"value\": \"3.2\", \"unit\": \"mmol/L\","
+		"\"reference_range\": \"3.5-5.1\", \"flag\": \"L\"}]}",
 		NULL, 0);
 	expect_all_valid(v);
 	ex_validation_free(v);

@@ -87,7 +87,8 @@ static bool load_fixture(struct model *m, const char *fixture)
 	json_t *index = load_json(path);
 	const char *name;
 	json_t *file;
-	json_object_foreach (json_object_get(index, "weight_map"), name, file) {
+	json_object_foreach(json_object_get(index, "weight_map"), name, file)
+	{
 		int i = 0;
 		while (i < m->n_shards && strcmp(m->shards[i].file, json_string_value(file)) != 0)
 			i++;
@@ -156,7 +157,8 @@ static void write_shard(const char *file, const struct shard *parts, int n_parts
 	if (!data)
 		die("out of memory");
 	for (int k = 0; k < n_parts; k++) {
-		json_object_foreach (parts[k].header, name, entry) {
+		json_object_foreach(parts[k].header, name, entry)
+		{
 			json_t *offs = json_object_get(entry, "data_offsets");
 			size_t b = (size_t)json_integer_value(json_array_get(offs, 0));
 			size_t e = (size_t)json_integer_value(json_array_get(offs, 1));
@@ -206,7 +208,7 @@ static void write_model(const struct model *m, json_t *config, bool single_file)
 		write_shard(src->file, src, 1);
 		const char *name;
 		json_t *entry;
-		json_object_foreach (src->header, name, entry)
+		json_object_foreach(src->header, name, entry)
 			json_object_set_new(map, name, json_string(src->file));
 	}
 	json_t *index = json_pack("{s:{s:i}, s:o}", "metadata", "total_size", 0, "weight_map", map);
@@ -271,7 +273,7 @@ static void edit_index(const char *name, const char *file)
 
 static int open_model(struct vlm_config *cfg, struct vlm_weights **w, vlm_err *err)
 {
-	*err = (vlm_err){0};
+	*err = (vlm_err){ 0 };
 	*w = NULL;
 	int rc = vlm_config_load(dir, cfg, err);
 	if (rc == 0)
@@ -377,7 +379,8 @@ static void test_good_variants(struct model *base)
 		json_t *renamed = json_object();
 		const char *name;
 		json_t *e;
-		json_object_foreach (c.shards[i].header, name, e) {
+		json_object_foreach(c.shards[i].header, name, e)
+		{
 			char buf[256];
 			if (strncmp(name, "model.language_model.", 21) == 0)
 				snprintf(buf, sizeof buf, "model.%s", name + 21);
@@ -530,7 +533,7 @@ static void check_info(const char *config, int64_t vision, int64_t text, size_t 
 	fclose(fp);
 	struct vlm_config cfg;
 	struct vlm_weights_info info;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(vlm_config_load(dir, &cfg, &err), 0);
 	CHECK_INT(vlm_weights_info(&cfg, &info, &err), 0);
 	CHECK_INT(info.n_params_vision, vision);
@@ -585,7 +588,7 @@ static void test_fixture_dir(const char *fixture)
 {
 	struct vlm_config cfg;
 	struct vlm_weights *w = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	CHECK_INT(vlm_config_load(fixture, &cfg, &err), 0);
 	CHECK_INT(vlm_weights_open(fixture, &cfg, &w, &err), 0);
 	if (!w) {
@@ -610,7 +613,7 @@ int main(void)
 		perror("mkdtemp");
 		return 1;
 	}
-	struct model base = {0};
+	struct model base = { 0 };
 	char fixture[2048];
 	const char *src = getenv("INTAKE_SOURCE_DIR");
 	snprintf(fixture, sizeof fixture, "%s/tests/fixtures/tiny-glm4v", src ? src : ".");

@@ -32,7 +32,7 @@ static inline void bytes_append(struct bytes *b, const void *data, size_t n)
 static inline void bytes_free(struct bytes *b)
 {
 	free(b->data);
-	*b = (struct bytes){0};
+	*b = (struct bytes){ 0 };
 }
 
 static char scratch_dir[] = "/tmp/intake-test-XXXXXX";

@@ -11,7 +11,7 @@
 /* Appends a chunk with its length and CRC (zlib's crc32, over type and data). */
 static inline void put_chunk(struct bytes *b, const char *type, const void *data, uint32_t n)
 {
-	uint8_t be[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+	uint8_t be[4] = { (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n };
 	bytes_append(b, be, 4);
 	bytes_append(b, type, 4);
 	if (n)
@@ -20,8 +20,8 @@ static inline void put_chunk(struct bytes *b, const char *type, const void *data
 	uLong crc = crc32(0, (const Bytef *)type, 4);
 	if (n)
 		crc = crc32(crc, (const Bytef *)data, n);
-	uint8_t c[4] = {(uint8_t)(crc >> 24), (uint8_t)(crc >> 16), (uint8_t)(crc >> 8),
-			(uint8_t)crc};
+	uint8_t c[4] = { (uint8_t)(crc >> 24), (uint8_t)(crc >> 16), (uint8_t)(crc >> 8),
+			 (uint8_t)crc };
 	bytes_append(b, c, 4);
 }
 
@@ -29,7 +29,7 @@ static inline void put_chunk(struct bytes *b, const char *type, const void *data
 static inline void append_zeros_deflated(struct bytes *out, int mib)
 {
 	static uint8_t zeros[1 << 20], buf[1 << 16];
-	z_stream z = {0};
+	z_stream z = { 0 };
 	deflateInit(&z, 9);
 	for (int i = 0; i < mib; i++) {
 		z.next_in = zeros;

@@ -9,7 +9,7 @@ static void expect_refused(const char *name, const struct bytes *file, int code,
 {
 	char path[SCRATCH_PATH_SIZE];
 	struct ex_doc *doc = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	int rc = ex_doc_load(scratch_write(path, name, file->data, file->size), NULL, &doc, &err);
 	CHECK_INT(rc, code);
 	CHECK_INT(err.code, code);

@@ -45,29 +45,30 @@
 #define FAST_BF16 1
 /* a superset of AVX2's target, so the AVX2 building blocks inline into the bf16 code */
 #define BF16 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512bf16")))
-#define BF16_INLINE static inline __attribute__((always_inline, \
-					    target("avx2,fma,f16c,avx512f,avx512bw,avx512bf16")))
+#define BF16_INLINE                                 \
+	static inline __attribute__((always_inline, \
+				     target("avx2,fma,f16c,avx512f,avx512bw,avx512bf16")))
 #else
 #define FAST_BF16 0
 #endif
 
 enum {
-	MM_KC = 512,            /* K block: a packed 4-row x tile and 3-row W tile (14 KiB) in L1 */
-	MM_MR = 4,              /* x rows per kernel call */
-	MM_NR = 3,              /* W rows per kernel call; 4x3 accumulators + 3 W + 1 x = 16 ymm */
-	MM_NT = 144,            /* W rows per task (multiple of MM_NR); f32 tile 288 KiB in L2; more
+	MM_KC = 512,      /* K block: a packed 4-row x tile and 3-row W tile (14 KiB) in L1 */
+	MM_MR = 4,        /* x rows per kernel call */
+	MM_NR = 3,        /* W rows per kernel call; 4x3 accumulators + 3 W + 1 x = 16 ymm */
+	MM_NT = 144,      /* W rows per task (multiple of MM_NR); f32 tile 288 KiB in L2; more
 	                         * rows per packed x tile means fewer copies of x */
-	MV_MIN_ROWS = 64,       /* M = 1: fewest W rows per task */
+	MV_MIN_ROWS = 64, /* M = 1: fewest W rows per task */
 	MV_TASKS_PER_THREAD = 4, /* M = 1: a few tasks per thread, so one slowed thread is helped */
-	ELEMS_PER_TASK = 16384, /* below this an elementwise task is not worth a thread */
-	ATT_QB = 4,             /* query rows sharing each key and value load in registers */
-	ATT_GROUPS = 4,         /* groups of ATT_QB rows per task, sharing each key block in L2 */
-	ATT_KB = 64,            /* keys per online-softmax block (a multiple of 16) */
-	MB_KC = 1024,           /* bf16 K block: the bf16 W tile takes the f32 tile's bytes */
-	MB_MR = 8,              /* bf16 kernel: x rows; 8x3 zmm accumulators + 3 W = 27 zmm */
-	MB_NC = 48,             /* bf16 kernel: W rows (output columns), 3 zmm of 16 */
-	MB_NT = 288,            /* bf16: W rows per task; fewer tasks read x fewer times */
-	MB_XB = 1 << 22,        /* bf16 x chunk: elements (8 MiB); 1024 rows of K = 4096 */
+	ELEMS_PER_TASK = 16384,  /* below this an elementwise task is not worth a thread */
+	ATT_QB = 4,              /* query rows sharing each key and value load in registers */
+	ATT_GROUPS = 4,          /* groups of ATT_QB rows per task, sharing each key block in L2 */
+	ATT_KB = 64,             /* keys per online-softmax block (a multiple of 16) */
+	MB_KC = 1024,            /* bf16 K block: the bf16 W tile takes the f32 tile's bytes */
+	MB_MR = 8,               /* bf16 kernel: x rows; 8x3 zmm accumulators + 3 W = 27 zmm */
+	MB_NC = 48,              /* bf16 kernel: W rows (output columns), 3 zmm of 16 */
+	MB_NT = 288,             /* bf16: W rows per task; fewer tasks read x fewer times */
+	MB_XB = 1 << 22,         /* bf16 x chunk: elements (8 MiB); 1024 rows of K = 4096 */
 };
 _Static_assert(MB_NT % MB_NC == 0, "a task's W rows split into whole bf16 panels");
 _Static_assert(MB_KC % 32 == 0, "the x rounding works in groups of 32");
@@ -217,13 +218,18 @@ AVX2_INLINE void mv_rows_avx2(enum vlm_dtype dt, const struct mm_job *j, int64_t
 		int64_t o = n * K, k = 0;
 		__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
 		for (; k + 32 <= K; k += 32) {
-			a0 = _mm256_fmadd_ps(ld8(dt, j->w->data, o + k), _mm256_loadu_ps(x + k), a0);
-			a1 = _mm256_fmadd_ps(ld8(dt, j->w->data, o + k + 8), _mm256_loadu_ps(x + k + 8), a1);
-			a2 = _mm256_fmadd_ps(ld8(dt, j->w->data, o + k + 16), _mm256_loadu_ps(x + k + 16), a2);
-			a3 = _mm256_fmadd_ps(ld8(dt, j->w->data, o + k + 24), _mm256_loadu_ps(x + k + 24), a3);
+			a0 = _mm256_fmadd_ps(ld8(dt, j->w->data, o + k), _mm256_loadu_ps(x + k),
+					     a0);
+			a1 = _mm256_fmadd_ps(ld8(dt, j->w->data, o + k + 8),
+					     _mm256_loadu_ps(x + k + 8), a1);
+			a2 = _mm256_fmadd_ps(ld8(dt, j->w->data, o + k + 16),
+					     _mm256_loadu_ps(x + k + 16), a2);
+			a3 = _mm256_fmadd_ps(ld8(dt, j->w->data, o + k + 24),
+					     _mm256_loadu_ps(x + k + 24), a3);
 		}
 		for (; k + 8 <= K; k += 8)
-			a0 = _mm256_fmadd_ps(ld8(dt, j->w->data, o + k), _mm256_loadu_ps(x + k), a0);
+			a0 = _mm256_fmadd_ps(ld8(dt, j->w->data, o + k), _mm256_loadu_ps(x + k),
+					     a0);
 		float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 		for (; k < K; k++)
 			s += vlm_float_load(dt, j->w->data, o + k) * x[k];
@@ -267,8 +273,8 @@ AVX2 static void convert_avx2(enum vlm_dtype dt, const void *src, int64_t off, i
 }
 
 /* y[0..mr)[0..nr) += xp[4][kp] . wp[3][kp]^T; kp is a multiple of 8, unused rows are zero. */
-AVX2 static void mm_kernel_avx2(const float *xp, const float *wp, int64_t kp, float *y,
-				int64_t ldy, int mr, int nr)
+AVX2 static void mm_kernel_avx2(const float *xp, const float *wp, int64_t kp, float *y, int64_t ldy,
+				int mr, int nr)
 {
 	__m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00,
 	       c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
@@ -306,8 +312,7 @@ AVX2 static void mm_kernel_avx2(const float *xp, const float *wp, int64_t kp, fl
 #endif
 
 /* One loop per dtype, so each is a plain widening loop the compiler can vectorize. */
-static void convert_portable(enum vlm_dtype dt, const void *src, int64_t off, int64_t n,
-			     float *dst)
+static void convert_portable(enum vlm_dtype dt, const void *src, int64_t off, int64_t n, float *dst)
 {
 	const uint16_t *h = (const uint16_t *)src + off;
 	switch (dt) {
@@ -327,13 +332,13 @@ static void convert_portable(enum vlm_dtype dt, const void *src, int64_t off, in
 
 /* The portable twin of mm_kernel_avx2: eight independent partial sums per dot product, a shape
  * compilers vectorize without reassociating floats. */
-static void mm_kernel_portable(const float *xp, const float *wp, int64_t kp, float *y,
-			       int64_t ldy, int mr, int nr)
+static void mm_kernel_portable(const float *xp, const float *wp, int64_t kp, float *y, int64_t ldy,
+			       int mr, int nr)
 {
 	for (int i = 0; i < mr; i++) {
 		for (int jj = 0; jj < nr; jj++) {
 			const float *a = xp + i * kp, *b = wp + jj * kp;
-			float acc[8] = {0};
+			float acc[8] = { 0 };
 			for (int64_t k = 0; k < kp; k += 8)
 				for (int l = 0; l < 8; l++)
 					acc[l] += a[k + l] * b[k + l];
@@ -350,7 +355,7 @@ static void mv_rows_portable(const struct mm_job *j, int64_t n0, int64_t nt)
 {
 	float buf[256];
 	for (int64_t n = n0; n < n0 + nt; n++) {
-		float acc[8] = {0};
+		float acc[8] = { 0 };
 		for (int64_t k0 = 0; k0 < j->K; k0 += 256) {
 			int64_t kc = min64(256, j->K - k0), k = 0;
 			const float *x = j->x + k0;
@@ -405,8 +410,8 @@ BF16_INLINE void transpose16_pairs(const uint16_t *src, int64_t ld, uint32_t *ds
  * k in the low half as dpbf16 pairs them (on little-endian x86 that is the 32-bit word at
  * element k0 + 2kk). Whole blocks of 16 rows x 16 words are transposed in registers, the edges pair by
  * pair; rows past nt and an odd last column are zero. */
-BF16 static void mmb_pack_w(const struct mm_job *j, int64_t n0, int64_t nt, int64_t k0,
-			    int64_t kc, uint32_t *wp)
+BF16 static void mmb_pack_w(const struct mm_job *j, int64_t n0, int64_t nt, int64_t k0, int64_t kc,
+			    uint32_t *wp)
 {
 	const uint16_t *w = j->w->data;
 	int64_t kh = (kc + 1) / 2, n_pad = (nt + MB_NC - 1) / MB_NC * MB_NC;
@@ -441,7 +446,8 @@ BF16 static void round_row_bf16(const float *x, int64_t kc, uint16_t *dst)
 {
 	int64_t k = 0;
 	for (; k + 32 <= kc; k += 32) {
-		__m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 16), _mm512_loadu_ps(x + k));
+		__m512bh h =
+			_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 16), _mm512_loadu_ps(x + k));
 		_mm512_storeu_si512(dst + k, (__m512i)h);
 	}
 	for (; k < kc; k++)
@@ -475,7 +481,8 @@ BF16_INLINE void mmb_kernel(const uint32_t *xp, int64_t xs_i, int64_t xs_k, cons
 		c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_ps();
 	for (int64_t kk = 0; kk < kh; kk++) {
 		const uint32_t *w = wp + kk * MB_NC, *x = xp + kk * xs_k;
-		__m512bh b0 = (__m512bh)_mm512_loadu_si512(w), b1 = (__m512bh)_mm512_loadu_si512(w + 16),
+		__m512bh b0 = (__m512bh)_mm512_loadu_si512(w),
+			 b1 = (__m512bh)_mm512_loadu_si512(w + 16),
 			 b2 = (__m512bh)_mm512_loadu_si512(w + 32);
 #pragma GCC unroll 8
 		for (int i = 0; i < MB_MR; i++) {
@@ -490,8 +497,9 @@ BF16_INLINE void mmb_kernel(const uint32_t *xp, int64_t xs_i, int64_t xs_k, cons
 			int cols = nc - 16 * v < 16 ? nc - 16 * v : 16;
 			__mmask16 mask = (__mmask16)((1u << cols) - 1);
 			float *dst = y + i * ldy + 16 * v;
-			_mm512_mask_storeu_ps(dst, mask,
-					      _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), c[i][v]));
+			_mm512_mask_storeu_ps(
+				dst, mask,
+				_mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), c[i][v]));
 		}
 	}
 }
@@ -572,7 +580,8 @@ static void mm_task(void *ctx, int64_t task, int thread)
 			int mr = (int)min64(MM_MR, j->M - m0);
 			memset(xp, 0, sizeof(float) * (size_t)(MM_MR * kp));
 			for (int i = 0; i < mr; i++)
-				memcpy(xp + i * kp, j->x + (m0 + i) * j->K + k0, sizeof(float) * (size_t)kc);
+				memcpy(xp + i * kp, j->x + (m0 + i) * j->K + k0,
+				       sizeof(float) * (size_t)kc);
 			for (int64_t r = 0; r < nt; r += MM_NR) {
 				int nr = (int)min64(MM_NR, nt - r);
 				float *y = j->y + m0 * j->N + n0 + r;
@@ -591,11 +600,17 @@ static void mm_task(void *ctx, int64_t task, int thread)
 void vlm_fast_matmul(const struct vlm_cpu *cpu, float *y, const float *x, int64_t M,
 		     const struct vlm_tensor *w, const struct vlm_tensor *bias)
 {
-	struct mm_job j = {.cpu = cpu, .y = y, .x = x, .M = M, .N = w->shape[0],
-			   .K = w->shape[1], .w = w, .bias = bias,
-			   .bf16 = cpu->bf16 && M > 1 && w->dtype == VLM_DTYPE_BF16 &&
-				   (w->shape[1] + 1) / 2 * 2 * MB_MR <= MB_XB, /* 8 rows fit */
-			   .mc = M};
+	struct mm_job j = { .cpu = cpu,
+			    .y = y,
+			    .x = x,
+			    .M = M,
+			    .N = w->shape[0],
+			    .K = w->shape[1],
+			    .w = w,
+			    .bias = bias,
+			    .bf16 = cpu->bf16 && M > 1 && w->dtype == VLM_DTYPE_BF16 &&
+				    (w->shape[1] + 1) / 2 * 2 * MB_MR <= MB_XB, /* 8 rows fit */
+			    .mc = M };
 	int64_t rows = mm_task_rows(&j), n_tasks = (j.N + rows - 1) / rows;
 #if FAST_BF16
 	if (j.bf16) {
@@ -650,7 +665,7 @@ static void rmsnorm_rows(const struct rows_job *j, int64_t r0, int64_t n)
 void vlm_fast_rmsnorm(const struct vlm_cpu *cpu, float *y, const float *x,
 		      const struct vlm_tensor *w, int64_t M, int64_t D, float eps)
 {
-	struct rows_job j = {.run = rmsnorm_rows, .y = y, .x = x, .w = w, .D = D, .eps = eps};
+	struct rows_job j = { .run = rmsnorm_rows, .y = y, .x = x, .w = w, .D = D, .eps = eps };
 	rows_run(cpu, &j, M, D);
 }
 
@@ -663,8 +678,9 @@ void vlm_fast_layernorm(const struct vlm_cpu *cpu, float *y, const float *x,
 			const struct vlm_tensor *w, const struct vlm_tensor *b, int64_t M,
 			int64_t D, float eps)
 {
-	struct rows_job j = {.run = layernorm_rows, .y = y, .x = x, .w = w, .bias = b, .D = D,
-			     .eps = eps};
+	struct rows_job j = {
+		.run = layernorm_rows, .y = y, .x = x, .w = w, .bias = b, .D = D, .eps = eps
+	};
 	rows_run(cpu, &j, M, D);
 }
 
@@ -677,8 +693,9 @@ static void silu_rows(const struct rows_job *j, int64_t r0, int64_t n)
 void vlm_fast_silu_mul(const struct vlm_cpu *cpu, float *out, const float *gate, const float *up,
 		       int64_t M, int64_t n, int64_t in_stride)
 {
-	struct rows_job j = {.run = silu_rows, .y = out, .a = gate, .b = up, .D = n,
-			     .in_stride = in_stride};
+	struct rows_job j = {
+		.run = silu_rows, .y = out, .a = gate, .b = up, .D = n, .in_stride = in_stride
+	};
 	rows_run(cpu, &j, M, n);
 }
 
@@ -689,7 +706,7 @@ static void gelu_rows(const struct rows_job *j, int64_t r0, int64_t n)
 
 void vlm_fast_gelu_erf(const struct vlm_cpu *cpu, float *y, const float *x, int64_t n)
 {
-	struct rows_job j = {.run = gelu_rows, .y = y, .x = x};
+	struct rows_job j = { .run = gelu_rows, .y = y, .x = x };
 	rows_run(cpu, &j, n, 1);
 }
 
@@ -700,7 +717,7 @@ static void add_rows(const struct rows_job *j, int64_t r0, int64_t n)
 
 void vlm_fast_add(const struct vlm_cpu *cpu, float *y, const float *a, const float *b, int64_t n)
 {
-	struct rows_job j = {.run = add_rows, .y = y, .a = a, .b = b};
+	struct rows_job j = { .run = add_rows, .y = y, .a = a, .b = b };
 	rows_run(cpu, &j, n, 1);
 }
 
@@ -715,7 +732,7 @@ static void softmax_rows(const struct rows_job *j, int64_t r0, int64_t n)
 void vlm_fast_softmax(const struct vlm_cpu *cpu, float *y, const float *x, int64_t M, int64_t n,
 		      bool log)
 {
-	struct rows_job j = {.run = softmax_rows, .y = y, .x = x, .D = n, .log = log};
+	struct rows_job j = { .run = softmax_rows, .y = y, .x = x, .D = n, .log = log };
 	rows_run(cpu, &j, M, n);
 }
 
@@ -739,7 +756,9 @@ static void rope_text_task(void *ctx, int64_t task, int thread)
 	int64_t i1 = min64((task + 1) * j->rows_per_task, j->L);
 	for (int64_t i = task * j->rows_per_task; i < i1; i++) {
 		for (int f = 0; f < n_freq; f++) {
-			int st = f < j->sections[0] ? 0 : f < j->sections[0] + j->sections[1] ? 1 : 2;
+			int st = f < j->sections[0]                    ? 0
+				 : f < j->sections[0] + j->sections[1] ? 1
+								       : 2;
 			float angle = (float)j->pos[st * j->L + i] * j->inv_freq[f];
 			c[f] = cosf(angle);
 			s[f] = sinf(angle);
@@ -759,8 +778,14 @@ void vlm_fast_rope_text(const struct vlm_cpu *cpu, float *x, int64_t L, int H, i
 			int64_t stride, int rotary_dim, const int sections[3], const int32_t *pos,
 			float theta)
 {
-	struct rope_job j = {.x = x, .L = L, .stride = stride, .H = H, .hd = hd,
-			     .rotary_dim = rotary_dim, .sections = sections, .pos = pos};
+	struct rope_job j = { .x = x,
+			      .L = L,
+			      .stride = stride,
+			      .H = H,
+			      .hd = hd,
+			      .rotary_dim = rotary_dim,
+			      .sections = sections,
+			      .pos = pos };
 	for (int f = 0; f < rotary_dim / 2; f++)
 		j.inv_freq[f] = vlm_cpu_inv_freq(theta, f, rotary_dim);
 	j.rows_per_task = 1 + ELEMS_PER_TASK / ((int64_t)H * hd);
@@ -775,8 +800,9 @@ static void rope_vision_task(void *ctx, int64_t task, int thread)
 	int64_t i1 = min64((task + 1) * j->rows_per_task, j->L);
 	for (int64_t i = task * j->rows_per_task; i < i1; i++) {
 		for (int k = 0; k < half; k++) {
-			float angle = k < quarter ? (float)j->pos[2 * i] * j->inv_freq[k]
-						  : (float)j->pos[2 * i + 1] * j->inv_freq[k - quarter];
+			float angle = k < quarter
+					      ? (float)j->pos[2 * i] * j->inv_freq[k]
+					      : (float)j->pos[2 * i + 1] * j->inv_freq[k - quarter];
 			c[k] = cosf(angle);
 			s[k] = sinf(angle);
 		}
@@ -794,7 +820,7 @@ static void rope_vision_task(void *ctx, int64_t task, int thread)
 void vlm_fast_rope_vision(const struct vlm_cpu *cpu, float *x, int64_t N, int H, int hd,
 			  int64_t stride, const int32_t *hw, float theta)
 {
-	struct rope_job j = {.x = x, .L = N, .stride = stride, .H = H, .hd = hd, .pos = hw};
+	struct rope_job j = { .x = x, .L = N, .stride = stride, .H = H, .hd = hd, .pos = hw };
 	for (int f = 0; f < hd / 4; f++)
 		j.inv_freq[f] = vlm_cpu_inv_freq(theta, f, hd / 2);
 	j.rows_per_task = 1 + ELEMS_PER_TASK / ((int64_t)H * hd);
@@ -808,10 +834,10 @@ void vlm_fast_rope_vision(const struct vlm_cpu *cpu, float *x, int64_t N, int H,
  * one key apart; a group may straddle a segment boundary): the group walks the union of the
  * ranges and each row zeroes the probabilities of keys outside its own. */
 struct att_group {
-	int n;                   /* rows in the group, 1..ATT_QB */
-	const float *q[ATT_QB];  /* query rows [hd] (unused slots repeat row 0) */
+	int n;                          /* rows in the group, 1..ATT_QB */
+	const float *q[ATT_QB];         /* query rows [hd] (unused slots repeat row 0) */
 	int64_t lo[ATT_QB], hi[ATT_QB]; /* each row's keys */
-	int64_t glo, ghi;                /* the union of those ranges */
+	int64_t glo, ghi;               /* the union of those ranges */
 	float m[ATT_QB], l[ATT_QB];
 	float s[ATT_QB][ATT_KB];
 	float acc[ATT_QB][VLM_CPU_MAX_HEAD_DIM];
@@ -834,7 +860,7 @@ static void qk_portable(struct att_group *g, const float *k, int64_t ld, const f
 {
 	for (int r = 0; r < g->n; r++) {
 		for (int t = 0; t < nk; t++) {
-			float acc[8] = {0};
+			float acc[8] = { 0 };
 			int d = 0;
 			for (; d + 8 <= hd; d += 8)
 				for (int l = 0; l < 8; l++)
@@ -883,10 +909,14 @@ AVX2 static void pack_kt_avx2(float *kt, const float *k, int64_t ld, int nk, int
 			       u2 = _mm256_unpacklo_ps(r2, r3), u3 = _mm256_unpackhi_ps(r2, r3),
 			       u4 = _mm256_unpacklo_ps(r4, r5), u5 = _mm256_unpackhi_ps(r4, r5),
 			       u6 = _mm256_unpacklo_ps(r6, r7), u7 = _mm256_unpackhi_ps(r6, r7);
-			__m256 v0 = _mm256_shuffle_ps(u0, u2, 0x44), v1 = _mm256_shuffle_ps(u0, u2, 0xee),
-			       v2 = _mm256_shuffle_ps(u1, u3, 0x44), v3 = _mm256_shuffle_ps(u1, u3, 0xee),
-			       v4 = _mm256_shuffle_ps(u4, u6, 0x44), v5 = _mm256_shuffle_ps(u4, u6, 0xee),
-			       v6 = _mm256_shuffle_ps(u5, u7, 0x44), v7 = _mm256_shuffle_ps(u5, u7, 0xee);
+			__m256 v0 = _mm256_shuffle_ps(u0, u2, 0x44),
+			       v1 = _mm256_shuffle_ps(u0, u2, 0xee),
+			       v2 = _mm256_shuffle_ps(u1, u3, 0x44),
+			       v3 = _mm256_shuffle_ps(u1, u3, 0xee),
+			       v4 = _mm256_shuffle_ps(u4, u6, 0x44),
+			       v5 = _mm256_shuffle_ps(u4, u6, 0xee),
+			       v6 = _mm256_shuffle_ps(u5, u7, 0x44),
+			       v7 = _mm256_shuffle_ps(u5, u7, 0xee);
 			float *o = kt + (int64_t)d * ATT_KB + t;
 			_mm256_storeu_ps(o + 0 * ATT_KB, _mm256_permute2f128_ps(v0, v4, 0x20));
 			_mm256_storeu_ps(o + 1 * ATT_KB, _mm256_permute2f128_ps(v1, v5, 0x20));
@@ -949,12 +979,17 @@ AVX2 static void pv_avx2(struct att_group *g, const float *v, int64_t ld, int nk
 {
 	int d = 0;
 	for (; d + 16 <= hd; d += 16) {
-		__m256 a00 = _mm256_loadu_ps(g->acc[0] + d), a01 = _mm256_loadu_ps(g->acc[0] + d + 8),
-		       a10 = _mm256_loadu_ps(g->acc[1] + d), a11 = _mm256_loadu_ps(g->acc[1] + d + 8),
-		       a20 = _mm256_loadu_ps(g->acc[2] + d), a21 = _mm256_loadu_ps(g->acc[2] + d + 8),
-		       a30 = _mm256_loadu_ps(g->acc[3] + d), a31 = _mm256_loadu_ps(g->acc[3] + d + 8);
+		__m256 a00 = _mm256_loadu_ps(g->acc[0] + d),
+		       a01 = _mm256_loadu_ps(g->acc[0] + d + 8),
+		       a10 = _mm256_loadu_ps(g->acc[1] + d),
+		       a11 = _mm256_loadu_ps(g->acc[1] + d + 8),
+		       a20 = _mm256_loadu_ps(g->acc[2] + d),
+		       a21 = _mm256_loadu_ps(g->acc[2] + d + 8),
+		       a30 = _mm256_loadu_ps(g->acc[3] + d),
+		       a31 = _mm256_loadu_ps(g->acc[3] + d + 8);
 		for (int t = 0; t < nk; t++) {
-			__m256 v0 = _mm256_loadu_ps(v + t * ld + d), v1 = _mm256_loadu_ps(v + t * ld + d + 8);
+			__m256 v0 = _mm256_loadu_ps(v + t * ld + d),
+			       v1 = _mm256_loadu_ps(v + t * ld + d + 8);
 			__m256 p = _mm256_broadcast_ss(&g->s[0][t]);
 			a00 = _mm256_fmadd_ps(p, v0, a00);
 			a01 = _mm256_fmadd_ps(p, v1, a01);
@@ -1089,7 +1124,8 @@ static void att_task(void *ctx, int64_t task, int thread)
 		lo = g->glo < lo ? g->glo : lo;
 		hi = g->ghi > hi ? g->ghi : hi;
 	}
-	float *kt = j->kern.pack ? j->cpu->scratch + (size_t)thread * vlm_fast_scratch_floats() : NULL;
+	float *kt =
+		j->kern.pack ? j->cpu->scratch + (size_t)thread * vlm_fast_scratch_floats() : NULL;
 	for (int64_t t0 = lo; t0 < hi; t0 += ATT_KB) {
 		int nk = (int)min64(ATT_KB, hi - t0);
 		int64_t off = t0 * a->kv_stride + (int64_t)kvh * hd;
@@ -1138,8 +1174,9 @@ struct attb_tiles {
 	uint32_t *kx; /* the key block [AB_KB][khd], row-major pairs of dims */
 	float *st;    /* S^T, then P^T: [AB_KB][AB_Q] */
 	uint32_t *pp; /* P panels [2][AB_KB / 2][MB_NC]: pair kk of query q is keys 2kk, 2kk + 1 */
-	uint32_t *vx; /* V^T as x rows, stored [AB_KB / 2][AB_HD]: pair kk of dim d is keys 2kk, 2kk+1 */
-	float *ot;    /* O^T accumulators [AB_HD][AB_Q] */
+	uint32_t *
+		vx; /* V^T as x rows, stored [AB_KB / 2][AB_HD]: pair kk of dim d is keys 2kk, 2kk+1 */
+	float *ot; /* O^T accumulators [AB_HD][AB_Q] */
 };
 
 static size_t attb_scratch_floats(void)
@@ -1169,8 +1206,7 @@ static uint32_t bf16_pair(float lo, float hi)
 
 /* The task's nq query rows (from i0, head n) as Q^T panels; missing queries are zero. Head dims
  * are even (ops.c), so dims pair up exactly. */
-static void attb_pack_q(const struct vlm_attn *a, int n, int64_t i0, int nq, uint32_t *qp,
-			int khd)
+static void attb_pack_q(const struct vlm_attn *a, int n, int64_t i0, int nq, uint32_t *qp, int khd)
 {
 	int hd = a->head_dim;
 	for (int q = 0; q < AB_Q; q++) {
@@ -1203,10 +1239,11 @@ BF16 static void attb_pack_v(const float *v, int64_t ld, int nk, int hd, uint32_
 		for (; d + 16 <= hd; d += 16) {
 			__m512i lo = _mm512_cvtepu16_epi32(
 				(__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(r0 + d)));
-			__m512i hi = r1 ? _mm512_cvtepu16_epi32(
-					       (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(r1 + d)))
+			__m512i hi = r1 ? _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(
+						  _mm512_loadu_ps(r1 + d)))
 					: _mm512_setzero_si512();
-			_mm512_storeu_si512(dst + d, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+			_mm512_storeu_si512(dst + d,
+					    _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
 		}
 		for (; d < hd; d++)
 			dst[d] = bf16_pair(r0[d], r1 ? r1[d] : 0);
@@ -1232,18 +1269,23 @@ BF16 static void attb_softmax(struct attb_tiles *tt, int64_t t0, int nk, int hd,
 			__m256 ok = _mm256_castsi256_ps(_mm256_andnot_si256(
 				_mm256_cmpgt_epi32(vlo, ti), _mm256_cmpgt_epi32(vhi, ti)));
 			__m256 s = _mm256_blendv_ps(
-				ninf, _mm256_mul_ps(_mm256_loadu_ps(tt->st + t * AB_Q + q), _mm256_set1_ps(scale)), ok);
+				ninf,
+				_mm256_mul_ps(_mm256_loadu_ps(tt->st + t * AB_Q + q),
+					      _mm256_set1_ps(scale)),
+				ok);
 			_mm256_storeu_ps(tt->st + t * AB_Q + q, s);
 			bm = _mm256_max_ps(bm, s);
 		}
 		__m256 m_old = _mm256_loadu_ps(m + q), m_new = _mm256_max_ps(m_old, bm);
 		/* a column with no key yet keeps m = -inf: use 0 so that no -inf - -inf appears */
-		__m256 m_use = _mm256_blendv_ps(m_new, zero, _mm256_cmp_ps(m_new, ninf, _CMP_EQ_OQ));
+		__m256 m_use =
+			_mm256_blendv_ps(m_new, zero, _mm256_cmp_ps(m_new, ninf, _CMP_EQ_OQ));
 		__m256 corr = exp256(_mm256_sub_ps(m_old, m_use));
 		__m256 sum = _mm256_mul_ps(_mm256_loadu_ps(l + q), corr);
 		for (int d = 0; d < hd; d++)
-			_mm256_storeu_ps(tt->ot + d * AB_Q + q,
-					 _mm256_mul_ps(_mm256_loadu_ps(tt->ot + d * AB_Q + q), corr));
+			_mm256_storeu_ps(
+				tt->ot + d * AB_Q + q,
+				_mm256_mul_ps(_mm256_loadu_ps(tt->ot + d * AB_Q + q), corr));
 		for (int t = 0; t < nk; t++) {
 			__m256 s = _mm256_loadu_ps(tt->st + t * AB_Q + q);
 			__m256 p = _mm256_blendv_ps(exp256(_mm256_sub_ps(s, m_use)), zero,
@@ -1261,9 +1303,12 @@ BF16 static void attb_softmax(struct attb_tiles *tt, int64_t t0, int nk, int hd,
 			__m512 p1 = 2 * kk + 1 < nk ? _mm512_loadu_ps(r1 + q) : _mm512_setzero_ps();
 			__m512i w = _mm512_or_si512(
 				_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(p0)),
-				_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(p1)), 16));
-			_mm512_storeu_si512(tt->pp + (q / MB_NC) * (AB_KB / 2) * MB_NC + kk * MB_NC +
-						    q % MB_NC, w);
+				_mm512_slli_epi32(
+					_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(p1)),
+					16));
+			_mm512_storeu_si512(tt->pp + (q / MB_NC) * (AB_KB / 2) * MB_NC +
+						    kk * MB_NC + q % MB_NC,
+					    w);
 		}
 	}
 }
@@ -1277,7 +1322,8 @@ BF16 static void attb_task(void *ctx, int64_t task, int thread)
 	int n = (int)(task / j->n_qblocks), kvh = n / (a->n_head / a->n_kv_head);
 	int64_t i0 = (task % j->n_qblocks) * AB_Q;
 	int nq = (int)min64(AB_Q, a->L - i0);
-	struct attb_tiles tt = attb_tiles(j->cpu->scratch + (size_t)thread * vlm_fast_scratch_floats());
+	struct attb_tiles tt =
+		attb_tiles(j->cpu->scratch + (size_t)thread * vlm_fast_scratch_floats());
 	int32_t lo[AB_Q], hi[AB_Q];
 	float m[AB_Q], l[AB_Q];
 	int64_t tlo = INT64_MAX, thi = 0;
@@ -1307,8 +1353,8 @@ BF16 static void attb_task(void *ctx, int64_t task, int thread)
 		for (int t = 0; t < nk; t += MB_MR)
 			for (int p = 0; p < panels; p++)
 				mmb_kernel(tt.kx + t * khd, khd, 1, tt.qp + p * khd * MB_NC, khd,
-					   tt.st + t * AB_Q + p * MB_NC, AB_Q, (int)min64(MB_MR, nk - t),
-					   MB_NC);
+					   tt.st + t * AB_Q + p * MB_NC, AB_Q,
+					   (int)min64(MB_MR, nk - t), MB_NC);
 		attb_softmax(&tt, t0, nk, hd, scale, lo, hi, m, l);
 		for (int p = 0; p < panels; p++)
 			for (int d = 0; d < hd; d += MB_MR)
@@ -1327,8 +1373,10 @@ BF16 static void attb_task(void *ctx, int64_t task, int thread)
 void vlm_fast_attention(const struct vlm_cpu *cpu, const struct vlm_attn *a)
 {
 	int64_t rows = ATT_QB * ATT_GROUPS;
-	struct att_job j = {.cpu = cpu, .a = a, .n_qblocks = (a->L + rows - 1) / rows,
-			    .kern = {NULL, qk_portable, pv_portable, exp_sub_portable}};
+	struct att_job j = { .cpu = cpu,
+			     .a = a,
+			     .n_qblocks = (a->L + rows - 1) / rows,
+			     .kern = { NULL, qk_portable, pv_portable, exp_sub_portable } };
 #if FAST_BF16
 	if (cpu->bf16 && a->L >= AB_Q / 2) {
 		j.n_qblocks = (a->L + AB_Q - 1) / AB_Q;
@@ -1338,7 +1386,7 @@ void vlm_fast_attention(const struct vlm_cpu *cpu, const struct vlm_attn *a)
 #endif
 #if FAST_X86
 	if (cpu->avx2)
-		j.kern = (struct att_kernels){pack_kt_avx2, qk_avx2, pv_avx2, exp_sub_avx2};
+		j.kern = (struct att_kernels){ pack_kt_avx2, qk_avx2, pv_avx2, exp_sub_avx2 };
 #endif
 	vlm_pool_run(cpu->pool, att_task, &j, j.n_qblocks * a->n_head);
 }

@@ -15,7 +15,8 @@ void vlm_ref_matmul(float *y, const float *x, int64_t M, const struct vlm_tensor
 		for (int64_t n = 0; n < N; n++) {
 			double acc = bias ? vlm_float_load(bias->dtype, bias->data, n) : 0.0;
 			for (int64_t k = 0; k < K; k++)
-				acc += (double)x[m * K + k] * vlm_float_load(w->dtype, w->data, n * K + k);
+				acc += (double)x[m * K + k] *
+				       vlm_float_load(w->dtype, w->data, n * K + k);
 			y[m * N + n] = (float)acc;
 		}
 	}
@@ -138,7 +139,8 @@ void vlm_ref_rope_text(float *x, int64_t L, int H, int hd, int64_t stride, int r
 			float *v = x + i * stride + (int64_t)h * hd;
 			for (int j = 0; j < rotary_dim / 2; j++) {
 				int s = j < sections[0] ? 0 : j < sections[0] + sections[1] ? 1 : 2;
-				float angle = (float)pos[s * L + i] * vlm_cpu_inv_freq(theta, j, rotary_dim);
+				float angle = (float)pos[s * L + i] *
+					      vlm_cpu_inv_freq(theta, j, rotary_dim);
 				float c = cosf(angle), sn = sinf(angle);
 				float a = v[2 * j], b = v[2 * j + 1];
 				v[2 * j] = a * c - b * sn;
@@ -157,8 +159,11 @@ void vlm_ref_rope_vision(float *x, int64_t N, int H, int hd, int64_t stride, con
 			float *v = x + i * stride + (int64_t)h * hd;
 			for (int k = 0; k < half; k++) {
 				float angle = k < quarter
-					? (float)hw[2 * i] * vlm_cpu_inv_freq(theta, k, half)
-					: (float)hw[2 * i + 1] * vlm_cpu_inv_freq(theta, k - quarter, half);
+						      ? (float)hw[2 * i] *
+								vlm_cpu_inv_freq(theta, k, half)
+						      : (float)hw[2 * i + 1] *
+								vlm_cpu_inv_freq(theta, k - quarter,
+										 half);
 				float c = cosf(angle), sn = sinf(angle);
 				float a = v[k], b = v[k + half];
 				v[k] = a * c - b * sn;
@@ -212,7 +217,8 @@ void vlm_ref_attention(const struct vlm_attn *a)
 			for (int d = 0; d < hd; d++)
 				o[d] = 0;
 			for (int64_t t = lo; t < hi; t++) {
-				float p = (float)(exp((double)ref_attn_score(a, q, t, kvh) - m) / sum);
+				float p = (float)(exp((double)ref_attn_score(a, q, t, kvh) - m) /
+						  sum);
 				const float *v = a->v + t * a->kv_stride + (int64_t)kvh * hd;
 				for (int d = 0; d < hd; d++)
 					o[d] += p * v[d];

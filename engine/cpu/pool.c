@@ -92,7 +92,7 @@ int vlm_pool_new(int n_threads, struct vlm_pool **out, vlm_err *err)
 		return vlm_err_set(err, -ENOMEM, "pool: %d threads: out of memory", n_threads);
 	}
 	for (int i = 1; i < n_threads; i++) {
-		pool->workers[i] = (struct vlm_pool_worker){.pool = pool, .thread = i};
+		pool->workers[i] = (struct vlm_pool_worker){ .pool = pool, .thread = i };
 		int rc = pthread_create(&pool->threads[i], NULL, pool_main, &pool->workers[i]);
 		if (rc != 0) {
 			vlm_pool_free(pool);

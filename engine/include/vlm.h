@@ -27,8 +27,7 @@ typedef struct vlm_err {
 
 /* Fills `err` (if not NULL) and returns `code`, so callers can write
  * `return vlm_err_set(err, -EINVAL, "config: key '%s': not a number", key);` */
-int vlm_err_set(vlm_err *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+int vlm_err_set(vlm_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int vlm_err_setv(vlm_err *err, int code, const char *fmt, va_list ap)
 	__attribute__((format(printf, 3, 0)));
 /* Same as vlm_err_set, also recording a module-specific reason. */
@@ -93,8 +92,8 @@ struct vlm_model_info {
 	const char *architecture; /* "Glm4vForConditionalGeneration" */
 	int text_layers, text_hidden, text_heads, text_kv_heads, text_head_dim, text_intermediate;
 	int vision_layers, vision_hidden, vision_heads, patch_size, merge_size;
-	int vocab_size;           /* the LM head's rows */
-	int max_context;          /* max_position_embeddings */
+	int vocab_size;  /* the LM head's rows */
+	int max_context; /* max_position_embeddings */
 	int64_t n_params_vision, n_params_text, n_params;
 	int64_t n_tensors;
 	int64_t weight_bytes;     /* as stored (mmapped) */
@@ -130,8 +129,7 @@ int vlm_model_count_tokens(const struct vlm_model *model, const char *text, size
  * allocates. One thread at a time. */
 struct vlm_session;
 
-int vlm_session_new(struct vlm_model *model, int64_t n_ctx, struct vlm_session **out,
-		    vlm_err *err);
+int vlm_session_new(struct vlm_model *model, int64_t n_ctx, struct vlm_session **out, vlm_err *err);
 void vlm_session_free(struct vlm_session *s); /* accepts NULL */
 
 /* The low-level steps generate is made of (also used by the parity tests). prefill starts a new
@@ -158,16 +156,15 @@ typedef int vlm_logit_mask_fn(void *user, const int32_t *generated, size_t n_gen
 typedef bool vlm_abort_fn(void *user);
 /* Each chosen token, with its log-probability and the text it completes (possibly empty). At the
  * end, bytes held back for an incomplete character come once more with token -1. */
-typedef void vlm_token_fn(void *user, int32_t token, float logprob, const char *text,
-			  size_t len);
+typedef void vlm_token_fn(void *user, int32_t token, float logprob, const char *text, size_t len);
 
 struct vlm_request {
-	const char *system;  /* optional system message */
-	const char *prompt;  /* the user's text, after the images */
+	const char *system; /* optional system message */
+	const char *prompt; /* the user's text, after the images */
 	const struct vlm_image *images;
 	int n_images;
 	int max_tokens;
-	bool sample;         /* false: greedy */
+	bool sample; /* false: greedy */
 	float temperature, top_p;
 	int top_k;
 	float repetition_penalty; /* 0 means 1 (off) */
@@ -181,10 +178,10 @@ struct vlm_request {
 enum vlm_stop { VLM_STOP_EOS, VLM_STOP_LENGTH, VLM_STOP_ABORTED };
 
 struct vlm_result {
-	int32_t *tokens;   /* generated tokens, without the stop token */
-	float *logprobs;   /* [n_tokens] */
+	int32_t *tokens; /* generated tokens, without the stop token */
+	float *logprobs; /* [n_tokens] */
 	size_t n_tokens;
-	char *text;        /* UTF-8, special tokens skipped */
+	char *text; /* UTF-8, special tokens skipped */
 	enum vlm_stop stop;
 	int64_t n_prompt_tokens;
 };

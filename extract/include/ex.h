@@ -21,32 +21,26 @@
 extern "C" {
 #endif
 
-enum ex_format {
-	EX_FORMAT_PDF,
-	EX_FORMAT_TIFF,
-	EX_FORMAT_JPEG,
-	EX_FORMAT_PNG,
-	EX_FORMAT_COUNT
-};
+enum ex_format { EX_FORMAT_PDF, EX_FORMAT_TIFF, EX_FORMAT_JPEG, EX_FORMAT_PNG, EX_FORMAT_COUNT };
 const char *ex_format_name(enum ex_format format); /* "pdf", "tiff", "jpeg", "png" */
 
 /* Why a document was refused: vlm_err.reason after a failed ex_doc_load. */
 enum ex_ingest_reason {
 	EX_REASON_NONE,
-	EX_REASON_IO,              /* cannot open or read the file (-errno of the system call) */
-	EX_REASON_NOT_REGULAR,     /* directory, FIFO, device, symlink, hard-linked file (-EINVAL) */
-	EX_REASON_EMPTY,           /* zero bytes (-EBADMSG) */
-	EX_REASON_UNSUPPORTED,     /* magic bytes of no allowed format (-ENOTSUP) */
-	EX_REASON_FILE_TOO_LARGE,  /* limits.max_file_bytes (-E2BIG) */
-	EX_REASON_TOO_MANY_PAGES,  /* limits.max_pages (-E2BIG) */
-	EX_REASON_PAGE_TOO_LARGE,  /* limits.max_page_pixels or a dimension over 65535 (-E2BIG) */
+	EX_REASON_IO,             /* cannot open or read the file (-errno of the system call) */
+	EX_REASON_NOT_REGULAR,    /* directory, FIFO, device, symlink, hard-linked file (-EINVAL) */
+	EX_REASON_EMPTY,          /* zero bytes (-EBADMSG) */
+	EX_REASON_UNSUPPORTED,    /* magic bytes of no allowed format (-ENOTSUP) */
+	EX_REASON_FILE_TOO_LARGE, /* limits.max_file_bytes (-E2BIG) */
+	EX_REASON_TOO_MANY_PAGES, /* limits.max_pages (-E2BIG) */
+	EX_REASON_PAGE_TOO_LARGE, /* limits.max_page_pixels or a dimension over 65535 (-E2BIG) */
 	EX_REASON_TOTAL_TOO_LARGE, /* limits.max_total_pixels (-E2BIG) */
 	EX_REASON_CORRUPT,         /* the decoder failed: truncated or damaged data (-EBADMSG) */
 	EX_REASON_ENCRYPTED,       /* PDF needs a password (-EACCES) */
 	EX_REASON_NO_PAGES,        /* a document with zero pages (-EBADMSG) */
 	EX_REASON_IFD_LOOP,        /* TIFF directory chain loops (-EBADMSG) */
 	EX_REASON_UNSUPPORTED_VARIANT, /* allowed format, variant we cannot decode (-ENOTSUP) */
-	EX_REASON_INTERNAL,        /* out of memory or a library failure not caused by the input */
+	EX_REASON_INTERNAL, /* out of memory or a library failure not caused by the input */
 	EX_REASON_COUNT
 };
 const char *ex_reason_name(enum ex_ingest_reason reason); /* "corrupt", "encrypted", ... */
@@ -72,11 +66,11 @@ struct ex_word {
 };
 
 struct ex_page {
-	int number;         /* 1-based */
-	int width, height;  /* pixels */
+	int number;        /* 1-based */
+	int width, height; /* pixels */
 	double dpi_x, dpi_y;
-	uint8_t *rgb;       /* width * height * 3 bytes, rows top to bottom, owned by the page */
-	char *text;         /* PDF text layer, UTF-8, owned; NULL for raster formats */
+	uint8_t *rgb; /* width * height * 3 bytes, rows top to bottom, owned by the page */
+	char *text;   /* PDF text layer, UTF-8, owned; NULL for raster formats */
 	struct ex_word *words;
 	size_t n_words;
 };
@@ -96,8 +90,8 @@ int ex_doc_load(const char *path, const struct ex_limits *limits, struct ex_doc 
 /* The same from `size` bytes in memory (borrowed for the call; a decoder may read `data` while
  * it runs and keeps no pointer into it). `name` stands for the path in the document and in
  * errors. Applies every limit except the file checks (a zero size is refused as empty). */
-int ex_doc_load_mem(const char *name, const void *data, size_t size,
-		    const struct ex_limits *limits, struct ex_doc **out, vlm_err *err);
+int ex_doc_load_mem(const char *name, const void *data, size_t size, const struct ex_limits *limits,
+		    struct ex_doc **out, vlm_err *err);
 void ex_doc_free(struct ex_doc *doc);
 
 /* Writes one page as an 8-bit RGB PNG file (for a person to look at), with pHYs when its DPI is
@@ -121,17 +115,18 @@ struct ex_pull_opts {
 	const char *dir;      /* created with its parents when missing */
 	const char *endpoint; /* NULL: $HF_ENDPOINT, else https://huggingface.co */
 	const char *token;    /* NULL: $HF_TOKEN (sent as Authorization: Bearer) */
-	bool offline;         /* also when $HF_HUB_OFFLINE is 1/true/yes/on: never touch the network */
-	bool progress;        /* draw a progress bar with rate and ETA on stderr */
+	bool offline;  /* also when $HF_HUB_OFFLINE is 1/true/yes/on: never touch the network */
+	bool progress; /* draw a progress bar with rate and ETA on stderr */
 };
 
 /* What ex_model_verify found; every field is filled on success. */
 struct ex_model_check {
-	bool pinned;        /* a complete manifest was found and every file matches it */
-	char model_id[256]; /* "repo@commit", or "unpinned@sha256:HEX" for a directory without one */
-	size_t n_files;     /* files hashed against the manifest (0 when unpinned) */
+	bool pinned; /* a complete manifest was found and every file matches it */
+	char model_id
+		[256];  /* "repo@commit", or "unpinned@sha256:HEX" for a directory without one */
+	size_t n_files; /* files hashed against the manifest (0 when unpinned) */
 	int64_t n_bytes;
-	size_t n_tensors;   /* tensors present with the shapes the config implies */
+	size_t n_tensors; /* tensors present with the shapes the config implies */
 	int64_t n_params;
 };
 
@@ -193,28 +188,28 @@ const char *ex_job_state_name(enum ex_job_state state); /* "queued", "running", 
 #define EX_JOB_ID_LEN 24 /* 23 characters and the NUL */
 
 struct ex_job {
-	char id[EX_JOB_ID_LEN];   /* also the spool file's name */
-	char inbox[72];           /* the inbox's configured name */
-	char name[256];           /* the original file name: data only, never a path to write */
-	char schema[72];          /* empty: no schema */
-	char sha256[65];          /* of the claimed bytes */
+	char id[EX_JOB_ID_LEN]; /* also the spool file's name */
+	char inbox[72];         /* the inbox's configured name */
+	char name[256];         /* the original file name: data only, never a path to write */
+	char schema[72];        /* empty: no schema */
+	char sha256[65];        /* of the claimed bytes */
 	int64_t size;
 	uint64_t src_dev, src_ino; /* the inbox file that was claimed, to recognise it again */
 	int64_t src_mtime_ns;
 	enum ex_job_state state;
 	char dup_of[EX_JOB_ID_LEN];       /* DUPLICATE: the earlier job */
 	char reprocess_of[EX_JOB_ID_LEN]; /* a job made by `intake reprocess` from that one */
-	int attempts;             /* crashes or timeouts of the parser so far */
-	int transient;            /* transient failures so far (they do not consume attempts) */
-	double next_try;          /* QUEUED: not before this time (Unix seconds) */
+	int attempts;                     /* crashes or timeouts of the parser so far */
+	int transient;   /* transient failures so far (they do not consume attempts) */
+	double next_try; /* QUEUED: not before this time (Unix seconds) */
 	double claimed_at, started_at, finished_at;
 	int pages;
-	char result[96];          /* file name of the result or notice in the inbox's outbox */
-	char dest[300];           /* file name of the original in the archive or failed folder */
-	bool settled;             /* the spool copy is gone (archived, failed or deleted) */
-	bool reprocess;           /* `intake reprocess` asked for this job to be done again */
-	char reason[64];          /* FAILED: short reason ("corrupt", "timeout", ...) */
-	char error[512];          /* last error line */
+	char result[96]; /* file name of the result or notice in the inbox's outbox */
+	char dest[300];  /* file name of the original in the archive or failed folder */
+	bool settled;    /* the spool copy is gone (archived, failed or deleted) */
+	bool reprocess;  /* `intake reprocess` asked for this job to be done again */
+	char reason[64]; /* FAILED: short reason ("corrupt", "timeout", ...) */
+	char error[512]; /* last error line */
 };
 
 struct ex_journal;
@@ -245,19 +240,19 @@ int ex_journal_find_claim(struct ex_journal *j, const struct ex_job *probe, stru
 			  vlm_err *err);
 
 struct ex_job_filter {
-	unsigned states;     /* bit mask of 1u << enum ex_job_state; 0: any */
-	int settled;         /* -1 any, 0 or 1 */
-	int reprocess;       /* -1 any, 0 or 1 */
-	const char *inbox;   /* NULL: any */
-	const char *schema;  /* NULL: any */
-	const char *name;    /* NULL: any */
+	unsigned states;          /* bit mask of 1u << enum ex_job_state; 0: any */
+	int settled;              /* -1 any, 0 or 1 */
+	int reprocess;            /* -1 any, 0 or 1 */
+	const char *inbox;        /* NULL: any */
+	const char *schema;       /* NULL: any */
+	const char *name;         /* NULL: any */
 	const char *reprocess_of; /* NULL: any */
-	double since;        /* claimed_at >= since; 0: any */
-	double ready_by;     /* next_try <= ready_by; 0: any */
-	bool newest_first;   /* else oldest claimed first */
-	size_t limit;        /* 0: no limit */
+	double since;             /* claimed_at >= since; 0: any */
+	double ready_by;          /* next_try <= ready_by; 0: any */
+	bool newest_first;        /* else oldest claimed first */
+	size_t limit;             /* 0: no limit */
 };
-#define EX_JOB_FILTER_ANY ((struct ex_job_filter){.settled = -1, .reprocess = -1})
+#define EX_JOB_FILTER_ANY ((struct ex_job_filter){ .settled = -1, .reprocess = -1 })
 
 /* Jobs matching `f` in a new array (*out, free()d by the caller; NULL when none). Returns the
  * count or a negative errno. */
@@ -279,8 +274,7 @@ struct ex_inbox_stats {
 };
 /* One entry per inbox in the journal, by name, in a new array (*out, free()d by the caller).
  * Returns the count or a negative errno. */
-int ex_journal_stats(struct ex_journal *j, double since, struct ex_inbox_stats **out,
-		     vlm_err *err);
+int ex_journal_stats(struct ex_journal *j, double since, struct ex_inbox_stats **out, vlm_err *err);
 
 /* ---- Extraction (extract.c) -------------------------------------------------------------------
  * An extractor holds what every document reuses: the model, one session (its KV cache), the
@@ -292,23 +286,23 @@ struct ex_extractor;
 
 /* Where a long extraction is, for a progress line. */
 struct ex_progress {
-	size_t prompt, n_prompts; /* 1-based prompt being generated, of n_prompts */
+	size_t prompt, n_prompts;           /* 1-based prompt being generated, of n_prompts */
 	int first_page, last_page, n_pages; /* its pages, of the document's */
-	size_t n_tokens;          /* tokens generated in this prompt so far */
-	double tokens_per_s;      /* decode rate of this prompt (0 until the second token) */
+	size_t n_tokens;                    /* tokens generated in this prompt so far */
+	double tokens_per_s; /* decode rate of this prompt (0 until the second token) */
 };
 typedef void ex_progress_fn(void *user, const struct ex_progress *p);
 
 struct ex_extract_opts {
 	const char *model_dir;
-	const char *device;   /* "cpu", "cuda" or "auto" (NULL: auto, which is the CPU today) */
-	int n_threads;        /* 0: every online CPU */
-	bool bf16;            /* bf16 activations in prefill and vision matmuls (AVX512_BF16 CPUs:
+	const char *device; /* "cpu", "cuda" or "auto" (NULL: auto, which is the CPU today) */
+	int n_threads;      /* 0: every online CPU */
+	bool bf16;          /* bf16 activations in prefill and vision matmuls (AVX512_BF16 CPUs:
 	                       * vlm_model_opts.bf16_activations); false: f32 */
-	int max_tokens;       /* per prompt; 0: 2048 */
-	int64_t n_ctx;        /* context per prompt; 0: 16384, or the model's maximum if smaller */
-	size_t text_budget;   /* PDF text-layer bytes per prompt; 0: 6000 (EX_PROMPT_TEXT_BUDGET) */
-	bool no_text_hint;    /* give the model no text layer */
+	int max_tokens;     /* per prompt; 0: 2048 */
+	int64_t n_ctx;      /* context per prompt; 0: 16384, or the model's maximum if smaller */
+	size_t text_budget; /* PDF text-layer bytes per prompt; 0: 6000 (EX_PROMPT_TEXT_BUDGET) */
+	bool no_text_hint;  /* give the model no text layer */
 	size_t max_value_bytes; /* a guard against runaway values: bytes of one value's text in
 				 * the answer, at most 65535; 0: 512 (grammar.h) */
 	const struct ex_limits *limits; /* ingest limits; NULL: defaults */
@@ -316,14 +310,13 @@ struct ex_extract_opts {
 	/* Checked between decode steps (vlm_request.abort); true stops the document's extraction
 	 * with -ECANCELED and no result. May be NULL. */
 	bool (*abort)(void *user);
-	void *user;                     /* given to progress and abort */
+	void *user; /* given to progress and abort */
 };
 
 /* Loads the model and prepares a session. Errors: -ENODEV (--device cuda without a CUDA device),
  * -ENOTSUP (cuda asked of an engine that runs models on the CPU only), -EINVAL (bad options), the
  * model loader's errors. *out is caller-owned (ex_extractor_free). */
-int ex_extractor_new(const struct ex_extract_opts *opts, struct ex_extractor **out,
-		     vlm_err *err);
+int ex_extractor_new(const struct ex_extract_opts *opts, struct ex_extractor **out, vlm_err *err);
 void ex_extractor_free(struct ex_extractor *x); /* accepts NULL */
 /* The model id results carry ("repo@commit" or "unpinned@sha256:..."), and the device name. */
 const char *ex_extractor_model_id(const struct ex_extractor *x);

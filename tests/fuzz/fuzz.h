@@ -21,20 +21,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* An invariant the code under test broke: report it and abort, which both runners treat as a
  * crash with this input. */
-#define FUZZ_CHECK(cond)                                                                   \
-	do {                                                                                   \
-		if (!(cond)) {                                                                 \
-			fprintf(stderr, "%s:%d: FUZZ_CHECK(%s) failed\n", __FILE__, __LINE__,   \
-				#cond);                                                        \
-			abort();                                                               \
-		}                                                                              \
+#define FUZZ_CHECK(cond)                                                                      \
+	do {                                                                                  \
+		if (!(cond)) {                                                                \
+			fprintf(stderr, "%s:%d: FUZZ_CHECK(%s) failed\n", __FILE__, __LINE__, \
+				#cond);                                                       \
+			abort();                                                              \
+		}                                                                             \
 	} while (0)
 
 /* A failure of the harness itself (not of the code under test). */
-#define FUZZ_DIE(what)                                                                     \
-	do {                                                                                   \
-		perror(what);                                                                  \
-		exit(2);                                                                       \
+#define FUZZ_DIE(what)        \
+	do {                  \
+		perror(what); \
+		exit(2);      \
 	} while (0)
 
 /* The source tree: $INTAKE_SOURCE_DIR when set (CTest sets it), else where CMake saw it. */

@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *path = fuzz_memfile(data, size);
 	struct config *cfg = NULL;
 	int n_reports = 0;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	int rc = config_load(path, &cfg, count_report, &n_reports, &err);
 	if (rc == 0) {
 		FUZZ_CHECK(cfg != NULL && n_reports == 0);

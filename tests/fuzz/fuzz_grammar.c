@@ -14,7 +14,7 @@
 #include "grammar.h"
 #include "validate.h"
 
-static const char *const schema_names[] = {"invoice", "lab_report", "nameplate"};
+static const char *const schema_names[] = { "invoice", "lab_report", "nameplate" };
 #define N_SCHEMAS (sizeof schema_names / sizeof schema_names[0])
 static struct ex_schema *schemas[N_SCHEMAS];
 static struct ex_grammar *grammars[N_SCHEMAS];
@@ -41,9 +41,9 @@ static void die(const vlm_err *err)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	char dir[FUZZ_PATH_SIZE];
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	struct vlm_model *model = NULL;
-	struct vlm_model_opts opts = {.n_threads = 1};
+	struct vlm_model_opts opts = { .n_threads = 1 };
 	if (vlm_model_load(fuzz_source_path(dir, "tests/fixtures/tiny-glm4v"), &opts, &model,
 			   &err) != 0 ||
 	    ex_vocab_from_model(model, &vocab, &err) != 0)
@@ -85,7 +85,7 @@ static void check_answer(size_t which, const struct ex_grammar_state *s, const f
 	json_t *answer = json_loads(ex_grammar_json(s), 0, &jerr);
 	FUZZ_CHECK(json_is_object(answer));
 	struct ex_validation *v = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	FUZZ_CHECK(ex_validate(schemas[which], answer, NULL, 0, &v, &err) == 0);
 	FUZZ_CHECK(v->status != EX_STATUS_FAILED);
 	ex_validation_free(v);
@@ -96,8 +96,8 @@ static void check_answer(size_t which, const struct ex_grammar_state *s, const f
 	FUZZ_CHECK(ex_grammar_evidence(s, logprobs, n, 1, &ev, &n_ev, &err) == 0);
 	for (size_t i = 0; i < n_ev; i++) {
 		FUZZ_CHECK(ev[i].path && ev[i].page == 1);
-		FUZZ_CHECK(ev[i].n == 0 ||
-			   (ev[i].logprobs >= logprobs && ev[i].logprobs + ev[i].n <= logprobs + n));
+		FUZZ_CHECK(ev[i].n == 0 || (ev[i].logprobs >= logprobs &&
+					    ev[i].logprobs + ev[i].n <= logprobs + n));
 	}
 	free(ev);
 }
@@ -108,7 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return -1;
 	size_t which = data[0] % N_SCHEMAS;
 	struct ex_grammar_state *s = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	FUZZ_CHECK(ex_grammar_state_new(grammars[which], &s, &err) == 0);
 	static int32_t tokens[MAX_STEPS];
 	static float logprobs[MAX_STEPS];

@@ -33,8 +33,8 @@ static inline void fuzz_check_doc(const struct ex_doc *doc, const struct ex_limi
 	FUZZ_CHECK(total <= lim->max_total_pixels);
 }
 
-static inline int fuzz_ingest(const uint8_t *data, size_t size, const char *magic,
-			      size_t magic_len, enum ex_format format)
+static inline int fuzz_ingest(const uint8_t *data, size_t size, const char *magic, size_t magic_len,
+			      enum ex_format format)
 {
 	if (size < magic_len || memcmp(data, magic, magic_len) != 0)
 		return -1; /* not this target's format: libFuzzer does not keep it */
@@ -46,7 +46,7 @@ static inline int fuzz_ingest(const uint8_t *data, size_t size, const char *magi
 	lim.pdf_pixel_budget = 250000;
 	lim.pdf_max_dpi = 150;
 	struct ex_doc *doc = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	int rc = ex_doc_load_mem("fuzz-input", data, size, &lim, &doc, &err);
 	if (rc == 0) {
 		FUZZ_CHECK(doc != NULL);

@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *path = fuzz_memfile(data, size);
 	struct vlm_st_file *f = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	if (vlm_st_open(path, &f, &err) != 0) {
 		FUZZ_CHECK(f == NULL && err.code < 0 && err.msg[0]);
 		return 0;

@@ -28,8 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *path = fuzz_memfile(data, size);
 	struct ex_schema *schema = NULL;
-	struct ex_schema_errors errors = {0};
-	vlm_err err = {0};
+	struct ex_schema_errors errors = { 0 };
+	vlm_err err = { 0 };
 	int rc = ex_schema_load_report(path, &schema, &errors, &err);
 	if (rc == 0) {
 		FUZZ_CHECK(schema != NULL && errors.n == 0);

@@ -18,7 +18,7 @@ static void free_tok(void)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	char path[FUZZ_PATH_SIZE];
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	if (vlm_tokenizer_load(fuzz_source_path(path, "tests/fixtures/tiny-glm4v/tokenizer.json"),
 			       &tok, &err) != 0) {
 		fprintf(stderr, "%s\n", err.msg);
@@ -68,7 +68,7 @@ static void fuzz_encode(const uint8_t *text, size_t len)
 	if (!ids)
 		FUZZ_DIE("malloc");
 	size_t n_ids = 0;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	int rc = vlm_tokenize(tok, (const char *)text, len, ids, len, &n_ids, &err);
 	if (!utf8_valid(text, len)) {
 		FUZZ_CHECK(rc == -EINVAL);
@@ -83,7 +83,7 @@ static void fuzz_encode(const uint8_t *text, size_t len)
 	free(back);
 
 	/* The whole text as user-supplied: no special token can appear, and it still round-trips. */
-	struct vlm_text_span all = {0, len};
+	struct vlm_text_span all = { 0, len };
 	FUZZ_CHECK(vlm_tokenize_spans(tok, (const char *)text, len, &all, 1, ids, len, &n_ids,
 				      &err) == 0);
 	for (size_t i = 0; i < n_ids; i++)
@@ -109,7 +109,7 @@ static void fuzz_decode(const uint8_t *data, size_t size, bool skip_special)
 	}
 	char *text = NULL;
 	size_t len = 0;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	int rc = vlm_detokenize(tok, ids, n, skip_special, &text, &len, &err);
 	if (!all_valid) {
 		FUZZ_CHECK(rc == -EINVAL && text == NULL);

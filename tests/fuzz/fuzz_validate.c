@@ -7,7 +7,7 @@
 #include "fuzz.h"
 #include "validate.h"
 
-static const char *const schema_names[] = {"invoice", "lab_report", "nameplate"};
+static const char *const schema_names[] = { "invoice", "lab_report", "nameplate" };
 #define N_SCHEMAS (sizeof schema_names / sizeof schema_names[0])
 static struct ex_schema *schemas[N_SCHEMAS];
 
@@ -22,7 +22,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	char dir[FUZZ_PATH_SIZE];
 	fuzz_source_path(dir, "schemas");
 	for (size_t i = 0; i < N_SCHEMAS; i++) {
-		vlm_err err = {0};
+		vlm_err err = { 0 };
 		if (ex_schema_find(schema_names[i], dir, &schemas[i], &err) != 0) {
 			fprintf(stderr, "%s\n", err.msg);
 			exit(2);
@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return -1;
 	for (size_t i = 0; i < N_SCHEMAS; i++) {
 		struct ex_validation *v = NULL;
-		vlm_err err = {0};
+		vlm_err err = { 0 };
 		FUZZ_CHECK(ex_validate(schemas[i], output, NULL, 0, &v, &err) == 0 && v);
 		FUZZ_CHECK(v->status < EX_STATUS_COUNT);
 		if (v->status == EX_STATUS_FAILED) {

@@ -14,8 +14,8 @@ static struct vlm_config cfg;
 static char dir[] = "/tmp/intake-fuzz-weights-XXXXXX";
 static char index_path[FUZZ_PATH_SIZE];
 
-static const char *const shards[] = {"model-00001-of-00002.safetensors",
-				      "model-00002-of-00002.safetensors"};
+static const char *const shards[] = { "model-00001-of-00002.safetensors",
+				      "model-00002-of-00002.safetensors" };
 
 static void remove_dir(void)
 {
@@ -30,7 +30,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	char fixture[FUZZ_PATH_SIZE], from[FUZZ_PATH_SIZE], to[FUZZ_PATH_SIZE];
 	fuzz_source_path(fixture, "tests/fixtures/tiny-glm4v");
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	if (vlm_config_load(fixture, &cfg, &err) != 0) {
 		fprintf(stderr, "%s\n", err.msg);
 		exit(2);
@@ -40,7 +40,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	atexit(remove_dir);
 	fuzz_path(index_path, dir, "model.safetensors.index.json");
 	for (size_t i = 0; i < 2; i++)
-		if (symlink(fuzz_path(from, fixture, shards[i]), fuzz_path(to, dir, shards[i])) != 0)
+		if (symlink(fuzz_path(from, fixture, shards[i]), fuzz_path(to, dir, shards[i])) !=
+		    0)
 			FUZZ_DIE(to);
 	return 0;
 }
@@ -51,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!fp || fwrite(data, 1, size, fp) != size || fclose(fp) != 0)
 		FUZZ_DIE(index_path);
 	struct vlm_weights *w = NULL;
-	vlm_err err = {0};
+	vlm_err err = { 0 };
 	int rc = vlm_weights_open(dir, &cfg, &w, &err);
 	if (rc == 0) {
 		FUZZ_CHECK(w != NULL && w->n_shards >= 1 && w->n_shards <= 2);

@@ -73,7 +73,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		int rc = S_ISDIR(st.st_mode) ? run_dir(argv[i], &n_inputs)
-					      : (n_inputs++, run_file(argv[i]));
+					     : (n_inputs++, run_file(argv[i]));
 		if (rc != 0)
 			return 1;
 	}

@@ -208,10 +208,10 @@ static bool fsync_fails(const char *what, const char *path)
 	return false;
 }
 
-#define ALIVE()                                                                                    \
-	do {                                                                                       \
-		if (fs.dead)                                                                       \
-			return -EIO;                                                               \
+#define ALIVE()                      \
+	do {                         \
+		if (fs.dead)         \
+			return -EIO; \
 	} while (0)
 
 /* ---- operations ------------------------------------------------------------------------- */
@@ -437,7 +437,7 @@ static int lz_write(const char *path, const char *buf, size_t size, off_t off,
 	if (!copy)
 		return -ENOMEM;
 	memcpy(copy, buf, size);
-	n->w[n->n_w++] = (struct pending){off, size, copy};
+	n->w[n->n_w++] = (struct pending){ off, size, copy };
 	if (off + (off_t)size > n->size)
 		n->size = off + (off_t)size;
 	return (int)size;
@@ -496,7 +496,7 @@ static int lz_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 	rewinddir(d);
 	struct dirent *e;
 	while ((e = readdir(d))) {
-		struct stat st = {.st_ino = e->d_ino, .st_mode = (mode_t)DTTOIF(e->d_type)};
+		struct stat st = { .st_ino = e->d_ino, .st_mode = (mode_t)DTTOIF(e->d_type) };
 		if (fill(buf, e->d_name, &st, 0, 0))
 			break;
 	}
@@ -575,10 +575,17 @@ static const struct fuse_operations ops = {
 	.utimens = lz_utimens,
 };
 
-#define OPT(t, p) {t, offsetof(struct lazyfs, p), 1}
+#define OPT(t, p)                                \
+	{                                        \
+		t, offsetof(struct lazyfs, p), 1 \
+	}
 static const struct fuse_opt options[] = {
-	OPT("backing=%s", backing),	  OPT("fault_at=%lu", fault_at), OPT("fault_file=%s", fault_file),
-	OPT("report=%s", report),	  OPT("trace=%s", trace),	 OPT("torn", torn),
+	OPT("backing=%s", backing),
+	OPT("fault_at=%lu", fault_at),
+	OPT("fault_file=%s", fault_file),
+	OPT("report=%s", report),
+	OPT("trace=%s", trace),
+	OPT("torn", torn),
 	FUSE_OPT_END,
 };
 
