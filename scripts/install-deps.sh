@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake pkg-config clang libclang-rt-14-dev
+  build-essential cmake pkg-config clang libclang-rt-14-dev clang-format
   libpoppler-glib-dev libcairo2-dev libglib2.0-dev
   libtiff-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev
   libyaml-dev libpcre2-dev libjansson-dev
