@@ -19,8 +19,9 @@
  *   bf16 tile in L2): reading x is then what limits it, and twice the rows per task halves how
  *   often x is streamed (measured 5476x1536x4608: 290 -> 330 GFLOP/s; N = 1536: 254 -> 309).
  * Attention is an online-softmax (flash-style) walk over blocks of keys by groups of query rows of
- * one head, so it needs no scratch proportional to T and loads each key and value row once per
- * group. With AVX2 each key block is first transposed into the thread's scratch (K^T tile
+ * one KV head (under GQA the query heads sharing it are rows too, so a decode step reads each key
+ * once per KV head, not once per query head), so it needs no scratch proportional to T and loads
+ * each key and value row once per group. With AVX2 each key block is first transposed into the thread's scratch (K^T tile
  * [hd][ATT_KB], shared by the task's groups) so QK^T runs as a register-blocked 4x16 matmul
  * kernel with no horizontal sums; PV keeps 4 rows x 16 dims in registers over the block. With bf16
  * activations attention reuses the bf16 matmul kernel for QK^T and PV (attb_task: 4.4x the f32
@@ -836,6 +837,7 @@ void vlm_fast_rope_vision(const struct vlm_cpu *cpu, float *x, int64_t N, int H,
 struct att_group {
 	int n;                          /* rows in the group, 1..ATT_QB */
 	const float *q[ATT_QB];         /* query rows [hd] (unused slots repeat row 0) */
+	float *out[ATT_QB];             /* where each row's result goes */
 	int64_t lo[ATT_QB], hi[ATT_QB]; /* each row's keys */
 	int64_t glo, ghi;               /* the union of those ranges */
 	float m[ATT_QB], l[ATT_QB];
@@ -1033,7 +1035,8 @@ struct att_job {
 	const struct vlm_cpu *cpu;
 	const struct vlm_attn *a;
 	struct att_kernels kern;
-	int64_t n_qblocks;
+	int64_t n_qblocks; /* tasks per KV head (f32 path) or per head (bf16 path) */
+	int groups;        /* f32 path: groups of ATT_QB rows per task, 1..ATT_GROUPS */
 };
 
 /* Row r's share of the key block [t0, t0 + nk): scores become probabilities relative to the
@@ -1083,16 +1086,22 @@ static void att_row_range(const struct vlm_attn *a, int64_t i, int64_t *lo, int6
 	}
 }
 
-/* Fills group g with query rows i0 .. i0 + g->n - 1 of head n and their key ranges. */
-static void att_group_init(const struct vlm_attn *a, struct att_group *g, int n, int64_t i0)
+/* Fills group g with rows rho0 .. rho0 + g->n - 1 of KV head kvh and their key ranges. The rows
+ * of a KV head are its G = n_head / n_kv_head query heads at every position, position-major (row
+ * rho: position rho / G, head kvh G + rho % G), so under GQA the G heads that read the same keys
+ * and values share their loads: a decode step's 16 heads of a group are one task, not 16. */
+static void att_group_init(const struct vlm_attn *a, struct att_group *g, int kvh, int64_t rho0)
 {
-	int hd = a->head_dim;
-	g->n = (int)(a->L - i0 < ATT_QB ? a->L - i0 : ATT_QB);
+	int hd = a->head_dim, G = a->n_head / a->n_kv_head;
+	int64_t rows = a->L * G;
+	g->n = (int)(rows - rho0 < ATT_QB ? rows - rho0 : ATT_QB);
 	g->glo = INT64_MAX;
 	g->ghi = 0;
 	for (int r = 0; r < ATT_QB; r++) {
-		int64_t i = i0 + (r < g->n ? r : 0);
-		g->q[r] = a->q + i * a->q_stride + (int64_t)n * hd;
+		int64_t rho = rho0 + (r < g->n ? r : 0), i = rho / G;
+		int64_t n = (int64_t)kvh * G + rho % G;
+		g->q[r] = a->q + i * a->q_stride + n * hd;
+		g->out[r] = a->out + (i * a->n_head + n) * hd;
 		g->m[r] = -INFINITY;
 		g->l[r] = 0;
 		memset(g->acc[r], 0, sizeof(float) * (size_t)hd);
@@ -1104,23 +1113,24 @@ static void att_group_init(const struct vlm_attn *a, struct att_group *g, int n,
 	}
 }
 
-/* One task: ATT_GROUPS groups of ATT_QB rows of one head. Each block of keys and values is
- * loaded once (it stays in L2) and used by every group whose rows can see it. */
+/* One task: up to ATT_GROUPS groups of ATT_QB rows of one KV head (j->groups of them). Each block
+ * of keys and values is loaded once (it stays in L2) and used by every group whose rows can see
+ * it. */
 static void att_task(void *ctx, int64_t task, int thread)
 {
 	const struct att_job *j = ctx;
 	const struct vlm_attn *a = j->a;
-	int hd = a->head_dim, n = (int)(task / j->n_qblocks);
-	int kvh = n / (a->n_head / a->n_kv_head);
-	int64_t i0 = (task % j->n_qblocks) * ATT_QB * ATT_GROUPS;
+	int hd = a->head_dim, kvh = (int)(task / j->n_qblocks);
+	int64_t rows = a->L * (a->n_head / a->n_kv_head);
+	int64_t rho0 = (task % j->n_qblocks) * ATT_QB * j->groups;
 	float scale = 1.0f / sqrtf((float)hd);
 	struct att_group groups[ATT_GROUPS];
 	int n_groups = 0;
 	int64_t lo = INT64_MAX, hi = 0;
 
-	for (; n_groups < ATT_GROUPS && i0 + n_groups * ATT_QB < a->L; n_groups++) {
+	for (; n_groups < j->groups && rho0 + n_groups * ATT_QB < rows; n_groups++) {
 		struct att_group *g = &groups[n_groups];
-		att_group_init(a, g, n, i0 + n_groups * ATT_QB);
+		att_group_init(a, g, kvh, rho0 + n_groups * ATT_QB);
 		lo = g->glo < lo ? g->glo : lo;
 		hi = g->ghi > hi ? g->ghi : hi;
 	}
@@ -1143,12 +1153,9 @@ static void att_task(void *ctx, int64_t task, int thread)
 	}
 	for (int gi = 0; gi < n_groups; gi++) {
 		const struct att_group *g = &groups[gi];
-		for (int r = 0; r < g->n; r++) {
-			int64_t i = i0 + gi * ATT_QB + r;
-			float *out = a->out + (i * a->n_head + n) * hd;
+		for (int r = 0; r < g->n; r++)
 			for (int d = 0; d < hd; d++)
-				out[d] = g->acc[r][d] / g->l[r];
-		}
+				g->out[r][d] = g->acc[r][d] / g->l[r];
 	}
 }
 
@@ -1372,10 +1379,8 @@ BF16 static void attb_task(void *ctx, int64_t task, int thread)
 
 void vlm_fast_attention(const struct vlm_cpu *cpu, const struct vlm_attn *a)
 {
-	int64_t rows = ATT_QB * ATT_GROUPS;
 	struct att_job j = { .cpu = cpu,
 			     .a = a,
-			     .n_qblocks = (a->L + rows - 1) / rows,
 			     .kern = { NULL, qk_portable, pv_portable, exp_sub_portable } };
 #if FAST_BF16
 	if (cpu->bf16 && a->L >= AB_Q / 2) {
@@ -1388,5 +1393,11 @@ void vlm_fast_attention(const struct vlm_cpu *cpu, const struct vlm_attn *a)
 	if (cpu->avx2)
 		j.kern = (struct att_kernels){ pack_kt_avx2, qk_avx2, pv_avx2, exp_sub_avx2 };
 #endif
-	vlm_pool_run(cpu->pool, att_task, &j, j.n_qblocks * a->n_head);
+	/* As many groups per task as still leave every thread a task (a decode step has only
+	 * n_kv_head x G rows). */
+	int64_t rows = a->L * (a->n_head / a->n_kv_head), row_groups = (rows + ATT_QB - 1) / ATT_QB;
+	int64_t per_task = row_groups * a->n_kv_head / cpu->n_threads;
+	j.groups = (int)(per_task < 1 ? 1 : per_task > ATT_GROUPS ? ATT_GROUPS : per_task);
+	j.n_qblocks = (row_groups + j.groups - 1) / j.groups;
+	vlm_pool_run(cpu->pool, att_task, &j, j.n_qblocks * a->n_kv_head);
 }
