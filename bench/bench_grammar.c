@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <glib.h>
+
 #include "grammar.h"
 
 #define N_VOCAB 151552
@@ -59,17 +61,10 @@ static void add(struct vocab_build *b, const char *s, size_t n)
 	b->len += n;
 }
 
+/* A code point as UTF-8 into out; its byte count. */
 static size_t utf8(char *out, uint32_t cp)
 {
-	if (cp < 0x800) {
-		out[0] = (char)(0xc0 | cp >> 6);
-		out[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	out[0] = (char)(0xe0 | cp >> 12);
-	out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-	out[2] = (char)(0x80 | (cp & 0x3f));
-	return 3;
+	return (size_t)g_unichar_to_utf8((gunichar)cp, out);
 }
 
 static void make_vocab(struct vocab_build *b)

@@ -440,6 +440,10 @@ static void top_pair(struct loader *l, const char *key, const yaml_node_t *knode
 	} else if (strcmp(key, "precision") == 0) {
 		if (set_enum(l, v, key, precision_names, 2, &e))
 			cfg->bf16 = e == 1;
+		if (cfg->bf16 && !vlm_bf16_supported())
+			problem(l, v, key,
+				"'bf16' needs AVX512_BF16, which this CPU (or this build) "
+				"lacks; use f32");
 	} else if (strcmp(key, "schemas") == 0)
 		set_path(l, v, key, &cfg->schemas);
 	else if (strcmp(key, "max_tokens") == 0)

@@ -58,6 +58,11 @@ static int grow(struct grow_buf *b, int64_t n, vlm_err *err)
 	return 0;
 }
 
+bool vlm_bf16_supported(void)
+{
+	return vlm_ops_bf16_supported();
+}
+
 int vlm_model_load(const char *dir, const struct vlm_model_opts *opts, struct vlm_model **out,
 		   vlm_err *err)
 {

@@ -56,7 +56,7 @@ static void test_full(void)
 					"failed: failed\n"
 					"state: ./state/\n"
 					"device: cpu\n"
-					"precision: bf16\n"
+					"precision: f32\n"
 					"schemas: my-schemas\n"
 					"max_tokens: 600\n"
 					"context: 4096\n"
@@ -98,7 +98,7 @@ static void test_full(void)
 	CHECK_STR(cfg->state, want);
 	CHECK_STR(cfg->archive, "/var/archive");
 	CHECK_STR(cfg->device, "cpu");
-	CHECK(cfg->bf16);
+	CHECK(!cfg->bf16);
 	snprintf(want, sizeof want, "%s/my-schemas", dir);
 	CHECK_STR(cfg->schemas, want);
 	CHECK_INT(cfg->max_tokens, 600);
@@ -220,6 +220,26 @@ static void test_demo_defaults(void)
 		exit(1);
 }
 
+/* precision: bf16 loads where the engine can run it and is refused, naming the reason, where it
+ * cannot (this CPU or build lacks AVX512_BF16) instead of failing at every document later. */
+static void test_precision(void)
+{
+	const char *path = write_file("bf16.yaml", "inboxes:\n"
+						   "  - path: in/x\n"
+						   "precision: bf16\n");
+	struct config *cfg = NULL;
+	vlm_err err = { 0 };
+	n_problems = 0;
+	if (vlm_bf16_supported()) {
+		CHECK_INT(config_load(path, &cfg, collect, NULL, &err), 0);
+		CHECK(cfg && cfg->bf16);
+	} else {
+		CHECK_INT(config_load(path, &cfg, collect, NULL, &err), -EINVAL);
+		CHECK(reported("line 3", "'bf16' needs AVX512_BF16"));
+	}
+	config_free(cfg);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir))
@@ -228,6 +248,7 @@ int main(void)
 	test_broken();
 	test_syntax_and_missing();
 	test_demo_defaults();
+	test_precision();
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	if (system(cmd) != 0)

@@ -81,6 +81,10 @@ struct vlm_model_opts {
 	bool bf16_activations;
 };
 
+/* Whether bf16_activations can be turned on here (this CPU and this build have AVX512_BF16), so
+ * a configuration can be refused before any model is loaded. */
+bool vlm_bf16_supported(void);
+
 int vlm_model_load(const char *dir, const struct vlm_model_opts *opts, struct vlm_model **out,
 		   vlm_err *err);
 void vlm_model_free(struct vlm_model *model); /* accepts NULL */
