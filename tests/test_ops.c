@@ -329,10 +329,10 @@ static float round_bf16(float f)
 	return f;
 }
 
-/* bf16 mode: with bf16 weights and M > 1 the result is the reference on bf16-rounded x; the
- * products of two bf16 values are exact in f32, so only the f32 summation order differs and the
- * f32 tolerance applies (not rounding x would be off by about 2^-9 relative). M = 1, other
- * weight dtypes and K over 524288 stay f32, so they match the reference on x itself. */
+/* bf16 mode: with bf16 weights the result is the reference on bf16-rounded x; the products of
+ * two bf16 values are exact in f32, so only the f32 summation order differs and the f32
+ * tolerance applies (not rounding x would be off by about 2^-9 relative). Other weight dtypes
+ * and K over 524288 stay f32, so they match the reference on x itself. */
 static void compare_matmul_bf16(struct vlm_ops *ops, enum vlm_dtype dt, int64_t M, int64_t N,
 				int64_t K, bool with_bias)
 {
@@ -341,7 +341,7 @@ static void compare_matmul_bf16(struct vlm_ops *ops, enum vlm_dtype dt, int64_t 
 	struct vlm_tensor b = rand_weight(VLM_DTYPE_BF16, 0, N);
 	float *x = rand_f32(M * K), *xr = rand_f32(M * K), *want = rand_f32(M * N),
 	      *got = rand_f32(M * N);
-	bool rounds = dt == VLM_DTYPE_BF16 && M > 1 && K <= 524288;
+	bool rounds = dt == VLM_DTYPE_BF16 && K <= 524288;
 	for (int64_t i = 0; i < M * K; i++)
 		xr[i] = rounds ? round_bf16(x[i]) : x[i];
 	vlm_ops_set_impl(ops, VLM_OPS_REF, NULL);
@@ -384,10 +384,18 @@ static void test_matmul_bf16(struct vlm_ops *ops)
 		{ 130, 97, 2100 },
 		{ 3, 145, 1025 },
 		{ 33, 40, 2048 },
+		/* M = 1 (decode): K a multiple of 128, of 32 only, with a partial group of 32,
+		 * odd, 1; N over 64 rows per task times 4 tasks per thread (several tasks) */
 		{ 1, 67, 1176 },
+		{ 1, 1100, 4096 },
+		{ 1, 3, 96 },
+		{ 1, 70, 1025 },
+		{ 1, 9, 31 },
+		{ 1, 2, 1 },
 		/* x over the 4M-element bf16 buffer: two chunks of rows; K too long for it (f32) */
 		{ 300, 5, 16000 },
 		{ 2, 1, 600000 },
+		{ 1, 2, 600000 },
 	};
 	for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
 		compare_matmul_bf16(ops, VLM_DTYPE_BF16, shapes[s][0], shapes[s][1], shapes[s][2],

@@ -11,7 +11,10 @@
  * - M > 1 (prefill, vision) is compute bound: a task owns MM_NT rows of W; for each K block it
  *   converts them once to f32 in its scratch (L2) and sweeps every 4-row group of x over them with
  *   a 4x3 register-blocked kernel, so each converted W tile is reused M/4 times.
- * - With bf16 activations (opt-in, AVX512_BF16 CPUs, bf16 weights, M > 1): the W tile stays bf16,
+ * - With bf16 activations (opt-in, AVX512_BF16 CPUs, bf16 weights), M = 1: x is rounded to bf16
+ *   once and each row is streamed through _mm512_dpbf16_ps, which keeps up with memory where the
+ *   widening f32 loop does not on a busy core (mv_rows_bf16).
+ * - With bf16 activations, M > 1: the W tile stays bf16,
  *   repacked in pairs of k so 16 output columns share a zmm register, x is rounded to bf16 once
  *   per matmul, a chunk of rows at a time into cpu->xb (rounding it again for every task was 13%
  *   of a prefill), and an 8x48 kernel of _mm512_dpbf16_ps accumulates the exact products in
@@ -193,7 +196,7 @@ struct mm_job {
 	const float *x;
 	int64_t M, N, K;
 	const struct vlm_tensor *w, *bias;
-	bool bf16; /* the bf16-activation path (M > 1, bf16 W, the CPU has AVX512_BF16) */
+	bool bf16; /* the bf16-activation path (bf16 W, the CPU has AVX512_BF16) */
 	/* the rows [m0, m0 + mc) this pool run computes; on the bf16 path cpu->xb holds them
 	 * rounded, rows of kp elements, zero up to the next multiple of MB_MR rows */
 	int64_t m0, mc, kp;
@@ -524,6 +527,42 @@ BF16 static void mmb_task(const struct mm_job *j, int64_t n0, int64_t nt, int th
 }
 #endif
 
+#if FAST_BF16
+/* y[n0 .. n0+nt) += W rows . x for M = 1 on the bf16 path, x rounded in cpu->xb: one
+ * _mm512_dpbf16_ps takes 32 products, a fifth of the instructions of the widening f32 loop. That
+ * loop is bound by the core, not by memory, whenever something else runs on the core's sibling
+ * (measured alternating with a plain read of the same bytes on this VM: 0.65-0.95 of the read's
+ * speed, moving from minute to minute; this loop 0.96-1.01). A last partial group of 32 is
+ * loaded masked, zero past K in both W and x. */
+BF16 static void mv_rows_bf16(const struct mm_job *j, int64_t n0, int64_t nt)
+{
+	const uint16_t *xb = j->cpu->xb;
+	int64_t K = j->K, k_main = K / 128 * 128;
+	for (int64_t n = n0; n < n0 + nt; n++) {
+		const uint16_t *w = (const uint16_t *)j->w->data + n * K;
+		__m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+		int64_t k = 0;
+		for (; k < k_main; k += 128) {
+			a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(w + k),
+					      (__m512bh)_mm512_loadu_si512(xb + k));
+			a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(w + k + 32),
+					      (__m512bh)_mm512_loadu_si512(xb + k + 32));
+			a2 = _mm512_dpbf16_ps(a2, (__m512bh)_mm512_loadu_si512(w + k + 64),
+					      (__m512bh)_mm512_loadu_si512(xb + k + 64));
+			a3 = _mm512_dpbf16_ps(a3, (__m512bh)_mm512_loadu_si512(w + k + 96),
+					      (__m512bh)_mm512_loadu_si512(xb + k + 96));
+		}
+		for (; k < K; k += 32) {
+			__mmask32 m = K - k >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << (K - k)) - 1;
+			a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_maskz_loadu_epi16(m, w + k),
+					      (__m512bh)_mm512_maskz_loadu_epi16(m, xb + k));
+		}
+		j->y[n] += _mm512_reduce_add_ps(
+			_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+	}
+}
+#endif
+
 /* W rows per task (the last task may have fewer). */
 static int64_t mm_task_rows(const struct mm_job *j)
 {
@@ -545,6 +584,12 @@ static void mm_task(void *ctx, int64_t task, int thread)
 
 	mm_init_rows(j, n0, nt);
 	if (j->M == 1) {
+#if FAST_BF16
+		if (j->bf16) {
+			mv_rows_bf16(j, n0, nt);
+			return;
+		}
+#endif
 #if FAST_X86
 		if (avx2) {
 			mv_task_avx2(j, n0, nt);
@@ -609,11 +654,16 @@ void vlm_fast_matmul(const struct vlm_cpu *cpu, float *y, const float *x, int64_
 			    .K = w->shape[1],
 			    .w = w,
 			    .bias = bias,
-			    .bf16 = cpu->bf16 && M > 1 && w->dtype == VLM_DTYPE_BF16 &&
+			    .bf16 = cpu->bf16 && w->dtype == VLM_DTYPE_BF16 &&
 				    (w->shape[1] + 1) / 2 * 2 * MB_MR <= MB_XB, /* 8 rows fit */
 			    .mc = M };
 	int64_t rows = mm_task_rows(&j), n_tasks = (j.N + rows - 1) / rows;
 #if FAST_BF16
+	if (j.bf16 && M == 1) {
+		round_row_bf16(x, j.K, cpu->xb);
+		vlm_pool_run(cpu->pool, mm_task, &j, n_tasks);
+		return;
+	}
 	if (j.bf16) {
 		j.kp = (j.K + 1) / 2 * 2;
 		int64_t chunk = MB_XB / j.kp / MB_MR * MB_MR;

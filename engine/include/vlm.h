@@ -74,10 +74,10 @@ struct vlm_model;
 struct vlm_model_opts {
 	int n_threads;      /* 0: every online CPU */
 	bool reference_ops; /* the plain single-threaded reference ops (tests, debugging) */
-	/* Opt-in: prefill and vision matmuls and attention on bf16-rounded activations with
-	 * AVX512_BF16 dot products (2-4x as fast; decode matmuls and every other op stay f32). Load
-	 * fails with -ENOTSUP on a CPU without AVX512_BF16. Off: f32 throughout, the parity
-	 * default. */
+	/* Opt-in: matmuls with bf16 weights (prefill, vision and decode) and attention on
+	 * bf16-rounded activations with AVX512_BF16 dot products (prefill and vision 2-4x as fast,
+	 * decode at the memory bandwidth on a busy core; every other op stays f32). Load fails with
+	 * -ENOTSUP on a CPU without AVX512_BF16. Off: f32 throughout, the parity default. */
 	bool bf16_activations;
 };
 
