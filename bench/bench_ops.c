@@ -80,11 +80,13 @@ int main(int argc, char **argv)
 	       vlm_ops_impl_name(vlm_ops_get_impl(ops)));
 	printf("%-40s %12s %12s\n", "measurement", "value", "of limit");
 
-	double bw;
-	if (membw_read(pool, (size_t)1 << 30, &bw, &err) < 0) {
+	struct membw *mb = NULL;
+	if (membw_new((size_t)1 << 30, &mb, &err) < 0) {
 		fprintf(stderr, "%s\n", err.msg);
 		return 1;
 	}
+	double bw = membw_read(mb, pool);
+	membw_free(mb);
 	printf("%-40s %8.1f GB/s %12s\n", "memory read (1 GiB buffer), all threads", bw, "");
 
 	static const int64_t shapes[][2] = { { 4096, 4096 }, { 13696, 4096 } };
