@@ -43,9 +43,9 @@ static const char model_usage[] =
 	"  --top-k K         top-k sampling (with --temperature; default off)\n"
 	"  --seed S          random seed for sampling (default 0)\n"
 	"  --trace DIR       dump every named intermediate tensor to DIR (NAME.f32, index.tsv)\n"
-	"  --precision P     f32 (default: matches transformers' f32 run) or bf16 (prefill and\n"
-	"                    vision matmuls and attention on bf16-rounded activations, 2-4x as\n"
-	"                    fast; needs a CPU with AVX512_BF16)\n"
+	"  --precision P     f32 (default: matches transformers' f32 run) or bf16 (matmuls and\n"
+	"                    attention on bf16-rounded activations, prefill 2-4x as fast; needs\n"
+	"                    a CPU with AVX512_BF16)\n"
 	"\n"
 	"Exit status: 0 success, 2 bad usage or a refused input, 1 failure (network, checksum,\n"
 	"disk, memory).\n";
