@@ -69,25 +69,23 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Spins until the generation differs from seen or SPIN_NS has passed. */
-static void spin_generation(struct vlm_pool *pool, uint64_t seen)
+static bool generation_moved(struct vlm_pool *pool, uint64_t seen)
 {
-	int64_t deadline = now_ns() + SPIN_NS;
-	for (unsigned i = 1;; i++) {
-		if (atomic_load_explicit(&pool->generation, memory_order_acquire) != seen)
-			return;
-		cpu_relax();
-		if (i % 64 == 0 && now_ns() > deadline)
-			return;
-	}
+	return atomic_load_explicit(&pool->generation, memory_order_acquire) != seen;
 }
 
-/* Spins until no worker is busy (true) or SPIN_NS has passed (false). */
-static bool spin_idle(struct vlm_pool *pool)
+static bool workers_idle(struct vlm_pool *pool, uint64_t unused)
+{
+	(void)unused;
+	return atomic_load_explicit(&pool->n_busy, memory_order_acquire) == 0;
+}
+
+/* Spins until done(pool, arg) (true) or SPIN_NS has passed (false). */
+static bool spin(struct vlm_pool *pool, bool (*done)(struct vlm_pool *, uint64_t), uint64_t arg)
 {
 	int64_t deadline = now_ns() + SPIN_NS;
 	for (unsigned i = 1;; i++) {
-		if (atomic_load_explicit(&pool->n_busy, memory_order_acquire) == 0)
+		if (done(pool, arg))
 			return true;
 		cpu_relax();
 		if (i % 64 == 0 && now_ns() > deadline)
@@ -102,7 +100,7 @@ static void *pool_main(void *arg)
 	uint64_t seen = 0;
 
 	for (;;) {
-		spin_generation(pool, seen);
+		spin(pool, generation_moved, seen);
 		/* Under the mutex either way: the run's fn, ctx and n_tasks were published under it. */
 		pthread_mutex_lock(&pool->mu);
 		while (!pool->stop && pool->generation == seen)
@@ -205,7 +203,7 @@ void vlm_pool_run(struct vlm_pool *pool, vlm_pool_fn *fn, void *ctx, int64_t n_t
 
 	pool_work(pool, 0);
 
-	if (spin_idle(pool))
+	if (spin(pool, workers_idle, 0))
 		return;
 	pthread_mutex_lock(&pool->mu);
 	while (pool->n_busy > 0)
