@@ -1,6 +1,6 @@
 /* bench_engine: the engine's speed on a model directory at real shapes (issue 3, bench/engine).
  * Usage: bench_engine MODEL_DIR [--threads N] [--precision f32|bf16] [--json FILE]
- * (--precision bf16: vlm_model_opts.bf16_activations, prefill and vision matmuls on bf16-rounded
+ * (--precision bf16: vlm_model_opts.bf16_activations, matmuls and attention on bf16-rounded
  * activations; default f32)
  *
  * What is timed (wall clock, one run each after a warm-up; tools/bench_transformers.py times the

@@ -529,9 +529,9 @@ BF16 static void mmb_task(const struct mm_job *j, int64_t n0, int64_t nt, int th
 
 #if FAST_BF16
 /* y[n0 .. n0+nt) += W rows . x for M = 1 on the bf16 path, x rounded in cpu->xb: one
- * _mm512_dpbf16_ps takes 32 products, a fifth of the instructions of the widening f32 loop. That
+ * _mm512_dpbf16_ps takes 32 products, for which the widening f32 loop issues some twenty. That
  * loop is bound by the core, not by memory, whenever something else runs on the core's sibling
- * (measured alternating with a plain read of the same bytes on this VM: 0.65-0.95 of the read's
+ * (measured alternating with a plain read of the same bytes on this VM: 0.63-0.95 of the read's
  * speed, moving from minute to minute; this loop 0.96-1.01). A last partial group of 32 is
  * loaded masked, zero past K in both W and x. */
 BF16 static void mv_rows_bf16(const struct mm_job *j, int64_t n0, int64_t nt)
