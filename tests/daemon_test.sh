@@ -826,18 +826,11 @@ schema) # a schema inbox: the tiny fixture model (loaded once, in the daemon) ex
       grep -q "transient failure, retry in .*: extract: generation aborted after 3 tokens" "$tmp/log"
   fi
   check "schema-shaped results" python3 - "$tmp" "$src/schemas/invoice.yaml" <<'EOF'
-import glob, json, re, sys
+import glob, json, os, re, sys
 t, schema_path = sys.argv[1:]
-keys, inside = [], False
-for line in open(schema_path, encoding="utf-8"):
-    if line.startswith("fields:"):
-        inside = True
-    elif inside and re.match(r"^\S", line):
-        break
-    elif inside:
-        m = re.match(r"^  ([A-Za-z_][A-Za-z0-9_]*):\s*$", line)
-        if m:
-            keys.append(m.group(1))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(schema_path)), "tests"))
+from schema_keys import schema_keys
+keys = schema_keys(schema_path)
 results = [json.load(open(f)) for f in glob.glob(f"{t}/out/a/*.json")]
 assert sorted(r["source"]["name"] for r in results) == ["invoice.pdf", "invoice_screenshot.png"]
 for r in results:

@@ -29,8 +29,10 @@ for row in invoice.pdf:invoice:1:600 invoice_screenshot.png:invoice:1:600 \
   sha=$(sha256sum "$src/samples/$file" | cut -d' ' -f1)
   check "$file: result shape and provenance" python3 - "$out" "$src/schemas/$schema.yaml" \
     "$sha" "$pages" "$schema" <<'PY'
-import json, re, sys
+import json, os, re, sys
 result_path, schema_path, sha, pages, schema = sys.argv[1:]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(schema_path)), "tests"))
+from schema_keys import schema_keys
 r = json.load(open(result_path))
 assert r["status"] in ("ok", "needs_review"), r["status"]
 assert r["schema"] == {"name": schema, "version": "1"}, r["schema"]
@@ -45,16 +47,7 @@ assert list(r["timings_s"]) == ["ingest", "layout", "prefill", "decode", "valida
 assert all(isinstance(f["value"], list) or 1 <= f["page"] <= int(pages)
            for f in r["fields"].values()), r["fields"]
 # Every top-level key of the schema is in data, in order (read from the YAML's field list).
-keys, inside = [], False
-for line in open(schema_path, encoding="utf-8"):
-    if line.startswith("fields:"):
-        inside = True
-    elif inside and re.match(r"^\S", line):
-        break
-    elif inside:
-        m = re.match(r"^  ([A-Za-z_][A-Za-z0-9_]*):\s*$", line)
-        if m:
-            keys.append(m.group(1))
+keys = schema_keys(schema_path)
 assert list(r["data"]) == keys, (list(r["data"]), keys)
 # Values were held to 8 bytes; normalisation (an ISO 8601 date, upper case) may lengthen one a
 # little, never to the 512 bytes of the default.
